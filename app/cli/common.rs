@@ -1,0 +1,102 @@
+//! Arguments shared by subcommands: the model, the data, the device.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::embedded;
+use crate::engine::data::{self, DataSpec, Dataset, Split, Subset};
+use crate::engine::device::{self, DeviceChoice};
+use crate::engine::model::{CardOrigin, Network};
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Checkpoint: safetensors or a PyTorch .pth/.pt zip (default: the embedded MNIST CNN)
+    #[arg(long, value_name = "FILE")]
+    pub model: Option<PathBuf>,
+    /// Model card (default: the checkpoint's name with .json, else recognised from its keys)
+    #[arg(long, value_name = "FILE")]
+    pub card: Option<PathBuf>,
+    /// Where to compute
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<Network> {
+        let dev = device::open(self.device)?;
+        let net = match &self.model {
+            Some(p) => Network::load(p, self.card.as_deref(), &dev)?,
+            None => embedded::network(&dev).context("loading the embedded model")?,
+        };
+        for w in &net.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(net)
+    }
+
+    pub fn describe(&self, net: &Network) -> String {
+        let name = self.model.as_ref().map_or(embedded::MODEL_NAME.to_string(), |p| p.display().to_string());
+        let card = match &net.card_origin {
+            CardOrigin::File(p) => format!("card {}", p.display()),
+            CardOrigin::Detected(_) => "architecture recognised from the keys".to_string(),
+            CardOrigin::Given => "built-in card".to_string(),
+        };
+        format!("{name} ({}, {} parameters, {card})", net.card.architecture, group(net.params.parameter_count()))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Dataset folder or file: IDX (MNIST, Fashion-MNIST), CIFAR-10 .bin batches, an image
+    /// folder, or named PNGs (default: the embedded 1,000 MNIST test images)
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Which split to use
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Use only the first N images
+    #[arg(long, value_name = "N", conflicts_with = "sample")]
+    pub limit: Option<usize>,
+    /// Use N images drawn at random (see --seed)
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Seed for --sample
+    #[arg(long, default_value_t = 0)]
+    pub data_seed: u64,
+}
+
+impl DataArgs {
+    pub fn subset(&self) -> Subset {
+        match (self.limit, self.sample) {
+            (Some(n), _) => Subset::First { n },
+            (None, Some(n)) => Subset::Random { n, seed: self.data_seed },
+            _ => Subset::All,
+        }
+    }
+
+    pub fn load(&self) -> Result<Dataset> {
+        let d = match &self.data {
+            Some(p) => data::load(&DataSpec { path: p.clone(), split: self.split, subset: self.subset() })?,
+            None => embedded::dataset()?.subset(self.subset())?,
+        };
+        for n in &d.notes {
+            eprintln!("note: {n}");
+        }
+        Ok(d)
+    }
+}
+
+/// 12345 -> "12,345".
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

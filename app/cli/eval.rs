@@ -1,0 +1,188 @@
+//! `eval`: clean and adversarial accuracy.
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use super::common::{DataArgs, ModelArgs, group};
+use super::progress::{Bar, ctrl_c_flag};
+use crate::engine::attack::{AttackConfig, AttackKind, GradMode};
+use crate::engine::eval::{EvalConfig, EvalReport, evaluate};
+use crate::engine::model::BnMode;
+use crate::engine::progress::Ctrl;
+use crate::engine::setup;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttackChoice {
+    None,
+    Fgsm,
+    Pgd,
+}
+
+/// Attack options shared by every command that attacks.
+#[derive(Args, Debug, Clone)]
+pub struct AttackArgs {
+    /// Strength in normalised input units (default: the card's, else the dataset's: 0.3 for
+    /// MNIST and Fashion-MNIST, 0.015 for CIFAR-10)
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Gradient direction: `exact` cannot be hidden by float rounding; `autograd` is
+    /// PyTorch's float32 backward of batch-mean cross-entropy
+    #[arg(long, value_enum, default_value_t = GradMode::Exact)]
+    pub grad: GradMode,
+    /// Clamp adversarial inputs to the normalised image of [0, 1]
+    #[arg(long)]
+    pub clamp: bool,
+    /// PGD iterations
+    #[arg(long, default_value_t = 10)]
+    pub pgd_steps: usize,
+    /// PGD step size (default 2.5 * eps / steps)
+    #[arg(long)]
+    pub pgd_step: Option<f64>,
+    /// Start PGD at a random point of the eps ball
+    #[arg(long)]
+    pub random_start: bool,
+    /// Seed for PGD's random start
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Batch-norm statistics: `running` (evaluation mode) or `batch` (as the papers' code)
+    #[arg(long, value_enum, default_value_t = BnMode::Running)]
+    pub bn: BnMode,
+    /// Images per batch
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+}
+
+impl AttackArgs {
+    pub fn config(&self, kind: AttackKind, eps: f64) -> AttackConfig {
+        AttackConfig {
+            kind,
+            eps,
+            grad: self.grad,
+            clamp: self.clamp,
+            pgd_steps: self.pgd_steps,
+            pgd_step: self.pgd_step,
+            pgd_random_start: self.random_start,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Attack to run after the clean pass
+    #[arg(long, value_enum, default_value_t = AttackChoice::Fgsm)]
+    pub attack: AttackChoice,
+    #[command(flatten)]
+    pub attack_opts: AttackArgs,
+    /// Print one JSON object on stdout (progress stays on stderr)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    let net = a.model.load()?;
+    let data = a.data.load()?;
+    setup::check_compatible(&net, &data)?;
+    let norm = setup::normalization(&net, Some(&data))?;
+    let kind = match a.attack {
+        AttackChoice::None => None,
+        AttackChoice::Fgsm => Some(AttackKind::Fgsm),
+        AttackChoice::Pgd => Some(AttackKind::Pgd),
+    };
+    let attack = match kind {
+        None => None,
+        Some(k) => {
+            let Some(eps) = a.attack_opts.eps.or_else(|| setup::default_eps(&net, Some(&data))) else {
+                bail!("no default eps is known for this model and dataset: pass --eps");
+            };
+            Some(a.attack_opts.config(k, eps))
+        }
+    };
+    let cfg = EvalConfig { batch: a.attack_opts.batch, bn: a.attack_opts.bn, attack };
+    let bar = Bar::new();
+    let stop = ctrl_c_flag();
+    let report = evaluate(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop });
+    bar.finish();
+    let report = report?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary_json(&report, &cfg))?);
+    } else {
+        println!("model  {}", a.model.describe(&net));
+        println!("data   {} ({} images)", data.name, group(data.len()));
+        print_report(&report, &cfg, norm.channel(0).1);
+    }
+    Ok(())
+}
+
+fn summary_json(r: &EvalReport, cfg: &EvalConfig) -> serde_json::Value {
+    let a = cfg.attack.as_ref();
+    json!({
+        "n": r.n,
+        "correct_clean": r.correct_clean,
+        "clean_accuracy": r.clean_accuracy,
+        "correct_adversarial": r.correct_adversarial,
+        "adversarial_accuracy": r.adversarial_accuracy,
+        "attack": a.map_or("none", |a| match a.kind { AttackKind::Fgsm => "fgsm", AttackKind::Pgd => "pgd" }),
+        "eps": a.map(|a| a.eps),
+        "grad": a.map(|a| a.grad),
+        "clamp": a.map(|a| a.clamp),
+        "bn": cfg.bn,
+        "batch": cfg.batch,
+        "saturated": r.saturated,
+        "config": cfg,
+    })
+}
+
+fn pct(c: usize, n: usize) -> String {
+    format!("{:.2} % ({} / {})", 100.0 * c as f64 / n.max(1) as f64, group(c), group(n))
+}
+
+fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
+    println!("clean accuracy        {}", pct(r.correct_clean, r.n));
+    if let (Some(a), Some(c)) = (&cfg.attack, r.correct_adversarial) {
+        let name = match a.kind {
+            AttackKind::Fgsm => "FGSM".to_string(),
+            AttackKind::Pgd => format!("PGD-{}", a.pgd_steps),
+        };
+        let grad = match a.grad {
+            GradMode::Exact => "exact gradient direction",
+            GradMode::Autograd => "float32 autograd",
+        };
+        println!("adversarial accuracy  {}", pct(c, r.n));
+        println!(
+            "  {name}, eps {} ({:.4} in pixel units), {grad}{}",
+            a.eps,
+            a.eps * std0 as f64,
+            if a.clamp { ", clamped to the image range" } else { "" }
+        );
+        println!("saturated samples     {} (true-class probability rounds to 1 in float32)", group(r.saturated));
+    }
+}
+
+/// What `cargo run --release` prints until the desktop app opens: the embedded model
+/// and its evaluation on the embedded data.
+pub fn default_summary() -> Result<()> {
+    let args = EvalArgs {
+        model: ModelArgs { model: None, card: None, device: Default::default() },
+        data: DataArgs { data: None, split: Default::default(), limit: None, sample: None, data_seed: 0 },
+        attack: AttackChoice::Fgsm,
+        attack_opts: AttackArgs {
+            eps: None,
+            grad: GradMode::Exact,
+            clamp: false,
+            pgd_steps: 10,
+            pgd_step: None,
+            random_start: false,
+            seed: 0,
+            bn: BnMode::Running,
+            batch: 100,
+        },
+        json: false,
+    };
+    run(&args)
+}

@@ -1,0 +1,83 @@
+//! `info`: the layers of a checkpoint.
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+
+use super::common::{ModelArgs, group};
+use crate::engine::model::Network;
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct LayerRow {
+    name: String,
+    kind: &'static str,
+    shape: Vec<usize>,
+    parameters: usize,
+    min: f32,
+    max: f32,
+    filterable: bool,
+}
+
+/// One row per parameterised layer, with the range of its weight.
+fn rows(net: &Network) -> Result<Vec<LayerRow>> {
+    net.params
+        .layers()
+        .iter()
+        .map(|l| {
+            let key = format!("{}.weight", l.name);
+            let (min, max) = match net.params.get(&key) {
+                Some(p) => {
+                    let v = p.var.as_tensor().flatten_all()?;
+                    (v.min(0)?.to_scalar::<f32>()?, v.max(0)?.to_scalar::<f32>()?)
+                }
+                None => (f32::NAN, f32::NAN),
+            };
+            Ok(LayerRow { name: l.name.clone(), kind: l.kind.name(), shape: l.shape.clone(), parameters: l.parameters, min, max, filterable: l.filterable })
+        })
+        .collect()
+}
+
+pub fn run(a: &InfoArgs) -> Result<()> {
+    let net = a.model.load()?;
+    let rows = rows(&net)?;
+    if a.json {
+        let out = serde_json::json!({
+            "architecture": net.card.architecture,
+            "input": net.card.input,
+            "classes": net.num_classes,
+            "parameters": net.params.parameter_count(),
+            "card": net.card,
+            "warnings": net.warnings,
+            "layers": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("{}", a.model.describe(&net));
+    println!("input {:?}, {} classes; * marks the layers the synaptic filters act on\n", net.card.input, net.num_classes);
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(5);
+    println!("  {:width$}  {:<11}  {:<18}  {:>11}  {:>10}  {:>10}", "layer", "kind", "shape", "parameters", "min", "max");
+    for r in &rows {
+        let shape = format!("{:?}", r.shape);
+        println!(
+            "{} {:width$}  {:<11}  {:<18}  {:>11}  {:>10.5}  {:>10.5}",
+            if r.filterable { '*' } else { ' ' },
+            r.name,
+            r.kind,
+            shape,
+            group(r.parameters),
+            r.min,
+            r.max
+        );
+    }
+    Ok(())
+}

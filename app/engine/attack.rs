@@ -1,0 +1,240 @@
+//! FGSM and PGD (SPEC section 4), with an input-gradient direction that float
+//! rounding cannot hide.
+
+use candle_core::{DType, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::card::Normalize;
+use crate::engine::model::ops::sign;
+use crate::engine::model::{BnMode, ForwardCtx, Network};
+use crate::engine::error::{EngineError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum AttackKind {
+    #[default]
+    Fgsm,
+    Pgd,
+}
+
+/// How the input gradient's direction is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum GradMode {
+    /// Per-sample logit cotangent in float64 (SPEC section 4): never lost to rounding.
+    #[default]
+    Exact,
+    /// The conventional float32 backward of batch-mean cross-entropy, as PyTorch code does.
+    Autograd,
+}
+
+fn default_pgd_steps() -> usize {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttackConfig {
+    pub kind: AttackKind,
+    /// Strength in normalised input units.
+    pub eps: f64,
+    pub grad: GradMode,
+    /// Clamp adversarial inputs to the normalised image of [0, 1].
+    pub clamp: bool,
+    #[serde(default = "default_pgd_steps")]
+    pub pgd_steps: usize,
+    /// PGD step size; `None` means 2.5 * eps / steps (Madry et al.).
+    pub pgd_step: Option<f64>,
+    pub pgd_random_start: bool,
+    pub seed: u64,
+}
+
+impl Default for AttackConfig {
+    fn default() -> Self {
+        Self {
+            kind: AttackKind::Fgsm,
+            eps: 0.0,
+            grad: GradMode::Exact,
+            clamp: false,
+            pgd_steps: default_pgd_steps(),
+            pgd_step: None,
+            pgd_random_start: false,
+            seed: 0,
+        }
+    }
+}
+
+impl AttackConfig {
+    pub fn fgsm(eps: f64) -> Self {
+        Self { eps, ..Self::default() }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(self.eps >= 0.0) || !self.eps.is_finite() {
+            return Err(EngineError::config(format!("eps must be a finite number >= 0, found {}", self.eps)));
+        }
+        if self.kind == AttackKind::Pgd {
+            if self.pgd_steps == 0 {
+                return Err(EngineError::config("PGD needs at least one step"));
+            }
+            if let Some(s) = self.pgd_step
+                && !(s > 0.0)
+            {
+                return Err(EngineError::config(format!("the PGD step size must be > 0, found {s}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn pgd_step_size(&self) -> f64 {
+        self.pgd_step.unwrap_or(2.5 * self.eps / self.pgd_steps.max(1) as f64)
+    }
+}
+
+/// The logit cotangent whose backward pass gives the input-gradient direction, and
+/// how many samples saturate (true-class probability rounds to 1 in float32).
+fn cotangent(logits: &Tensor, labels: &[u32], mode: GradMode) -> Result<(Tensor, usize)> {
+    let z: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+    let n = z.len();
+    let k = z.first().map_or(0, Vec::len);
+    let mut c = Vec::with_capacity(n * k);
+    let mut saturated = 0;
+    let inv_n = 1.0f32 / n as f32;
+    for (row, &y) in z.iter().zip(labels) {
+        let y = y as usize;
+        // PyTorch's float32 log-softmax: z - max - log(sum(exp(z - max))).
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let lse = row.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+        let p_y = (row[y] - max - lse).exp();
+        if p_y == 1.0 {
+            saturated += 1;
+        }
+        match mode {
+            GradMode::Exact => {
+                let r = row.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| v as f64).fold(f64::NEG_INFINITY, f64::max);
+                let others: Vec<f64> = row.iter().map(|&v| (v as f64 - r).exp()).collect();
+                let sum: f64 = others.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, v)| v).sum();
+                c.extend((0..k).map(|j| if j == y { -sum as f32 } else { others[j] as f32 }));
+            }
+            GradMode::Autograd => {
+                // Cross-entropy's backward: grad_logsm = -onehot / N, then
+                // log-softmax's backward: grad_logsm - exp(logsm) * sum(grad_logsm).
+                let g = -inv_n;
+                c.extend((0..k).map(|j| {
+                    let p = (row[j] - max - lse).exp();
+                    (if j == y { g } else { 0.0 }) - p * g
+                }));
+            }
+        }
+    }
+    Ok((Tensor::from_vec(c, (n, k), logits.device())?, saturated))
+}
+
+/// The input gradient whose sign the attacks follow, the clean logits, and the
+/// saturated-sample count.
+pub fn input_gradient(net: &Network, x: &Tensor, labels: &[u32], bn: BnMode, mode: GradMode) -> Result<(Tensor, Tensor, usize)> {
+    let xv = Var::from_tensor(x)?;
+    let logits = net.forward(xv.as_tensor(), &mut ForwardCtx::with_bn(bn))?;
+    let (c, saturated) = cotangent(&logits.detach(), labels, mode)?;
+    let grads = logits.mul(&c)?.sum_all()?.backward()?;
+    let g = grads
+        .get(xv.as_tensor())
+        .cloned()
+        .ok_or_else(|| EngineError::model("the network's output does not depend on its input"))?;
+    Ok((g, logits.detach(), saturated))
+}
+
+/// Per-channel bounds of the normalised image of [0, 1], shaped (1, C, 1, 1).
+fn image_bounds(norm: &Normalize, channels: usize, like: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (lo, hi): (Vec<f32>, Vec<f32>) = (0..channels)
+        .map(|c| {
+            let (m, s) = norm.channel(c);
+            ((0.0 - m) / s, (1.0 - m) / s)
+        })
+        .unzip();
+    let shape = (1, channels, 1, 1);
+    Ok((Tensor::from_vec(lo, shape, like.device())?, Tensor::from_vec(hi, shape, like.device())?))
+}
+
+fn clamp_to(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
+    Ok(x.broadcast_maximum(lo)?.broadcast_minimum(hi)?)
+}
+
+/// An attack's output for one batch.
+pub struct Attacked {
+    pub x_adv: Tensor,
+    /// Logits of the clean input (computed on the way).
+    pub clean_logits: Tensor,
+    pub saturated: usize,
+}
+
+/// Runs the configured attack on a batch of normalised inputs.
+pub fn attack(net: &Network, x: &Tensor, labels: &[u32], norm: &Normalize, bn: BnMode, cfg: &AttackConfig) -> Result<Attacked> {
+    let eps = cfg.eps;
+    let bounds = if cfg.clamp { Some(image_bounds(norm, x.dim(1)?, x)?) } else { None };
+    let finish = |x: Tensor| -> Result<Tensor> {
+        match &bounds {
+            Some((lo, hi)) => clamp_to(&x, lo, hi),
+            None => Ok(x),
+        }
+    };
+    let (g, clean_logits, saturated) = input_gradient(net, x, labels, bn, cfg.grad)?;
+    let x_adv = match cfg.kind {
+        AttackKind::Fgsm => finish((x + (sign(&g)? * eps)?)?)?,
+        AttackKind::Pgd => {
+            let step = cfg.pgd_step_size();
+            let mut cur = if cfg.pgd_random_start {
+                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+                let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.random_range(-eps..=eps) as f32).collect();
+                finish((x + Tensor::from_vec(noise, x.shape(), x.device())?)?)?
+            } else {
+                x.clone()
+            };
+            let (lo, hi) = ((x - eps)?, (x + eps)?);
+            for t in 0..cfg.pgd_steps {
+                let g = if t == 0 && !cfg.pgd_random_start { g.clone() } else { input_gradient(net, &cur, labels, bn, cfg.grad)?.0 };
+                let moved = (&cur + (sign(&g)? * step)?)?;
+                cur = finish(moved.maximum(&lo)?.minimum(&hi)?)?;
+            }
+            cur
+        }
+    };
+    Ok(Attacked { x_adv: x_adv.detach(), clean_logits, saturated })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn exact_cotangent_survives_saturation() {
+        // Class 0 wins by 200 logits: float32 softmax rounds to exactly one-hot.
+        let logits = Tensor::new(&[[200f32, 0.0, -1.0]], &Device::Cpu).unwrap();
+        let (c, sat) = cotangent(&logits, &[0], GradMode::Exact).unwrap();
+        let c = c.to_vec2::<f32>().unwrap();
+        assert_eq!(sat, 1);
+        assert!(c[0][0] < 0.0 && c[0][1] > 0.0 && c[0][2] > 0.0, "{c:?}");
+        assert!((c[0][1] - 1.0).abs() < 1e-6 && (c[0][2] - (-1f32).exp()).abs() < 1e-6);
+        let (a, _) = cotangent(&logits, &[0], GradMode::Autograd).unwrap();
+        assert_eq!(a.to_vec2::<f32>().unwrap()[0], vec![0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn exact_cotangent_is_proportional_to_softmax_minus_onehot() {
+        let z = [1.0f32, 2.0, 0.5, -1.0];
+        let logits = Tensor::new(&[z], &Device::Cpu).unwrap();
+        let (c, _) = cotangent(&logits, &[2], GradMode::Exact).unwrap();
+        let c = c.to_vec2::<f32>().unwrap()[0].clone();
+        let e: Vec<f64> = z.iter().map(|&v| (v as f64).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let reference: Vec<f64> = e.iter().enumerate().map(|(j, v)| v / s - if j == 2 { 1.0 } else { 0.0 }).collect();
+        let ratio = c[0] as f64 / reference[0];
+        for j in 0..4 {
+            assert!((c[j] as f64 - ratio * reference[j]).abs() < 1e-5, "{c:?} vs {reference:?}");
+        }
+        assert!(ratio > 0.0);
+    }
+}

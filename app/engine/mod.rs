@@ -1,0 +1,16 @@
+//! The numerical engine: checkpoints, models, datasets, attacks and evaluation.
+//! It depends on candle only, never on the GUI.
+
+pub mod attack;
+pub mod card;
+pub mod checkpoint;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod fsutil;
+pub mod model;
+pub mod progress;
+pub mod setup;
+
+pub use error::{EngineError, Result};

@@ -1,0 +1,169 @@
+//! Recognising an architecture from state_dict keys and shapes when no card names it.
+
+use crate::engine::card::{Architecture, EXAMPLE_CARD, LayerSpec, ModelCard, Pair};
+use crate::engine::checkpoint::StateDict;
+use crate::engine::error::{EngineError, Result};
+
+/// A card guessed from the checkpoint, plus a note saying what was assumed.
+pub struct Detected {
+    pub card: ModelCard,
+    pub note: String,
+}
+
+/// Provisional input size for size-agnostic networks: the dataset's size replaces it.
+fn default_hw(channels: usize) -> usize {
+    if channels == 1 { 28 } else { 32 }
+}
+
+fn card(architecture: Architecture, channels: usize) -> ModelCard {
+    let hw = default_hw(channels);
+    ModelCard {
+        architecture,
+        input: [channels, hw, hw],
+        normalize: None,
+        classes: None,
+        dataset: None,
+        eps: None,
+        layers: Vec::new(),
+        training: None,
+    }
+}
+
+pub fn detect(sd: &StateDict) -> Result<Detected> {
+    let shape = |k: &str| sd.shape(k).map(<[usize]>::to_vec);
+    if let (Some(stem), true) = (shape("conv1.weight"), sd.contains("layer1.0.conv1.weight")) {
+        let count = |s: usize| (0..).take_while(|b| sd.contains(&format!("layer{s}.{b}.conv1.weight"))).count();
+        let blocks = [count(1), count(2), count(3), count(4)];
+        let bottleneck = sd.contains("layer1.0.conv3.weight");
+        let arch = match (blocks, bottleneck) {
+            ([2, 2, 2, 2], false) => Architecture::ResNet18,
+            ([3, 4, 6, 3], false) => Architecture::ResNet34,
+            ([3, 4, 6, 3], true) => Architecture::ResNet50,
+            _ => {
+                return Err(EngineError::model(format!(
+                    "ResNet-like keys with blocks per stage {blocks:?} ({}), which matches none of \
+                     ResNet-18 [2, 2, 2, 2], ResNet-34 [3, 4, 6, 3], ResNet-50 [3, 4, 6, 3] bottleneck",
+                    if bottleneck { "bottleneck" } else { "basic" }
+                )));
+            }
+        };
+        let stem_kind = if stem.get(2) == Some(&3) { "CIFAR stem" } else { "torchvision stem" };
+        return Ok(Detected { card: card(arch, stem[1]), note: format!("recognised {arch} ({stem_kind}) from its keys") });
+    }
+    if let (Some(stem), true) = (shape("features.0.weight"), sd.contains("features.3.squeeze.weight")) {
+        if stem.get(2) != Some(&3) {
+            return Err(EngineError::model(
+                "SqueezeNet keys with a first kernel other than 3x3: SqueezeNet 1.0 is not supported, only 1.1",
+            ));
+        }
+        return Ok(Detected {
+            card: card(Architecture::SqueezeNet1_1, stem[1]),
+            note: "recognised squeezenet1_1 from its keys".into(),
+        });
+    }
+    if let (Some(stem), Some(b1)) = (shape("conv1.0.weight"), shape("stage2.0.branch1.2.weight")) {
+        let arch = if b1[0] * 2 == 116 { Architecture::ShuffleNetV2X1_0 } else { Architecture::ShuffleNetV2X0_5 };
+        return Ok(Detected { card: card(arch, stem[1]), note: format!("recognised {arch} from its keys") });
+    }
+    if let Some(d) = plain_stack(sd) {
+        return Ok(d);
+    }
+    Err(not_recognised(sd))
+}
+
+/// Guesses a plain convolution-then-linear network (like the classic MNIST CNNs) from
+/// the gaps in its `nn.Sequential` indices: conv, ReLU and, where the index skips
+/// two, a 2x2 max-pool; "same" padding; ReLU between linear layers. The guess is
+/// accepted only if the first linear layer's input size comes out exactly right.
+fn plain_stack(sd: &StateDict) -> Option<Detected> {
+    if !sd.keys().all(|k| k.ends_with(".weight") || k.ends_with(".bias")) {
+        return None;
+    }
+    let mut layers: Vec<(String, usize, Vec<usize>)> = Vec::new(); // (prefix, index, weight shape)
+    for key in sd.keys().filter(|k| k.ends_with(".weight")) {
+        let prefix = key.strip_suffix(".weight")?;
+        let (container, index) = prefix.rsplit_once('.')?;
+        let index: usize = index.parse().ok()?;
+        let shape = sd.shape(key)?.to_vec();
+        if container.contains('.') || !(shape.len() == 4 || shape.len() == 2) {
+            return None;
+        }
+        layers.push((prefix.to_string(), index, shape));
+    }
+    // Convolutions come before linear layers; within each, by container and index
+    // (file order is not module order in every format).
+    layers.sort_by_key(|(p, i, s)| (s.len() == 2, p.rsplit_once('.').map(|c| c.0.to_string()), *i));
+    let convs: Vec<_> = layers.iter().filter(|l| l.2.len() == 4).collect();
+    let linears: Vec<_> = layers.iter().filter(|l| l.2.len() == 2).collect();
+    if convs.is_empty() || linears.is_empty() {
+        return None;
+    }
+    let channels = convs[0].2[1];
+    let mut specs = Vec::new();
+    let mut pools = 0usize;
+    for (i, (prefix, index, shape)) in convs.iter().map(|l| (&l.0, l.1, &l.2)).enumerate() {
+        if shape[2] != shape[3] || shape[2] % 2 == 0 {
+            return None;
+        }
+        specs.push(LayerSpec::Conv2d {
+            key: prefix.clone(),
+            stride: Pair::One(1),
+            padding: Pair::One(shape[2] / 2),
+            dilation: Pair::One(1),
+            groups: 1,
+        });
+        specs.push(LayerSpec::Relu);
+        if let Some(next) = convs.get(i + 1)
+            && next.1 == index + 3
+        {
+            specs.push(LayerSpec::Maxpool2d { kernel: Pair::One(2), stride: None, padding: Pair::One(0), ceil_mode: false });
+            pools += 1;
+        }
+    }
+    let last_channels = convs.last()?.2[0];
+    let in_features = linears[0].2[1];
+    let hw = default_hw(channels);
+    // Trailing pools that the keys cannot show: as many as make the sizes agree.
+    let trailing = (0..4).find(|t| {
+        let side = hw >> (pools + t);
+        side > 0 && last_channels * side * side == in_features
+    })?;
+    for _ in 0..trailing {
+        specs.push(LayerSpec::Maxpool2d { kernel: Pair::One(2), stride: None, padding: Pair::One(0), ceil_mode: false });
+    }
+    specs.push(LayerSpec::Flatten);
+    for (i, l) in linears.iter().enumerate() {
+        specs.push(LayerSpec::Linear { key: l.0.clone() });
+        if i + 1 < linears.len() {
+            specs.push(LayerSpec::Relu);
+        }
+    }
+    let mut c = card(Architecture::Sequential, channels);
+    c.layers = specs;
+    Some(Detected {
+        card: c,
+        note: format!(
+            "guessed a plain CNN ({} conv, {} linear, ReLU, 2x2 max-pools, same padding) for {hw}x{hw} inputs \
+             from the key names; write a model card if this is not the network",
+            convs.len(),
+            linears.len()
+        ),
+    })
+}
+
+fn not_recognised(sd: &StateDict) -> EngineError {
+    let listing: Vec<String> = sd
+        .iter()
+        .take(12)
+        .map(|(k, t)| format!("  {k} {:?}", t.dims()))
+        .collect();
+    let more = if sd.len() > 12 { format!("\n  ... and {} more", sd.len() - 12) } else { String::new() };
+    let known: Vec<&str> = Architecture::ALL.iter().map(|a| a.name()).collect();
+    EngineError::model(format!(
+        "the architecture could not be recognised from the checkpoint's keys:\n{}{more}\n\
+         Known architectures: {}. Write a model card (a JSON file with the checkpoint's name and \
+         the extension .json, or pass --card), for example:\n{EXAMPLE_CARD}",
+        listing.join("\n"),
+        known.join(", ")
+    ))
+}

@@ -1,0 +1,146 @@
+//! Networks: architectures built from checkpoints, with their parameters held as Vars.
+
+pub mod detect;
+pub mod layers;
+pub mod ops;
+pub mod params;
+mod resnet;
+mod sequential;
+mod shufflenet;
+mod squeezenet;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Result as CResult, Tensor};
+
+pub use layers::{BnMode, ForwardCtx, Tap};
+pub use params::{LayerInfo, LayerKind, Param, ParamStore, Role};
+
+use crate::engine::card::{Architecture, ModelCard};
+use crate::engine::checkpoint::{self, StateDict};
+use crate::engine::error::{EngineError, Result};
+
+/// The forward computation of an architecture.
+pub trait Body: Send + Sync {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor>;
+}
+
+/// Where the card of a network came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CardOrigin {
+    File(PathBuf),
+    /// Recognised from the checkpoint's keys, with a note of what was assumed.
+    Detected(String),
+    /// Supplied by the program (the embedded default, a training run).
+    Given,
+}
+
+pub struct Network {
+    pub card: ModelCard,
+    pub card_origin: CardOrigin,
+    pub params: ParamStore,
+    pub num_classes: usize,
+    pub device: Device,
+    /// Non-fatal findings from loading (NaN weights, guesses).
+    pub warnings: Vec<String>,
+    body: Box<dyn Body>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("architecture", &self.card.architecture).finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    /// Opens a checkpoint with the card given, else the card beside it, else a
+    /// card recognised from the keys.
+    pub fn load(checkpoint: &Path, card: Option<&Path>, device: &Device) -> Result<Self> {
+        let state = checkpoint::load(checkpoint, device)?;
+        let beside = ModelCard::beside(checkpoint);
+        let card_path = card.map(Path::to_path_buf).or_else(|| beside.is_file().then_some(beside));
+        let card = match card_path {
+            Some(p) => Some((ModelCard::load(&p)?, CardOrigin::File(p))),
+            None => None,
+        };
+        Self::build(state, card, device).map_err(|e| match e {
+            EngineError::Model(msg) => EngineError::checkpoint(checkpoint, msg),
+            other => other,
+        })
+    }
+
+    /// Builds from tensors already loaded; without a card the architecture is recognised.
+    pub fn build(state: StateDict, card: Option<(ModelCard, CardOrigin)>, device: &Device) -> Result<Self> {
+        let (card, origin) = match card {
+            Some(c) => c,
+            None => {
+                let d = detect::detect(&state)?;
+                (d.card, CardOrigin::Detected(d.note))
+            }
+        };
+        let mut warnings = state.warnings.clone();
+        if let CardOrigin::Detected(note) = &origin {
+            warnings.push(note.clone());
+        }
+        let mut loader = params::Loader::new(state);
+        let channels = card.input[0];
+        let body: Box<dyn Body> = match card.architecture {
+            Architecture::Sequential => Box::new(sequential::Sequential::load(&mut loader, &card.layers, card.input)?),
+            Architecture::ResNet18 | Architecture::ResNet34 | Architecture::ResNet50 => {
+                Box::new(resnet::ResNet::load(&mut loader, card.architecture, channels)?)
+            }
+            Architecture::SqueezeNet1_1 => Box::new(squeezenet::SqueezeNet::load(&mut loader, channels)?),
+            Architecture::ShuffleNetV2X0_5 | Architecture::ShuffleNetV2X1_0 => {
+                Box::new(shufflenet::ShuffleNetV2::load(&mut loader, channels)?)
+            }
+        };
+        let params = loader.finish()?;
+        let mut net = Self { card, card_origin: origin, params, num_classes: 0, device: device.clone(), warnings, body };
+        // One pass on a blank input checks the whole graph and yields the class count.
+        let [c, h, w] = net.card.input;
+        let probe = Tensor::zeros((1, c, h, w), DType::F32, device)?;
+        let logits = net.forward(&probe, &mut ForwardCtx::default()).map_err(|e| {
+            EngineError::model(format!("the network fails on a {c}x{h}x{w} input: {e}"))
+        })?;
+        net.num_classes = match logits.dims() {
+            [1, k] => *k,
+            other => return Err(EngineError::model(format!("the network outputs shape {other:?}, not class scores"))),
+        };
+        if let Some(classes) = &net.card.classes
+            && classes.len() != net.num_classes
+        {
+            return Err(EngineError::model(format!(
+                "the card names {} classes but the network has {} outputs",
+                classes.len(),
+                net.num_classes
+            )));
+        }
+        Ok(net)
+    }
+
+    pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        self.body.forward(x, ctx)
+    }
+
+    /// Logits in evaluation mode with the given batch-norm statistics.
+    pub fn logits(&self, x: &Tensor, bn: BnMode) -> CResult<Tensor> {
+        self.forward(x, &mut ForwardCtx::with_bn(bn))
+    }
+
+    /// Whether the input height and width may differ from the card's (true for
+    /// networks that end in global pooling and whose card was only guessed).
+    pub fn accepts_any_size(&self) -> bool {
+        self.card.architecture != Architecture::Sequential && matches!(self.card_origin, CardOrigin::Detected(_))
+    }
+
+    /// All current tensors, by state_dict key.
+    pub fn tensors(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.params.params().iter().map(|p| (p.key.as_str(), p.var.as_tensor()))
+    }
+
+    /// Saves the current weights as safetensors and the card beside them (same stem, `.json`).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        checkpoint::save_safetensors(path, self.tensors())?;
+        self.card.save(&ModelCard::beside(path))
+    }
+}

@@ -1,0 +1,161 @@
+//! torchvision ResNet-18/34/50, with any input channel count, class count and width
+//! (read from the weights), and the CIFAR stem (3x3 stride-1 first conv, no max-pool).
+//! Also reads the common CIFAR naming with `shortcut` and `linear`.
+
+use candle_core::{Result as CResult, Tensor};
+
+use super::Body;
+use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear};
+use super::ops::{self, Pool2d};
+use super::params::Loader;
+use crate::engine::card::Architecture;
+use crate::engine::error::{EngineError, Result};
+
+struct ConvBn {
+    conv: Conv2d,
+    bn: BatchNorm2d,
+}
+
+impl ConvBn {
+    fn load(l: &mut Loader, conv: &str, bn: &str, geo: ConvGeometry, in_channels: usize) -> Result<Self> {
+        let conv = Conv2d::load(l, conv, geo, Some(in_channels))?;
+        let bn = BatchNorm2d::load(l, bn, conv.out_channels(), 1e-5, 0.1)?;
+        Ok(Self { conv, bn })
+    }
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let y = self.conv.forward(x, ctx)?;
+        self.bn.forward(&y, ctx)
+    }
+    fn out_channels(&self) -> usize {
+        self.conv.out_channels()
+    }
+}
+
+struct Block {
+    convs: Vec<ConvBn>,
+    shortcut: Option<ConvBn>,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, cb) in self.convs.iter().enumerate() {
+            y = cb.forward(&y, ctx)?;
+            if i < last {
+                y = ops::relu(&y)?;
+            }
+        }
+        let identity = match &self.shortcut {
+            Some(s) => s.forward(x, ctx)?,
+            None => x.clone(),
+        };
+        ops::relu(&(y + identity)?)
+    }
+}
+
+pub struct ResNet {
+    stem: ConvBn,
+    maxpool: Option<Pool2d>,
+    stages: Vec<Vec<Block>>,
+    fc: Linear,
+}
+
+/// Blocks per stage for each depth.
+fn depth_of(arch: Architecture) -> Option<([usize; 4], bool)> {
+    match arch {
+        Architecture::ResNet18 => Some(([2, 2, 2, 2], false)),
+        Architecture::ResNet34 => Some(([3, 4, 6, 3], false)),
+        Architecture::ResNet50 => Some(([3, 4, 6, 3], true)),
+        _ => None,
+    }
+}
+
+/// Counts `layerS.B.conv1.weight` keys per stage, and whether blocks are bottlenecks.
+pub fn block_layout(l: &Loader) -> ([usize; 4], bool) {
+    let mut counts = [0; 4];
+    for (s, count) in counts.iter_mut().enumerate() {
+        while l.has(&format!("layer{}.{}.conv1.weight", s + 1, *count)) {
+            *count += 1;
+        }
+    }
+    (counts, l.has("layer1.0.conv3.weight"))
+}
+
+impl ResNet {
+    pub fn load(l: &mut Loader, arch: Architecture, in_channels: usize) -> Result<Self> {
+        let (want, bottleneck) = depth_of(arch).ok_or_else(|| EngineError::model(format!("{arch} is not a ResNet")))?;
+        let found = block_layout(l);
+        if found != (want, bottleneck) {
+            let kind = |b: bool| if b { "bottleneck" } else { "basic" };
+            return Err(EngineError::model(format!(
+                "the card says {arch} ({} blocks {want:?}) but the checkpoint has {} blocks {:?}",
+                kind(bottleneck),
+                kind(found.1),
+                found.0
+            )));
+        }
+        let kernel = l.shape("conv1.weight")?.get(2).copied().unwrap_or(0);
+        let (stem_geo, maxpool) = match kernel {
+            7 => (ConvGeometry::new(2, 3), Some(Pool2d::square(3, 2, 1))),
+            3 => (ConvGeometry::new(1, 1), None),
+            k => {
+                return Err(EngineError::model(format!(
+                    "`conv1.weight` has a {k}x{k} kernel; a ResNet stem is 7x7 (torchvision) or 3x3 (CIFAR)"
+                )));
+            }
+        };
+        let stem = ConvBn::load(l, "conv1", "bn1", stem_geo, in_channels)?;
+        let shortcut_name = if l.has("layer2.0.shortcut.0.weight") { "shortcut" } else { "downsample" };
+        let mut channels = stem.out_channels();
+        let mut stages = Vec::with_capacity(4);
+        for (s, &n) in want.iter().enumerate() {
+            let mut blocks = Vec::with_capacity(n);
+            for b in 0..n {
+                let p = format!("layer{}.{b}", s + 1);
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                let mut convs = Vec::with_capacity(3);
+                let mut c = channels;
+                let specs: &[(usize, usize, usize)] =
+                    if bottleneck { &[(1, 1, 0), (3, stride, 1), (1, 1, 0)] } else { &[(3, stride, 1), (3, 1, 1)] };
+                for (i, &(_k, st, pad)) in specs.iter().enumerate() {
+                    let cb = ConvBn::load(l, &format!("{p}.conv{}", i + 1), &format!("{p}.bn{}", i + 1), ConvGeometry::new(st, pad), c)?;
+                    c = cb.out_channels();
+                    convs.push(cb);
+                }
+                let sc = format!("{p}.{shortcut_name}");
+                let shortcut = if l.has(&format!("{sc}.0.weight")) {
+                    Some(ConvBn::load(l, &format!("{sc}.0"), &format!("{sc}.1"), ConvGeometry::new(stride, 0), channels)?)
+                } else if stride != 1 || c != channels {
+                    return Err(EngineError::model(format!(
+                        "block `{p}` changes shape ({channels} -> {c} channels, stride {stride}) but has no `{sc}.0.weight`"
+                    )));
+                } else {
+                    None
+                };
+                channels = c;
+                blocks.push(Block { convs, shortcut });
+            }
+            stages.push(blocks);
+        }
+        let fc_name = if l.has("linear.weight") { "linear" } else { "fc" };
+        let fc = Linear::load(l, fc_name, Some(channels))?;
+        Ok(Self { stem, maxpool, stages, fc })
+    }
+}
+
+impl Body for ResNet {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let mut x = ops::relu(&self.stem.forward(x, ctx)?)?;
+        if let Some(p) = &self.maxpool {
+            x = ops::max_pool2d(&x, p)?;
+        }
+        for stage in &self.stages {
+            for block in stage {
+                x = block.forward(&x, ctx)?;
+            }
+        }
+        let x = ops::adaptive_avg_pool2d(&x, 1, 1)?.flatten_from(1)?;
+        self.fc.forward(&x, ctx)
+    }
+}

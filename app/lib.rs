@@ -1,0 +1,6 @@
+//! fragility-explorer: which parameters of a trained network are fragile, robust or
+//! antifragile, and how adversarial attacks exploit them.
+
+pub mod cli;
+pub mod embedded;
+pub mod engine;
