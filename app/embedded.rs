@@ -4,11 +4,11 @@ use std::path::Path;
 
 use candle_core::Device;
 
+use crate::engine::Result;
 use crate::engine::card::ModelCard;
 use crate::engine::checkpoint;
 use crate::engine::data::{self, Dataset, Known};
 use crate::engine::model::{CardOrigin, Network};
-use crate::engine::Result;
 
 const MODEL: &[u8] = include_bytes!("../assets/default/mnist_cnn_small.safetensors");
 const CARD: &str = include_str!("../assets/default/mnist_cnn_small.json");

@@ -24,7 +24,7 @@ pub enum AttackChoice {
 pub struct AttackArgs {
     /// Strength in normalised input units (default: the card's, else the dataset's: 0.3 for
     /// MNIST and Fashion-MNIST, 0.015 for CIFAR-10)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f64>,
     /// Gradient direction: `exact` cannot be hidden by float rounding; `autograd` is
     /// PyTorch's float32 backward of batch-mean cross-entropy

@@ -41,7 +41,15 @@ fn rows(net: &Network) -> Result<Vec<LayerRow>> {
                 }
                 None => (f32::NAN, f32::NAN),
             };
-            Ok(LayerRow { name: l.name.clone(), kind: l.kind.name(), shape: l.shape.clone(), parameters: l.parameters, min, max, filterable: l.filterable })
+            Ok(LayerRow {
+                name: l.name.clone(),
+                kind: l.kind.name(),
+                shape: l.shape.clone(),
+                parameters: l.parameters,
+                min,
+                max,
+                filterable: l.filterable,
+            })
         })
         .collect()
 }
@@ -63,9 +71,15 @@ pub fn run(a: &InfoArgs) -> Result<()> {
         return Ok(());
     }
     println!("{}", a.model.describe(&net));
-    println!("input {:?}, {} classes; * marks the layers the synaptic filters act on\n", net.card.input, net.num_classes);
+    println!(
+        "input {:?}, {} classes; * marks the layers the synaptic filters act on\n",
+        net.card.input, net.num_classes
+    );
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(5);
-    println!("  {:width$}  {:<11}  {:<18}  {:>11}  {:>10}  {:>10}", "layer", "kind", "shape", "parameters", "min", "max");
+    println!(
+        "  {:width$}  {:<11}  {:<18}  {:>11}  {:>10}  {:>10}",
+        "layer", "kind", "shape", "parameters", "min", "max"
+    );
     for r in &rows {
         let shape = format!("{:?}", r.shape);
         println!(

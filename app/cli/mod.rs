@@ -1,6 +1,7 @@
 //! The headless command line: every analysis the GUI runs, over the same engine.
 
 mod common;
+mod convert;
 mod eval;
 mod info;
 mod progress;
@@ -24,6 +25,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Measure clean and adversarial accuracy of a model on a dataset
     Eval(eval::EvalArgs),
+    /// Save a checkpoint as safetensors with its model card
+    Convert(convert::ConvertArgs),
 }
 
 /// Runs the command line; errors are printed once, with their causes, and give exit code 1
@@ -34,6 +37,7 @@ pub fn main() -> ExitCode {
         None => eval::default_summary(),
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
+        Some(Command::Convert(a)) => convert::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,9 +7,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::card::Normalize;
+use crate::engine::error::{EngineError, Result};
 use crate::engine::model::ops::sign;
 use crate::engine::model::{BnMode, ForwardCtx, Network};
-use crate::engine::error::{EngineError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -72,7 +72,7 @@ impl AttackConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if !(self.eps >= 0.0) || !self.eps.is_finite() {
+        if self.eps.is_nan() || self.eps < 0.0 || !self.eps.is_finite() {
             return Err(EngineError::config(format!("eps must be a finite number >= 0, found {}", self.eps)));
         }
         if self.kind == AttackKind::Pgd {
@@ -80,7 +80,7 @@ impl AttackConfig {
                 return Err(EngineError::config("PGD needs at least one step"));
             }
             if let Some(s) = self.pgd_step
-                && !(s > 0.0)
+                && (s.is_nan() || s <= 0.0)
             {
                 return Err(EngineError::config(format!("the PGD step size must be > 0, found {s}")));
             }
@@ -113,7 +113,12 @@ fn cotangent(logits: &Tensor, labels: &[u32], mode: GradMode) -> Result<(Tensor,
         }
         match mode {
             GradMode::Exact => {
-                let r = row.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| v as f64).fold(f64::NEG_INFINITY, f64::max);
+                let r = row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != y)
+                    .map(|(_, &v)| v as f64)
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let others: Vec<f64> = row.iter().map(|&v| (v as f64 - r).exp()).collect();
                 let sum: f64 = others.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, v)| v).sum();
                 c.extend((0..k).map(|j| if j == y { -sum as f32 } else { others[j] as f32 }));
@@ -134,7 +139,13 @@ fn cotangent(logits: &Tensor, labels: &[u32], mode: GradMode) -> Result<(Tensor,
 
 /// The input gradient whose sign the attacks follow, the clean logits, and the
 /// saturated-sample count.
-pub fn input_gradient(net: &Network, x: &Tensor, labels: &[u32], bn: BnMode, mode: GradMode) -> Result<(Tensor, Tensor, usize)> {
+pub fn input_gradient(
+    net: &Network,
+    x: &Tensor,
+    labels: &[u32],
+    bn: BnMode,
+    mode: GradMode,
+) -> Result<(Tensor, Tensor, usize)> {
     let xv = Var::from_tensor(x)?;
     let logits = net.forward(xv.as_tensor(), &mut ForwardCtx::with_bn(bn))?;
     let (c, saturated) = cotangent(&logits.detach(), labels, mode)?;
@@ -171,7 +182,14 @@ pub struct Attacked {
 }
 
 /// Runs the configured attack on a batch of normalised inputs.
-pub fn attack(net: &Network, x: &Tensor, labels: &[u32], norm: &Normalize, bn: BnMode, cfg: &AttackConfig) -> Result<Attacked> {
+pub fn attack(
+    net: &Network,
+    x: &Tensor,
+    labels: &[u32],
+    norm: &Normalize,
+    bn: BnMode,
+    cfg: &AttackConfig,
+) -> Result<Attacked> {
     let eps = cfg.eps;
     let bounds = if cfg.clamp { Some(image_bounds(norm, x.dim(1)?, x)?) } else { None };
     let finish = |x: Tensor| -> Result<Tensor> {
@@ -194,7 +212,11 @@ pub fn attack(net: &Network, x: &Tensor, labels: &[u32], norm: &Normalize, bn: B
             };
             let (lo, hi) = ((x - eps)?, (x + eps)?);
             for t in 0..cfg.pgd_steps {
-                let g = if t == 0 && !cfg.pgd_random_start { g.clone() } else { input_gradient(net, &cur, labels, bn, cfg.grad)?.0 };
+                let g = if t == 0 && !cfg.pgd_random_start {
+                    g.clone()
+                } else {
+                    input_gradient(net, &cur, labels, bn, cfg.grad)?.0
+                };
                 let moved = (&cur + (sign(&g)? * step)?)?;
                 cur = finish(moved.maximum(&lo)?.minimum(&hi)?)?;
             }

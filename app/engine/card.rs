@@ -243,13 +243,10 @@ impl ModelCard {
         if let Some(n) = &self.normalize {
             for (name, v) in [("mean", &n.mean), ("std", &n.std)] {
                 if v.len() != 1 && v.len() != c {
-                    return Err(format!(
-                        "`normalize.{name}` has {} values but the input has {c} channels",
-                        v.len()
-                    ));
+                    return Err(format!("`normalize.{name}` has {} values but the input has {c} channels", v.len()));
                 }
             }
-            if n.std.iter().any(|s| !(*s > 0.0)) {
+            if n.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
                 return Err("`normalize.std` values must be positive".into());
             }
         }
@@ -260,7 +257,7 @@ impl ModelCard {
             return Err(format!("`layers` only applies to `sequential`, not `{}`", self.architecture));
         }
         if let Some(eps) = self.eps
-            && !(eps >= 0.0)
+            && (eps.is_nan() || eps < 0.0)
         {
             return Err(format!("`eps` must be zero or more, found {eps}"));
         }

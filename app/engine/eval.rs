@@ -37,7 +37,9 @@ impl EvalConfig {
             return Err(EngineError::config("the batch size must be at least 1"));
         }
         if self.bn == BnMode::Train {
-            return Err(EngineError::config("evaluation never updates batch-norm statistics; use `running` or `batch`"));
+            return Err(EngineError::config(
+                "evaluation never updates batch-norm statistics; use `running` or `batch`",
+            ));
         }
         self.attack.as_ref().map_or(Ok(()), AttackConfig::validate)
     }

@@ -65,8 +65,7 @@ impl StateDict {
     fn tidy(mut self) -> Result<Self> {
         if !self.order.is_empty() && self.order.iter().all(|k| k.starts_with("module.")) {
             let tensors = std::mem::take(&mut self.tensors);
-            self.tensors =
-                tensors.into_iter().map(|(k, v)| (k["module.".len()..].to_string(), v)).collect();
+            self.tensors = tensors.into_iter().map(|(k, v)| (k["module.".len()..].to_string(), v)).collect();
             self.order = self.order.iter().map(|k| k["module.".len()..].to_string()).collect();
         }
         let origs: Vec<String> = self

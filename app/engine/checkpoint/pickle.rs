@@ -123,9 +123,7 @@ fn resolve_global(module: &str, name: &str) -> Result<Global, String> {
         ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
         ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
         ("torch._tensor", "_rebuild_from_type_v2") => Global::RebuildFromTypeV2,
-        ("torch", "Tensor") | ("torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => {
-            Global::TensorType
-        }
+        ("torch", "Tensor") | ("torch._tensor", "Tensor") | ("torch.nn.parameter", "Parameter") => Global::TensorType,
         ("torch", class) => match StorageDtype::from_class(class) {
             Some(dtype) => Global::Storage(dtype),
             None => return Err(format!("{module}.{name}")),
@@ -186,11 +184,7 @@ impl Machine {
         self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
-        let mark = self
-            .stack
-            .iter()
-            .rposition(|v| matches!(v, Value::Mark))
-            .ok_or("pickle has no mark to pop to")?;
+        let mark = self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or("pickle has no mark to pop to")?;
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
         Ok(items)
@@ -207,7 +201,7 @@ impl Machine {
         Ok(())
     }
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), String> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("pickle SETITEMS with an odd item count".into());
         }
         let Value::Dict(dict) = self.top()? else {
@@ -242,10 +236,7 @@ fn usize_list(v: &Value, what: &str) -> Result<Vec<usize>, String> {
         Value::Tuple(items) | Value::List(items) => items,
         other => return Err(format!("{what}: expected a tuple, found a {}", other.kind())),
     };
-    items
-        .iter()
-        .map(|i| usize::try_from(int_arg(i, what)?).map_err(|_| format!("{what}: negative value")))
-        .collect()
+    items.iter().map(|i| usize::try_from(int_arg(i, what)?).map_err(|_| format!("{what}: negative value"))).collect()
 }
 
 fn tuple_items(v: Value, what: &str) -> Result<Vec<Value>, String> {
@@ -258,16 +249,14 @@ fn tuple_items(v: Value, what: &str) -> Result<Vec<Value>, String> {
 fn persistent_load(pid: Value) -> Result<Value, String> {
     let items = tuple_items(pid, "persistent id")?;
     match items.as_slice() {
-        [Value::Str(tag), Value::Global(Global::Storage(dtype)), key, _location, numel]
-            if tag == "storage" =>
-        {
+        [Value::Str(tag), Value::Global(Global::Storage(dtype)), key, _location, numel] if tag == "storage" => {
             let key = match key {
                 Value::Str(s) => s.clone(),
                 Value::Int(i) => i.to_string(),
                 other => return Err(format!("storage key is a {}", other.kind())),
             };
-            let numel = usize::try_from(int_arg(numel, "storage size")?)
-                .map_err(|_| "negative storage size".to_string())?;
+            let numel =
+                usize::try_from(int_arg(numel, "storage size")?).map_err(|_| "negative storage size".to_string())?;
             Ok(Value::Storage { dtype: *dtype, key, numel })
         }
         _ => Err("unsupported persistent id (expected a torch storage)".into()),
@@ -295,14 +284,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
             if size.len() != stride.len() {
                 return Err("tensor size and stride differ in length".into());
             }
-            Ok(Value::Tensor(TensorRef {
-                storage_key: key,
-                dtype,
-                storage_numel: numel,
-                offset,
-                size,
-                stride,
-            }))
+            Ok(Value::Tensor(TensorRef { storage_key: key, dtype, storage_numel: numel, offset, size, stride }))
         }
         Global::RebuildParameter | Global::RebuildParameterWithState => {
             if args.is_empty() {
@@ -541,10 +523,7 @@ mod tests {
         let v = unpickle(bytes).unwrap();
         assert_eq!(
             v,
-            Value::Dict(vec![
-                (Value::Str("a".into()), Value::Int(1)),
-                (Value::Str("b".into()), Value::Int(300))
-            ])
+            Value::Dict(vec![(Value::Str("a".into()), Value::Int(1)), (Value::Str("b".into()), Value::Int(300))])
         );
     }
 

@@ -11,8 +11,8 @@ use super::tensors::decode;
 const NESTED_KEYS: [&str; 3] = ["state_dict", "model_state_dict", "model"];
 
 pub(super) fn read_zip(bytes: &[u8], device: &Device) -> Result<Vec<(String, Tensor)>, String> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|e| format!("not a readable PyTorch zip archive ({e})"))?;
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a readable PyTorch zip archive ({e})"))?;
     let names: Vec<String> = zip
         .file_names()
         .map(|n| n.map(|n| n.into_owned()))

@@ -27,9 +27,7 @@ pub(super) fn decode(
         loop {
             let idx = offset + counter.iter().zip(stride).map(|(c, s)| c * s).sum::<usize>();
             if idx >= available {
-                return Err(format!(
-                    "tensor data is truncated: element {idx} needed, the storage holds {available}"
-                ));
+                return Err(format!("tensor data is truncated: element {idx} needed, the storage holds {available}"));
             }
             indices.push(idx);
             let mut d = size.len();

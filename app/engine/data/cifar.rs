@@ -8,7 +8,8 @@ use crate::engine::error::{EngineError, Result, read_file};
 const RECORD: usize = 1 + 3 * 32 * 32;
 
 pub(super) fn find(dir: &Path, split: Split) -> Result<Option<Dataset>> {
-    let dir = if dir.join("cifar-10-batches-bin").is_dir() { dir.join("cifar-10-batches-bin") } else { dir.to_path_buf() };
+    let dir =
+        if dir.join("cifar-10-batches-bin").is_dir() { dir.join("cifar-10-batches-bin") } else { dir.to_path_buf() };
     let files: Vec<PathBuf> = match split {
         Split::Test => vec![dir.join("test_batch.bin")],
         Split::Train => (1..=5).map(|i| dir.join(format!("data_batch_{i}.bin"))).collect(),
@@ -19,7 +20,10 @@ pub(super) fn find(dir: &Path, split: Split) -> Result<Option<Dataset>> {
         return Ok(None);
     }
     if present.is_empty() {
-        return Err(EngineError::data(&dir, format!("this CIFAR-10 folder has no batch files for the {split:?} split")));
+        return Err(EngineError::data(
+            &dir,
+            format!("this CIFAR-10 folder has no batch files for the {split:?} split"),
+        ));
     }
     let mut d = load_files(&present, &dir)?;
     if present.len() < files.len() {
@@ -42,7 +46,10 @@ pub(super) fn load_files(files: &[PathBuf], source: &Path) -> Result<Dataset> {
         }
         for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
             if rec[0] > 9 {
-                return Err(EngineError::data(f, format!("record {i} has label {}, CIFAR-10 labels are 0 to 9", rec[0])));
+                return Err(EngineError::data(
+                    f,
+                    format!("record {i} has label {}, CIFAR-10 labels are 0 to 9", rec[0]),
+                ));
             }
             labels.push(rec[0] as u32);
             images.extend_from_slice(&rec[1..]);

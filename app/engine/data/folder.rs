@@ -78,7 +78,10 @@ pub(super) fn load(dir: &Path, split: Split) -> Result<Dataset> {
         split_dir
     } else {
         if dir.join("train").is_dir() || dir.join("test").is_dir() {
-            return Err(EngineError::data(dir, format!("this folder has no `{}` split folder", if split == Split::Train { "train" } else { "test" })));
+            return Err(EngineError::data(
+                dir,
+                format!("this folder has no `{}` split folder", if split == Split::Train { "train" } else { "test" }),
+            ));
         }
         dir.to_path_buf()
     };
@@ -190,7 +193,12 @@ pub(super) fn load_prefix(path: &Path) -> Result<Option<Dataset>> {
     if !dir.is_dir() {
         return Ok(None);
     }
-    let files: Vec<_> = list_dir(dir)?.into_iter().filter_map(|p| parse_name(&p).map(|(n, i, l)| (n, p, i, l))).filter(|(n, ..)| n == name).map(|(_, p, i, l)| (p, i, l)).collect();
+    let files: Vec<_> = list_dir(dir)?
+        .into_iter()
+        .filter_map(|p| parse_name(&p).map(|(n, i, l)| (n, p, i, l)))
+        .filter(|(n, ..)| n == name)
+        .map(|(_, p, i, l)| (p, i, l))
+        .collect();
     if files.is_empty() {
         return Ok(None);
     }

@@ -26,7 +26,10 @@ fn header(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<usize>, us
     if bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
         return Err(EngineError::data(
             path,
-            format!("wrong IDX magic number {:02x}{:02x}{:02x}{:02x}: expected unsigned bytes (0x0000080{want_dims})", bytes[0], bytes[1], bytes[2], bytes[3]),
+            format!(
+                "wrong IDX magic number {:02x}{:02x}{:02x}{:02x}: expected unsigned bytes (0x0000080{want_dims})",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
         ));
     }
     let ndim = bytes[3] as usize;
@@ -37,8 +40,9 @@ fn header(bytes: &[u8], path: &Path, want_dims: usize) -> Result<(Vec<usize>, us
     if bytes.len() < start {
         return Err(EngineError::data(path, "the IDX header is truncated"));
     }
-    let dims: Vec<usize> =
-        (0..ndim).map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize).collect();
+    let dims: Vec<usize> = (0..ndim)
+        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize)
+        .collect();
     let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
     let found = bytes.len() - start;
     if found != expected {
@@ -90,7 +94,10 @@ pub(super) fn find(dir: &Path, split: Split) -> Result<Option<Dataset>> {
         (None, None) => {
             let other = if split == Split::Train { "t10k" } else { "train" };
             if locate(dir, other, "images", 3).is_some() {
-                return Err(EngineError::data(dir, format!("this IDX folder has no {prefix}-images file for the {split:?} split")));
+                return Err(EngineError::data(
+                    dir,
+                    format!("this IDX folder has no {prefix}-images file for the {split:?} split"),
+                ));
             }
             return Ok(None);
         }
@@ -106,7 +113,11 @@ pub(super) fn find(dir: &Path, split: Split) -> Result<Option<Dataset>> {
     let lower = dir.to_string_lossy().to_ascii_lowercase();
     let known = if lower.contains("fashion") { Known::FashionMnist } else { Known::Mnist };
     Ok(Some(Dataset {
-        name: format!("{} {}", if known == Known::Mnist { "MNIST" } else { "Fashion-MNIST" }, if split == Split::Train { "train" } else { "test" }),
+        name: format!(
+            "{} {}",
+            if known == Known::Mnist { "MNIST" } else { "Fashion-MNIST" },
+            if split == Split::Train { "train" } else { "test" }
+        ),
         known: Some(known),
         source: dir.to_path_buf(),
         shape,

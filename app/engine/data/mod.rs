@@ -9,9 +9,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::card::Normalize;
@@ -102,9 +102,20 @@ impl Known {
         let names: &[&str] = match self {
             Self::Mnist => &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
             Self::FashionMnist => &[
-                "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
             ],
-            Self::Cifar10 => &["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+            Self::Cifar10 => {
+                &["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+            }
         };
         names.iter().map(|s| s.to_string()).collect()
     }
@@ -174,11 +185,7 @@ impl Dataset {
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
-        Dataset {
-            images,
-            labels: indices.iter().map(|&i| self.labels[i]).collect(),
-            ..self.clone_meta()
-        }
+        Dataset { images, labels: indices.iter().map(|&i| self.labels[i]).collect(), ..self.clone_meta() }
     }
 
     fn clone_meta(&self) -> Dataset {

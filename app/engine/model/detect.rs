@@ -48,7 +48,10 @@ pub fn detect(sd: &StateDict) -> Result<Detected> {
             }
         };
         let stem_kind = if stem.get(2) == Some(&3) { "CIFAR stem" } else { "torchvision stem" };
-        return Ok(Detected { card: card(arch, stem[1]), note: format!("recognised {arch} ({stem_kind}) from its keys") });
+        return Ok(Detected {
+            card: card(arch, stem[1]),
+            note: format!("recognised {arch} ({stem_kind}) from its keys"),
+        });
     }
     if let (Some(stem), true) = (shape("features.0.weight"), sd.contains("features.3.squeeze.weight")) {
         if stem.get(2) != Some(&3) {
@@ -116,7 +119,12 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
         if let Some(next) = convs.get(i + 1)
             && next.1 == index + 3
         {
-            specs.push(LayerSpec::Maxpool2d { kernel: Pair::One(2), stride: None, padding: Pair::One(0), ceil_mode: false });
+            specs.push(LayerSpec::Maxpool2d {
+                kernel: Pair::One(2),
+                stride: None,
+                padding: Pair::One(0),
+                ceil_mode: false,
+            });
             pools += 1;
         }
     }
@@ -129,7 +137,12 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
         side > 0 && last_channels * side * side == in_features
     })?;
     for _ in 0..trailing {
-        specs.push(LayerSpec::Maxpool2d { kernel: Pair::One(2), stride: None, padding: Pair::One(0), ceil_mode: false });
+        specs.push(LayerSpec::Maxpool2d {
+            kernel: Pair::One(2),
+            stride: None,
+            padding: Pair::One(0),
+            ceil_mode: false,
+        });
     }
     specs.push(LayerSpec::Flatten);
     for (i, l) in linears.iter().enumerate() {
@@ -152,11 +165,7 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
 }
 
 fn not_recognised(sd: &StateDict) -> EngineError {
-    let listing: Vec<String> = sd
-        .iter()
-        .take(12)
-        .map(|(k, t)| format!("  {k} {:?}", t.dims()))
-        .collect();
+    let listing: Vec<String> = sd.iter().take(12).map(|(k, t)| format!("  {k} {:?}", t.dims())).collect();
     let more = if sd.len() > 12 { format!("\n  ... and {} more", sd.len() - 12) } else { String::new() };
     let known: Vec<&str> = Architecture::ALL.iter().map(|a| a.name()).collect();
     EngineError::model(format!(

@@ -102,7 +102,10 @@ impl Conv2d {
             )));
         }
         if shape[0] % geo.groups != 0 {
-            return Err(EngineError::model(format!("`{key}`: {} output channels do not split into {} groups", shape[0], geo.groups)));
+            return Err(EngineError::model(format!(
+                "`{key}`: {} output channels do not split into {} groups",
+                shape[0], geo.groups
+            )));
         }
         if geo.stride[0] != geo.stride[1] || geo.dilation[0] != geo.dilation[1] {
             return Err(EngineError::model(format!("`{prefix}`: only square strides and dilations are supported")));
@@ -249,43 +252,18 @@ impl BatchNorm2d {
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let c = x.dim(1)?;
-        let shape = (1, c, 1, 1);
-        let affine = |mut y: Tensor| -> CResult<Tensor> {
-            if let Some(w) = &self.weight {
-                y = y.broadcast_mul(&w.reshape(shape)?)?;
-            }
-            if let Some(b) = &self.bias {
-                y = y.broadcast_add(&b.reshape(shape)?)?;
-            }
-            Ok(y)
-        };
-        match ctx.bn {
-            BnMode::Running => {
-                // Folded as PyTorch's CPU inference kernel does: x * alpha + beta.
-                let inv_std = (self.running_var.as_tensor().detach() + self.eps)?.sqrt()?.recip()?;
-                let alpha = match &self.weight {
-                    Some(w) => w.mul(&inv_std)?,
-                    None => inv_std,
-                };
-                let beta = self.running_mean.as_tensor().detach().mul(&alpha)?.neg()?;
-                let beta = match &self.bias {
-                    Some(b) => b.add(&beta)?,
-                    None => beta,
-                };
-                x.broadcast_mul(&alpha.reshape(shape)?)?.broadcast_add(&beta.reshape(shape)?)
-            }
+        let (mean, var) = match ctx.bn {
+            BnMode::Running => (self.running_mean.as_tensor().detach(), self.running_var.as_tensor().detach()),
             BnMode::Batch | BnMode::Train => {
-                let (n, _, h, w) = x.dims4()?;
-                let count = (n * h * w) as f64;
-                let mean = x.mean_keepdim(3)?.mean_keepdim(2)?.mean_keepdim(0)?;
-                let centred = x.broadcast_sub(&mean)?;
-                let var = centred.sqr()?.mean_keepdim(3)?.mean_keepdim(2)?.mean_keepdim(0)?;
-                let y = centred.broadcast_div(&(var.clone() + self.eps)?.sqrt()?)?;
+                // Per channel over batch and positions, as one reduction (like PyTorch).
+                let per_channel = x.transpose(0, 1)?.flatten_from(1)?;
+                let count = per_channel.dim(1)? as f64;
+                let mean = per_channel.mean(1)?;
+                let var = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(1)?;
                 if ctx.bn == BnMode::Train {
                     let m = self.momentum;
-                    let mean = mean.flatten_all()?.detach();
-                    let unbiased = (var.flatten_all()?.detach() * (count / (count - 1.0).max(1.0)))?;
-                    let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
+                    let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?;
+                    let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
                     let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
                     self.running_mean.set(&rm)?;
                     self.running_var.set(&rv)?;
@@ -293,9 +271,22 @@ impl BatchNorm2d {
                         bc.set(&(bc.as_tensor().to_dtype(DType::F64)? + 1.0)?.to_dtype(DType::I64)?)?;
                     }
                 }
-                affine(y)
+                (mean, var)
             }
-        }
+        };
+        // Folded as PyTorch's CPU kernels do: y = x * alpha + beta.
+        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
+        let alpha = match &self.weight {
+            Some(w) => w.mul(&inv_std)?,
+            None => inv_std,
+        };
+        let beta = mean.mul(&alpha)?.neg()?;
+        let beta = match &self.bias {
+            Some(b) => b.add(&beta)?,
+            None => beta,
+        };
+        let shape = (1, c, 1, 1);
+        x.broadcast_mul(&alpha.reshape(shape)?)?.broadcast_add(&beta.reshape(shape)?)
     }
 }
 

@@ -95,13 +95,14 @@ impl Network {
             }
         };
         let params = loader.finish()?;
-        let mut net = Self { card, card_origin: origin, params, num_classes: 0, device: device.clone(), warnings, body };
+        let mut net =
+            Self { card, card_origin: origin, params, num_classes: 0, device: device.clone(), warnings, body };
         // One pass on a blank input checks the whole graph and yields the class count.
         let [c, h, w] = net.card.input;
         let probe = Tensor::zeros((1, c, h, w), DType::F32, device)?;
-        let logits = net.forward(&probe, &mut ForwardCtx::default()).map_err(|e| {
-            EngineError::model(format!("the network fails on a {c}x{h}x{w} input: {e}"))
-        })?;
+        let logits = net
+            .forward(&probe, &mut ForwardCtx::default())
+            .map_err(|e| EngineError::model(format!("the network fails on a {c}x{h}x{w} input: {e}")))?;
         net.num_classes = match logits.dims() {
             [1, k] => *k,
             other => return Err(EngineError::model(format!("the network outputs shape {other:?}, not class scores"))),

@@ -76,11 +76,7 @@ fn fit_axis(x: &Tensor, dim: usize, a: Axis, out: usize, value: f64) -> Result<T
     let needed = (out - 1) * a.stride + a.kernel; // length covered by the windows
     let x = pad_value(x, dim, a.padding, 0, value)?;
     let have = len + a.padding;
-    if needed > have {
-        pad_value(&x, dim, 0, needed - have, value)
-    } else {
-        x.narrow(dim, 0, needed)
-    }
+    if needed > have { pad_value(&x, dim, 0, needed - have, value) } else { x.narrow(dim, 0, needed) }
 }
 
 /// All pooling windows as a trailing axis: (N, C, OH, OW, KH*KW).
@@ -90,11 +86,13 @@ fn windows(x: &Tensor, p: &Pool2d, oh: usize, ow: usize, pad: f64) -> Result<Ten
     let x = fit_axis(&x, 3, p.w, ow, pad)?;
     let (kh, kw) = (p.h.kernel, p.w.kernel);
     if p.h.kernel == p.h.stride && p.w.kernel == p.w.stride {
-        return x
-            .reshape((n, c, oh, kh, ow, kw))?
-            .permute((0, 1, 2, 4, 3, 5))?
-            .contiguous()?
-            .reshape((n, c, oh, ow, kh * kw));
+        return x.reshape((n, c, oh, kh, ow, kw))?.permute((0, 1, 2, 4, 3, 5))?.contiguous()?.reshape((
+            n,
+            c,
+            oh,
+            ow,
+            kh * kw,
+        ));
     }
     let rows = |off: usize, a: Axis, count: usize| -> Result<Tensor> {
         let idx: Vec<u32> = (0..count).map(|o| (off + o * a.stride) as u32).collect();
@@ -112,10 +110,7 @@ fn windows(x: &Tensor, p: &Pool2d, oh: usize, ow: usize, pad: f64) -> Result<Ten
 
 fn output_or_err(p: &Pool2d, h: usize, w: usize) -> Result<(usize, usize)> {
     p.output(h, w).ok_or_else(|| {
-        candle_core::Error::Msg(format!(
-            "pooling window {}x{} does not fit the {h}x{w} input",
-            p.h.kernel, p.w.kernel
-        ))
+        candle_core::Error::Msg(format!("pooling window {}x{} does not fit the {h}x{w} input", p.h.kernel, p.w.kernel))
     })
 }
 

@@ -186,7 +186,13 @@ impl Loader {
 
     pub fn record_layer(&mut self, name: &str, kind: LayerKind, shape: &[usize], parameters: usize) {
         let filterable = matches!(kind, LayerKind::Conv2d | LayerKind::Linear);
-        self.store.layers.push(LayerInfo { name: name.to_string(), kind, shape: shape.to_vec(), parameters, filterable });
+        self.store.layers.push(LayerInfo {
+            name: name.to_string(),
+            kind,
+            shape: shape.to_vec(),
+            parameters,
+            filterable,
+        });
     }
 
     /// Ends loading; tensors the architecture did not use are an error, so a wrong

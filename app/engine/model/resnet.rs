@@ -119,13 +119,25 @@ impl ResNet {
                 let specs: &[(usize, usize, usize)] =
                     if bottleneck { &[(1, 1, 0), (3, stride, 1), (1, 1, 0)] } else { &[(3, stride, 1), (3, 1, 1)] };
                 for (i, &(_k, st, pad)) in specs.iter().enumerate() {
-                    let cb = ConvBn::load(l, &format!("{p}.conv{}", i + 1), &format!("{p}.bn{}", i + 1), ConvGeometry::new(st, pad), c)?;
+                    let cb = ConvBn::load(
+                        l,
+                        &format!("{p}.conv{}", i + 1),
+                        &format!("{p}.bn{}", i + 1),
+                        ConvGeometry::new(st, pad),
+                        c,
+                    )?;
                     c = cb.out_channels();
                     convs.push(cb);
                 }
                 let sc = format!("{p}.{shortcut_name}");
                 let shortcut = if l.has(&format!("{sc}.0.weight")) {
-                    Some(ConvBn::load(l, &format!("{sc}.0"), &format!("{sc}.1"), ConvGeometry::new(stride, 0), channels)?)
+                    Some(ConvBn::load(
+                        l,
+                        &format!("{sc}.0"),
+                        &format!("{sc}.1"),
+                        ConvGeometry::new(stride, 0),
+                        channels,
+                    )?)
                 } else if stride != 1 || c != channels {
                     return Err(EngineError::model(format!(
                         "block `{p}` changes shape ({channels} -> {c} channels, stride {stride}) but has no `{sc}.0.weight`"

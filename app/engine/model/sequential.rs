@@ -70,7 +70,12 @@ impl Sequential {
                 LayerSpec::Conv2d { key, stride, padding, dilation, groups } => {
                     let (c, h, w) = map(shape)?;
                     let [sh, sw] = stride.hw();
-                    let geo = ConvGeometry { stride: [sh, sw], padding: padding.hw(), dilation: dilation.hw(), groups: *groups };
+                    let geo = ConvGeometry {
+                        stride: [sh, sw],
+                        padding: padding.hw(),
+                        dilation: dilation.hw(),
+                        groups: *groups,
+                    };
                     let conv = Conv2d::load(l, key, geo, Some(c))?;
                     let (oh, ow) = conv
                         .output_hw(h, w)
@@ -82,7 +87,9 @@ impl Sequential {
                     let n = match shape {
                         Shape::Flat(n) => n,
                         Shape::Map(..) => {
-                            return Err(at(format!("receives the map {shape}; add {{\"type\": \"flatten\"}} before it")));
+                            return Err(at(format!(
+                                "receives the map {shape}; add {{\"type\": \"flatten\"}} before it"
+                            )));
                         }
                     };
                     let lin = Linear::load(l, key, Some(n))?;
@@ -100,8 +107,9 @@ impl Sequential {
                 | LayerSpec::Avgpool2d { kernel, stride, padding, ceil_mode } => {
                     let (c, h, w) = map(shape)?;
                     let p = pool(*kernel, *stride, *padding, *ceil_mode);
-                    let (oh, ow) =
-                        p.output(h, w).ok_or_else(|| at(format!("window {:?} does not fit the {h}x{w} input", kernel.hw())))?;
+                    let (oh, ow) = p
+                        .output(h, w)
+                        .ok_or_else(|| at(format!("window {:?} does not fit the {h}x{w} input", kernel.hw())))?;
                     shape = Shape::Map(c, oh, ow);
                     if matches!(spec, LayerSpec::Maxpool2d { .. }) { Step::MaxPool(p) } else { Step::AvgPool(p) }
                 }

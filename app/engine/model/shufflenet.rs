@@ -17,7 +17,14 @@ struct Unit {
 
 impl Unit {
     /// Loads `prefix.{conv}` and `prefix.{conv + 1}` (the batch norm).
-    fn load(l: &mut Loader, prefix: &str, conv: usize, geo: ConvGeometry, in_channels: usize, relu: bool) -> Result<Self> {
+    fn load(
+        l: &mut Loader,
+        prefix: &str,
+        conv: usize,
+        geo: ConvGeometry,
+        in_channels: usize,
+        relu: bool,
+    ) -> Result<Self> {
         let c = Conv2d::load(l, &format!("{prefix}.{conv}"), geo, Some(in_channels))?;
         let bn = BatchNorm2d::load(l, &format!("{prefix}.{}", conv + 1), c.out_channels(), 1e-5, 0.1)?;
         Ok(Self { conv: c, bn, relu })

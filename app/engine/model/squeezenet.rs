@@ -35,7 +35,7 @@ impl Fire {
 
 enum Stage {
     Pool,
-    Fire(Fire),
+    Fire(Box<Fire>),
 }
 
 pub struct SqueezeNet {
@@ -63,7 +63,7 @@ impl SqueezeNet {
             } else {
                 let fire = Fire::load(l, &format!("features.{i}"), c)?;
                 c = fire.out_channels();
-                stages.push(Stage::Fire(fire));
+                stages.push(Stage::Fire(Box::new(fire)));
             }
         }
         let classifier = Conv2d::load(l, "classifier.1", ConvGeometry::new(1, 0), Some(c))?;
