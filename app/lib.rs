@@ -4,3 +4,4 @@
 pub mod cli;
 pub mod embedded;
 pub mod engine;
+pub mod export;

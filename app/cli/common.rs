@@ -77,9 +77,25 @@ impl DataArgs {
     }
 
     pub fn load(&self) -> Result<Dataset> {
+        self.load_subset(self.subset())
+    }
+
+    /// Like `load`, but without --limit or --sample only the first `n` images (or all,
+    /// if there are fewer).
+    pub fn load_or_first(&self, n: usize) -> Result<Dataset> {
+        match self.subset() {
+            Subset::All => {
+                let d = self.load_subset(Subset::All)?;
+                if d.len() > n { Ok(d.subset(Subset::First { n })?) } else { Ok(d) }
+            }
+            s => self.load_subset(s),
+        }
+    }
+
+    fn load_subset(&self, subset: Subset) -> Result<Dataset> {
         let d = match &self.data {
-            Some(p) => data::load(&DataSpec { path: p.clone(), split: self.split, subset: self.subset() })?,
-            None => embedded::dataset()?.subset(self.subset())?,
+            Some(p) => data::load(&DataSpec { path: p.clone(), split: self.split, subset })?,
+            None => embedded::dataset()?.subset(subset)?,
         };
         for n in &d.notes {
             eprintln!("note: {n}");

@@ -1,10 +1,12 @@
 //! The headless command line: every analysis the GUI runs, over the same engine.
 
+mod analysis;
 mod common;
 mod convert;
 mod eval;
 mod info;
 mod progress;
+mod train;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,16 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Save a checkpoint as safetensors with its model card
     Convert(convert::ConvertArgs),
+    /// Filter weights step by step (h0-h3), re-attack, and score each layer's fragility
+    Sweep(analysis::SweepCmd),
+    /// Remove one kernel at a time (nodal dropout) and measure whether the attack targets fragile ones
+    Dropout(analysis::DropoutCmd),
+    /// Train a network from a model card (or resume), checkpointing every K epochs
+    Train(train::TrainCmd),
+    /// Local sweeps over a folder of checkpoints: the learning landscape
+    Landscape(analysis::LandscapeCmd),
+    /// Selective backpropagation against regular training from the same checkpoint
+    Selective(train::SelectiveCmd),
 }
 
 /// Runs the command line; errors are printed once, with their causes, and give exit code 1
@@ -38,6 +50,11 @@ pub fn main() -> ExitCode {
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Convert(a)) => convert::run(&a),
+        Some(Command::Sweep(a)) => analysis::run_sweep(&a),
+        Some(Command::Dropout(a)) => analysis::run_dropout(&a),
+        Some(Command::Train(a)) => train::run_train(&a),
+        Some(Command::Landscape(a)) => analysis::run_landscape(&a),
+        Some(Command::Selective(a)) => train::run_selective(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

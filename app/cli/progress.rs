@@ -16,6 +16,10 @@ impl Bar {
         );
         Self(bar)
     }
+    /// Runs `f` (which prints) with the bar hidden.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.0.suspend(f)
+    }
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }

@@ -99,6 +99,12 @@ fn is_one(p: &Pair) -> bool {
 fn is_zero(p: &Pair) -> bool {
     p.hw() == [0, 0]
 }
+fn yes() -> bool {
+    true
+}
+fn is_true(v: &bool) -> bool {
+    *v
+}
 fn one_usize() -> usize {
     1
 }
@@ -125,6 +131,14 @@ fn unit_output() -> Pair {
 pub enum LayerSpec {
     Conv2d {
         key: String,
+        /// Output channels and kernel: only needed to train from scratch (shapes otherwise
+        /// come from the weights).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        out_channels: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kernel: Option<Pair>,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         stride: Pair,
         #[serde(default = "zero", skip_serializing_if = "is_zero")]
@@ -136,6 +150,12 @@ pub enum LayerSpec {
     },
     Linear {
         key: String,
+        /// Output size: only needed to train from scratch (the last layer defaults to the
+        /// class count).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        out_features: Option<usize>,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        bias: bool,
     },
     Batchnorm2d {
         key: String,
@@ -144,9 +164,10 @@ pub enum LayerSpec {
         #[serde(default = "bn_momentum")]
         momentum: f64,
     },
-    Relu,
-    Tanh,
-    Sigmoid,
+    // Field-less variants are written `{}` so that unknown fields are refused for them too.
+    Relu {},
+    Tanh {},
+    Sigmoid {},
     Maxpool2d {
         kernel: Pair,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,7 +194,16 @@ pub enum LayerSpec {
         #[serde(default = "half")]
         p: f64,
     },
-    Flatten,
+    Flatten {},
+}
+
+/// The first layers of a ResNet: torchvision's 7x7 stride-2 convolution and max-pool,
+/// or the CIFAR stem, a 3x3 stride-1 convolution and no max-pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stem {
+    Torchvision,
+    Cifar,
 }
 
 /// What was learned when the checkpoint was trained by this app (written by `train`).
@@ -205,6 +235,9 @@ pub struct ModelCard {
     pub eps: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerSpec>,
+    /// ResNets only; read from the checkpoint when absent, needed to train from scratch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem: Option<Stem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingInfo>,
 }
@@ -255,6 +288,11 @@ impl ModelCard {
         }
         if self.architecture != Architecture::Sequential && !self.layers.is_empty() {
             return Err(format!("`layers` only applies to `sequential`, not `{}`", self.architecture));
+        }
+        let resnet =
+            matches!(self.architecture, Architecture::ResNet18 | Architecture::ResNet34 | Architecture::ResNet50);
+        if self.stem.is_some() && !resnet {
+            return Err(format!("`stem` only applies to ResNets, not `{}`", self.architecture));
         }
         if let Some(eps) = self.eps
             && (eps.is_nan() || eps < 0.0)

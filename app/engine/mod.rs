@@ -1,6 +1,7 @@
 //! The numerical engine: checkpoints, models, datasets, attacks and evaluation.
 //! It depends on candle only, never on the GUI.
 
+pub mod analysis;
 pub mod attack;
 pub mod card;
 pub mod checkpoint;
@@ -12,5 +13,6 @@ pub mod fsutil;
 pub mod model;
 pub mod progress;
 pub mod setup;
+pub mod train;
 
 pub use error::{EngineError, Result};

@@ -1,6 +1,6 @@
 //! Recognising an architecture from state_dict keys and shapes when no card names it.
 
-use crate::engine::card::{Architecture, EXAMPLE_CARD, LayerSpec, ModelCard, Pair};
+use crate::engine::card::{Architecture, EXAMPLE_CARD, LayerSpec, ModelCard, Pair, Stem};
 use crate::engine::checkpoint::StateDict;
 use crate::engine::error::{EngineError, Result};
 
@@ -25,6 +25,7 @@ fn card(architecture: Architecture, channels: usize) -> ModelCard {
         dataset: None,
         eps: None,
         layers: Vec::new(),
+        stem: None,
         training: None,
     }
 }
@@ -47,11 +48,11 @@ pub fn detect(sd: &StateDict) -> Result<Detected> {
                 )));
             }
         };
-        let stem_kind = if stem.get(2) == Some(&3) { "CIFAR stem" } else { "torchvision stem" };
-        return Ok(Detected {
-            card: card(arch, stem[1]),
-            note: format!("recognised {arch} ({stem_kind}) from its keys"),
-        });
+        let (kind, name) =
+            if stem.get(2) == Some(&3) { (Stem::Cifar, "CIFAR") } else { (Stem::Torchvision, "torchvision") };
+        let mut c = card(arch, stem[1]);
+        c.stem = Some(kind);
+        return Ok(Detected { card: c, note: format!("recognised {arch} ({name} stem) from its keys") });
     }
     if let (Some(stem), true) = (shape("features.0.weight"), sd.contains("features.3.squeeze.weight")) {
         if stem.get(2) != Some(&3) {
@@ -110,12 +111,15 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
         }
         specs.push(LayerSpec::Conv2d {
             key: prefix.clone(),
+            out_channels: None,
+            kernel: None,
+            bias: true,
             stride: Pair::One(1),
             padding: Pair::One(shape[2] / 2),
             dilation: Pair::One(1),
             groups: 1,
         });
-        specs.push(LayerSpec::Relu);
+        specs.push(LayerSpec::Relu {});
         if let Some(next) = convs.get(i + 1)
             && next.1 == index + 3
         {
@@ -144,11 +148,11 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
             ceil_mode: false,
         });
     }
-    specs.push(LayerSpec::Flatten);
+    specs.push(LayerSpec::Flatten {});
     for (i, l) in linears.iter().enumerate() {
-        specs.push(LayerSpec::Linear { key: l.0.clone() });
+        specs.push(LayerSpec::Linear { key: l.0.clone(), out_features: None, bias: true });
         if i + 1 < linears.len() {
-            specs.push(LayerSpec::Relu);
+            specs.push(LayerSpec::Relu {});
         }
     }
     let mut c = card(Architecture::Sequential, channels);

@@ -1,6 +1,7 @@
 //! Networks: architectures built from checkpoints, with their parameters held as Vars.
 
 pub mod detect;
+pub mod init;
 pub mod layers;
 pub mod ops;
 pub mod params;
@@ -87,7 +88,7 @@ impl Network {
         let body: Box<dyn Body> = match card.architecture {
             Architecture::Sequential => Box::new(sequential::Sequential::load(&mut loader, &card.layers, card.input)?),
             Architecture::ResNet18 | Architecture::ResNet34 | Architecture::ResNet50 => {
-                Box::new(resnet::ResNet::load(&mut loader, card.architecture, channels)?)
+                Box::new(resnet::ResNet::load(&mut loader, card.architecture, card.stem, channels)?)
             }
             Architecture::SqueezeNet1_1 => Box::new(squeezenet::SqueezeNet::load(&mut loader, channels)?),
             Architecture::ShuffleNetV2X0_5 | Architecture::ShuffleNetV2X1_0 => {

@@ -8,7 +8,7 @@ use super::Body;
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
-use crate::engine::card::Architecture;
+use crate::engine::card::{Architecture, Stem};
 use crate::engine::error::{EngineError, Result};
 
 struct ConvBn {
@@ -83,7 +83,7 @@ pub fn block_layout(l: &Loader) -> ([usize; 4], bool) {
 }
 
 impl ResNet {
-    pub fn load(l: &mut Loader, arch: Architecture, in_channels: usize) -> Result<Self> {
+    pub fn load(l: &mut Loader, arch: Architecture, stem: Option<Stem>, in_channels: usize) -> Result<Self> {
         let (want, bottleneck) = depth_of(arch).ok_or_else(|| EngineError::model(format!("{arch} is not a ResNet")))?;
         let found = block_layout(l);
         if found != (want, bottleneck) {
@@ -96,15 +96,22 @@ impl ResNet {
             )));
         }
         let kernel = l.shape("conv1.weight")?.get(2).copied().unwrap_or(0);
-        let (stem_geo, maxpool) = match kernel {
-            7 => (ConvGeometry::new(2, 3), Some(Pool2d::square(3, 2, 1))),
-            3 => (ConvGeometry::new(1, 1), None),
+        let (found_stem, stem_geo, maxpool) = match kernel {
+            7 => (Stem::Torchvision, ConvGeometry::new(2, 3), Some(Pool2d::square(3, 2, 1))),
+            3 => (Stem::Cifar, ConvGeometry::new(1, 1), None),
             k => {
                 return Err(EngineError::model(format!(
                     "`conv1.weight` has a {k}x{k} kernel; a ResNet stem is 7x7 (torchvision) or 3x3 (CIFAR)"
                 )));
             }
         };
+        if let Some(want) = stem
+            && want != found_stem
+        {
+            return Err(EngineError::model(format!(
+                "the card says the {want:?} stem but `conv1.weight` has a {kernel}x{kernel} kernel (the {found_stem:?} stem)"
+            )));
+        }
         let stem = ConvBn::load(l, "conv1", "bn1", stem_geo, in_channels)?;
         let shortcut_name = if l.has("layer2.0.shortcut.0.weight") { "shortcut" } else { "downsample" };
         let mut channels = stem.out_channels();

@@ -67,7 +67,7 @@ impl Sequential {
                 Shape::Flat(_) => Err(at(format!("needs a [C, H, W] map but receives {shape}"))),
             };
             let step = match spec {
-                LayerSpec::Conv2d { key, stride, padding, dilation, groups } => {
+                LayerSpec::Conv2d { key, stride, padding, dilation, groups, .. } => {
                     let (c, h, w) = map(shape)?;
                     let [sh, sw] = stride.hw();
                     let geo = ConvGeometry {
@@ -83,7 +83,7 @@ impl Sequential {
                     shape = Shape::Map(conv.out_channels(), oh, ow);
                     Step::Conv(conv)
                 }
-                LayerSpec::Linear { key } => {
+                LayerSpec::Linear { key, .. } => {
                     let n = match shape {
                         Shape::Flat(n) => n,
                         Shape::Map(..) => {
@@ -100,9 +100,9 @@ impl Sequential {
                     let (c, _, _) = map(shape)?;
                     Step::Bn(BatchNorm2d::load(l, key, c, *eps, *momentum)?)
                 }
-                LayerSpec::Relu => Step::Relu,
-                LayerSpec::Tanh => Step::Tanh,
-                LayerSpec::Sigmoid => Step::Sigmoid,
+                LayerSpec::Relu {} => Step::Relu,
+                LayerSpec::Tanh {} => Step::Tanh,
+                LayerSpec::Sigmoid {} => Step::Sigmoid,
                 LayerSpec::Maxpool2d { kernel, stride, padding, ceil_mode }
                 | LayerSpec::Avgpool2d { kernel, stride, padding, ceil_mode } => {
                     let (c, h, w) = map(shape)?;
@@ -125,7 +125,7 @@ impl Sequential {
                     }
                     Step::Dropout(*p)
                 }
-                LayerSpec::Flatten => {
+                LayerSpec::Flatten {} => {
                     shape = match shape {
                         Shape::Map(c, h, w) => Shape::Flat(c * h * w),
                         flat => flat,

@@ -1,0 +1,285 @@
+//! `sweep`, `dropout` and `landscape`: the fragility analyses.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::common::{DataArgs, ModelArgs, group};
+use super::eval::AttackArgs;
+use super::progress::{Bar, ctrl_c_flag};
+use crate::engine::analysis::dropout::{self, DropoutConfig};
+use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::landscape;
+use crate::engine::analysis::sweep::{self, Scope, SweepConfig, SweepResult};
+use crate::engine::attack::{AttackConfig, AttackKind};
+use crate::engine::data::Dataset;
+use crate::engine::device;
+use crate::engine::model::Network;
+use crate::engine::progress::Ctrl;
+use crate::engine::setup;
+use crate::export::tables;
+
+/// Analyses use the first 1,000 test images unless told otherwise.
+pub const DEFAULT_EVAL_IMAGES: usize = 1000;
+
+/// Sweep options shared by `sweep`, `landscape` and `selective`.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// Layers to sweep (state_dict prefixes, comma-separated; default: every filterable layer)
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<String>,
+    /// Filters to run
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = FilterKind::PAPER.to_vec())]
+    pub filters: Vec<FilterKind>,
+    /// Thresholds per sweep (odd, at least 3)
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Global sweeps: threshold range LO,HI
+    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [-1.0, 1.0], allow_negative_numbers = true)]
+    pub range: Vec<f64>,
+    /// Filter biases with their layer's weights
+    #[arg(long)]
+    pub include_biases: bool,
+    /// Attack once on the unfiltered network instead of regenerating it per filtered network
+    #[arg(long)]
+    pub transfer: bool,
+    /// Tolerance of the per-step classes
+    #[arg(long, default_value_t = 0.01)]
+    pub delta: f64,
+    /// Tolerance of the per-layer classes
+    #[arg(long, default_value_t = 0.02)]
+    pub tau: f64,
+    /// Attack: fgsm (the papers') or pgd
+    #[arg(long, value_enum, default_value_t = AttackKind::Fgsm)]
+    pub attack: AttackKind,
+    #[command(flatten)]
+    pub attack_opts: AttackArgs,
+}
+
+impl SweepArgs {
+    pub fn config(&self, scope: Scope, attack: AttackConfig) -> SweepConfig {
+        SweepConfig {
+            scope,
+            layers: self.layers.clone(),
+            filters: self.filters.clone(),
+            steps: self.steps,
+            global_range: [self.range[0], self.range[1]],
+            include_biases: self.include_biases,
+            attack,
+            transfer: self.transfer,
+            bn: self.attack_opts.bn,
+            batch: self.attack_opts.batch,
+            delta: self.delta,
+            tau: self.tau,
+        }
+    }
+}
+
+/// The attack of an analysis, with eps from the flag, the card or the dataset.
+pub fn attack_config(opts: &AttackArgs, kind: AttackKind, net: &Network, data: &Dataset) -> Result<AttackConfig> {
+    let Some(eps) = opts.eps.or_else(|| setup::default_eps(net, Some(data))) else {
+        bail!("no default eps is known for this model and dataset: pass --eps");
+    };
+    Ok(opts.config(kind, eps))
+}
+
+/// Loads model and data for an analysis and checks they fit.
+pub fn open(model: &ModelArgs, data: &DataArgs) -> Result<(Network, Dataset)> {
+    let net = model.load()?;
+    let d = data.load_or_first(DEFAULT_EVAL_IMAGES)?;
+    setup::check_compatible(&net, &d)?;
+    Ok((net, d))
+}
+
+fn out_dir(out: &Option<PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(d) = out {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    Ok(out.clone())
+}
+
+#[derive(Args, Debug)]
+pub struct SweepCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// local: one layer at a time; global: every filterable tensor at once
+    #[arg(long, value_enum, default_value_t = Scope::Local)]
+    pub scope: Scope,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Folder for sweep.json, sweep.csv, scores.csv and layers.csv
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run_sweep(a: &SweepCmd) -> Result<()> {
+    let (net, data) = open(&a.model, &a.data)?;
+    let norm = setup::normalization(&net, Some(&data))?;
+    let attack = attack_config(&a.sweep.attack_opts, a.sweep.attack, &net, &data)?;
+    let cfg = a.sweep.config(a.scope, attack);
+    let out = out_dir(&a.out)?;
+    let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    let result = sweep::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop }, &|_| {});
+    bar.finish();
+    let result = result?;
+    if let Some(dir) = &out {
+        tables::write_sweep(dir, &result)?;
+    }
+    println!("model  {}", a.model.describe(&net));
+    println!("data   {} ({} images)", data.name, group(data.len()));
+    print_sweep(&result);
+    if let Some(dir) = &out {
+        println!("wrote {}", dir.join("sweep.json").display());
+    }
+    if result.cancelled {
+        eprintln!("cancelled: the steps finished so far are kept");
+    }
+    Ok(())
+}
+
+fn fmt_score(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:+.4}"))
+}
+
+pub fn print_sweep(r: &SweepResult) {
+    let b = &r.baseline;
+    println!(
+        "baseline  clean {} / {}, adversarial {} / {} (eps {})",
+        group(b.clean_correct),
+        group(b.samples),
+        group(b.adv_correct),
+        group(b.samples),
+        r.config.attack.eps
+    );
+    if let Some(n) = r.outside_range {
+        println!(
+            "{} filterable weights lie outside the range {:?} and are never in a pulse window",
+            group(n),
+            r.config.global_range
+        );
+    }
+    let width = r.records.iter().map(|x| x.layer.len()).max().unwrap_or(5).max(5);
+    println!("\n{:width$}  filter  {:>9}  {:>9}  {:>9}", "layer", "S_clean", "S_adv", "S_diff");
+    for rec in &r.records {
+        println!(
+            "{:width$}  {:<6}  {:>9}  {:>9}  {:>9}{}",
+            rec.layer,
+            rec.filter.name(),
+            fmt_score(rec.s_clean),
+            fmt_score(rec.s_adv),
+            fmt_score(rec.s_diff),
+            if rec.complete() { "" } else { "  (incomplete)" }
+        );
+        for w in &rec.warnings {
+            println!("  warning: {w}");
+        }
+    }
+    if !r.layer_classes.is_empty() {
+        println!("\nlayers, most fragile first (mean S_adv over h1, h2, h3; tau {})", r.config.tau);
+        for c in &r.layer_classes {
+            println!("  {:width$}  {:+.4}  {}", c.layer, c.mean_s_adv, c.class.name());
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DropoutCmd {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Convolution layer (default: the first)
+    #[arg(long)]
+    pub layer: Option<String>,
+    #[command(flatten)]
+    pub attack_opts: AttackArgs,
+    /// Folder for dropout.json and dropout.csv
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run_dropout(a: &DropoutCmd) -> Result<()> {
+    let (net, data) = open(&a.model, &a.data)?;
+    let norm = setup::normalization(&net, Some(&data))?;
+    let attack = attack_config(&a.attack_opts, AttackKind::Fgsm, &net, &data)?;
+    let cfg = DropoutConfig { layer: a.layer.clone(), attack, bn: a.attack_opts.bn, batch: a.attack_opts.batch };
+    let out = out_dir(&a.out)?;
+    let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    let r = dropout::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop });
+    bar.finish();
+    let r = r?;
+    if let Some(dir) = &out {
+        tables::write_dropout(dir, &r)?;
+    }
+    println!(
+        "nodal dropout of `{}` on {} images; baseline {} correct",
+        r.layer,
+        group(r.samples),
+        group(r.baseline_correct)
+    );
+    println!("mean accuracy with one kernel removed: {:.4}", r.mean);
+    println!("fragile kernels (A_k < mean): {:?}", r.fragile);
+    println!("null kernels (A_k >= baseline): {:?}", r.null);
+    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.5}"));
+    println!(
+        "d_F {} (fragile), d_N {} (others): the attack {} fragile kernels",
+        f(r.d_fragile),
+        f(r.d_other),
+        if r.targeted { "targets" } else { "does not target" }
+    );
+    if r.cancelled {
+        eprintln!("cancelled: the kernels finished so far are kept");
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LandscapeCmd {
+    /// Folder of checkpoints of one training run (as written by `train`)
+    #[arg(long, value_name = "DIR")]
+    pub checkpoints: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
+    /// Where to compute
+    #[arg(long, value_enum, default_value_t = device::DeviceChoice::Cpu)]
+    pub device: device::DeviceChoice,
+    /// Folder for landscape.json and landscape.csv
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run_landscape(a: &LandscapeCmd) -> Result<()> {
+    let dev = device::open(a.device)?;
+    let entries = landscape::list_checkpoints(&a.checkpoints, &dev)?;
+    let first = Network::load(&entries[0].path, None, &dev)?;
+    let data = a.data.load_or_first(DEFAULT_EVAL_IMAGES)?;
+    setup::check_compatible(&first, &data)?;
+    let attack = attack_config(&a.sweep.attack_opts, a.sweep.attack, &first, &data)?;
+    let cfg = a.sweep.config(Scope::Local, attack);
+    let out = out_dir(&a.out)?;
+    let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    let r = landscape::run(&entries, &data, &cfg, &dev, Ctrl { progress: &bar, stop: &stop }, &|_, _| {});
+    bar.finish();
+    let r = r?;
+    if let Some(dir) = &out {
+        tables::write_landscape(dir, &r)?;
+    }
+    println!(
+        "learning landscape over {} checkpoints (epochs {:?})",
+        r.checkpoints.len(),
+        r.checkpoints.iter().map(|c| c.epoch).collect::<Vec<_>>()
+    );
+    for c in &r.combined {
+        let fragile: Vec<usize> = c.influential_adv.iter().map(|row| row.iter().filter(|b| **b).count()).collect();
+        println!("  {:16} influential steps (adversarial) per epoch: {fragile:?}", c.layer);
+    }
+    if r.cancelled {
+        eprintln!("cancelled: the checkpoints finished so far are kept");
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Synaptic filtering and fragility analysis (SPEC sections 1-9).
+
+pub mod dropout;
+pub mod evalset;
+pub mod filter;
+pub mod landscape;
+pub mod masks;
+pub mod scores;
+pub mod selective;
+pub mod sweep;

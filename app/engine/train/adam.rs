@@ -1,0 +1,158 @@
+//! Adam (PyTorch's update, no weight decay) with optional per-element freezing: a frozen
+//! element keeps its value and its optimiser state untouched.
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, Var};
+
+use crate::engine::error::Result;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+struct Slot {
+    key: String,
+    var: Var,
+    m: Tensor,
+    v: Tensor,
+    /// 1 where the element trains, 0 where it is frozen; None trains everything.
+    mask: Option<Tensor>,
+    /// Steps taken by this tensor (for bias correction, as PyTorch counts per tensor).
+    steps: i32,
+}
+
+pub struct Adam {
+    cfg: AdamConfig,
+    slots: Vec<Slot>,
+}
+
+impl Adam {
+    /// An optimiser over named variables (state_dict keys name the saved state).
+    pub fn new(vars: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .map(|(key, var)| {
+                let zeros = var.as_tensor().zeros_like()?.detach();
+                Ok(Slot { key, m: zeros.clone(), v: zeros, var, mask: None, steps: 0 })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { cfg, slots })
+    }
+
+    /// The optimiser state as named tensors: `<key>.exp_avg`, `<key>.exp_avg_sq`, `<key>.step`.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(3 * self.slots.len());
+        for s in &self.slots {
+            out.push((format!("{}.exp_avg", s.key), s.m.clone()));
+            out.push((format!("{}.exp_avg_sq", s.key), s.v.clone()));
+            out.push((format!("{}.step", s.key), Tensor::new(s.steps as i64, s.m.device())?));
+        }
+        Ok(out)
+    }
+
+    /// Restores state written by [`Adam::state`]; every variable must be present.
+    pub fn load_state(&mut self, state: &crate::engine::checkpoint::StateDict) -> Result<()> {
+        for s in &mut self.slots {
+            let get = |suffix: &str| {
+                state.get(&format!("{}.{suffix}", s.key)).cloned().ok_or_else(|| {
+                    crate::engine::EngineError::model(format!("the optimiser state lacks `{}.{suffix}`", s.key))
+                })
+            };
+            let (m, v) = (get("exp_avg")?, get("exp_avg_sq")?);
+            if m.dims() != s.m.dims() || v.dims() != s.v.dims() {
+                return Err(crate::engine::EngineError::model(format!(
+                    "the optimiser state of `{}` has the wrong shape",
+                    s.key
+                )));
+            }
+            s.m = m.to_device(s.var.device())?;
+            s.v = v.to_device(s.var.device())?;
+            s.steps = get("step")?.to_dtype(DType::I64)?.to_scalar::<i64>()? as i32;
+        }
+        Ok(())
+    }
+
+    /// Freezes elements where `mask` is 0 (same shape as the variable); None unfreezes all.
+    pub fn set_mask(&mut self, key: &str, mask: Option<Tensor>) -> Result<()> {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.key == key) {
+            slot.mask = mask.map(|m| m.to_dtype(DType::F32)).transpose()?;
+        }
+        Ok(())
+    }
+
+    /// One update from the gradients of the last backward pass. Variables without a
+    /// gradient, and wholly frozen ones, are left alone (their state too).
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        let c = self.cfg;
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
+            if let Some(mask) = &slot.mask
+                && mask.sum_all()?.to_scalar::<f32>()? == 0.0
+            {
+                continue;
+            }
+            slot.steps += 1;
+            let m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+            let v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let bias1 = 1.0 - c.beta1.powi(slot.steps);
+            let bias2 = 1.0 - c.beta2.powi(slot.steps);
+            let denom = ((v.sqrt()? / bias2.sqrt())? + c.eps)?;
+            let update = ((&m / denom)? * (c.lr / bias1))?;
+            let p = slot.var.as_tensor();
+            let (m, v, next) = match &slot.mask {
+                None => (m, v, (p - update)?),
+                Some(mask) => {
+                    // Frozen elements keep value and state: blend old and new by the mask.
+                    let keep = |new: &Tensor, old: &Tensor| -> Result<Tensor> { Ok((old + ((new - old)? * mask)?)?) };
+                    (keep(&m, &slot.m)?, keep(&v, &slot.v)?, (p - (update * mask)?)?)
+                }
+            };
+            slot.m = m.detach();
+            slot.v = v.detach();
+            slot.var.set(&next.detach())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn first_step_moves_by_lr_against_the_gradient_sign() {
+        // With bias correction, Adam's first step is lr * g / (|g| + eps').
+        let w = Var::from_vec(vec![1.0f32, -2.0, 3.0], 3, &Device::Cpu).unwrap();
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], AdamConfig::default()).unwrap();
+        let loss =
+            (w.as_tensor() * Tensor::new(&[2.0f32, -0.5, 0.0], &Device::Cpu).unwrap()).unwrap().sum_all().unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+        let v: Vec<f32> = w.as_tensor().to_vec1().unwrap();
+        assert!((v[0] - 0.999).abs() < 1e-6 && (v[1] - (-1.999)).abs() < 1e-6 && v[2] == 3.0, "{v:?}");
+    }
+
+    #[test]
+    fn frozen_elements_keep_value_and_state() {
+        let w = Var::from_vec(vec![1.0f32, 1.0], 2, &Device::Cpu).unwrap();
+        let mut opt = Adam::new(vec![("w".into(), w.clone())], AdamConfig::default()).unwrap();
+        opt.set_mask("w", Some(Tensor::new(&[1.0f32, 0.0], &Device::Cpu).unwrap())).unwrap();
+        for _ in 0..3 {
+            let loss = w.as_tensor().sum_all().unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        }
+        let v: Vec<f32> = w.as_tensor().to_vec1().unwrap();
+        assert!(v[0] < 0.998 && v[1] == 1.0, "{v:?}");
+        assert_eq!(opt.slots[0].m.to_vec1::<f32>().unwrap()[1], 0.0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Writing results: data tables (CSV), full results with their config (JSON), and figures.
+
+pub mod tables;
