@@ -5,3 +5,6 @@ pub mod cli;
 pub mod embedded;
 pub mod engine;
 pub mod export;
+pub mod jobs;
+pub mod render;
+pub mod ui;

@@ -4,6 +4,8 @@ mod analysis;
 mod common;
 mod convert;
 mod eval;
+mod figure;
+mod gui;
 mod info;
 mod progress;
 mod train;
@@ -23,6 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Open the desktop explorer (the default when no command is given)
+    Gui(gui::GuiArgs),
     /// List a checkpoint's layers: name, kind, shape, parameter count, value range
     Info(info::InfoArgs),
     /// Measure clean and adversarial accuracy of a model on a dataset
@@ -39,6 +43,8 @@ pub enum Command {
     Landscape(analysis::LandscapeCmd),
     /// Selective backpropagation against regular training from the same checkpoint
     Selective(train::SelectiveCmd),
+    /// Render figures (PNG, SVG, CSV, JSON) headless from saved results
+    Figure(figure::FigureArgs),
 }
 
 /// Runs the command line; errors are printed once, with their causes, and give exit code 1
@@ -46,7 +52,9 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => eval::default_summary(),
+        None => gui::run(&gui::GuiArgs::default()),
+        Some(Command::Gui(a)) => gui::run(&a),
+        Some(Command::Figure(a)) => figure::run(&a),
         Some(Command::Info(a)) => info::run(&a),
         Some(Command::Eval(a)) => eval::run(&a),
         Some(Command::Convert(a)) => convert::run(&a),

@@ -1,0 +1,1 @@
+//! The compute worker: commands in, events out, progress, cancellation.

@@ -1,0 +1,1 @@
+//! The eframe app and its panels, one panel per file.
