@@ -58,6 +58,9 @@ pub struct Filter {
     pub alpha: f64,
     /// Pulse width (h3 only).
     pub width: f64,
+    /// The sweep's range: a pulse window never reaches outside it (for a global sweep,
+    /// weights beyond the configured range are never removed by h3).
+    pub range: [f64; 2],
 }
 
 impl Filter {
@@ -68,7 +71,12 @@ impl Filter {
             FilterKind::H0 => w.abs() <= self.alpha,
             FilterKind::H1 => w <= self.alpha,
             FilterKind::H2 => w >= self.alpha,
-            FilterKind::H3 => self.alpha - self.width / 2.0 <= w && w < self.alpha + self.width / 2.0,
+            FilterKind::H3 => {
+                self.alpha - self.width / 2.0 <= w
+                    && w < self.alpha + self.width / 2.0
+                    && self.range[0] <= w
+                    && w <= self.range[1]
+            }
         }
     }
 
@@ -131,7 +139,7 @@ mod tests {
 
     #[test]
     fn filters_act_on_signed_values() {
-        let f = |kind, alpha, width| Filter { kind, alpha, width };
+        let f = |kind, alpha, width| Filter { kind, alpha, width, range: [-1.0, 1.0] };
         assert!(f(FilterKind::H1, -0.5, 0.0).removes(-0.5));
         assert!(!f(FilterKind::H1, -0.5, 0.0).removes(0.2));
         assert!(f(FilterKind::H2, 0.1, 0.0).removes(0.1));
@@ -139,6 +147,8 @@ mod tests {
         assert!(f(FilterKind::H0, 0.3, 0.0).removes(-0.3));
         let pulse = f(FilterKind::H3, 0.0, 0.2);
         assert!(pulse.removes(-0.1) && pulse.removes(0.0999) && !pulse.removes(0.1));
+        let edge = f(FilterKind::H3, 1.0, 0.2);
+        assert!(edge.removes(1.0) && !edge.removes(1.05), "nothing beyond the range is in a window");
     }
 
     #[test]

@@ -346,7 +346,7 @@ pub fn run(
             on(SweepEvent::Begin { layer: fs.name.clone(), filter: kind, alphas: alphas.clone(), n: values.len() });
             let mut previous: Option<(Vec<f32>, Counts)> = None;
             for (i, &alpha) in alphas.iter().enumerate() {
-                let (mask, removed) = Filter { kind, alpha, width }.mask(&values);
+                let (mask, removed) = Filter { kind, alpha, width, range: [lo, hi] }.mask(&values);
                 // A mask equal to the last one (or removing nothing) cannot change the result.
                 let known = match &previous {
                     Some((m, c)) if *m == mask => Some(*c),

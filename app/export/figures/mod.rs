@@ -97,3 +97,16 @@ pub enum Figure {
     Heatmap(Heatmap),
     Grid(ImageGrid),
 }
+
+/// Writes `stem.png` (2x), `stem.svg`, `stem.csv` (the plotted data) and `stem.json`
+/// (the config that produced it) into `dir`, each atomically; returns the paths written.
+pub fn export(
+    figure: &Figure,
+    data: crate::export::tables::Table,
+    config: &serde_json::Value,
+    dir: &std::path::Path,
+    stem: &str,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let _ = (figure, data, config, dir, stem);
+    anyhow::bail!("figure rendering is not implemented yet")
+}
