@@ -87,7 +87,9 @@ fn compare(ours: &SweepResult, reference: &Value, what: &str) {
         close(r.s_clean.unwrap(), &x["s_clean"], &format!("{w} s_clean"));
         close(r.s_adv.unwrap(), &x["s_adv"], &format!("{w} s_adv"));
         close(r.s_diff.unwrap(), &x["s_diff"], &format!("{w} s_diff"));
-        let names = |v: &[fragility_explorer::engine::analysis::scores::Class]| v.iter().map(|c| c.name().to_string()).collect::<Vec<_>>();
+        let names = |v: &[fragility_explorer::engine::analysis::scores::Class]| {
+            v.iter().map(|c| c.name().to_string()).collect::<Vec<_>>()
+        };
         assert_eq!(names(&r.step_class_clean), strings(&x["step_class_clean"]), "{w} step_class_clean");
         assert_eq!(names(&r.step_class_adv), strings(&x["step_class_adv"]), "{w} step_class_adv");
     }
@@ -112,7 +114,8 @@ fn local_sweep_scores_and_classes_match_the_reference() {
         let values = masker.values(&FilterSet::layer(&s.net, layer, false).unwrap()).unwrap();
         let rec = ours.record(layer, FilterKind::H3).unwrap();
         for (view, adversarial) in [("clean", false), ("adv", true)] {
-            let letters: String = rec.weight_classes(&values, adversarial).unwrap().iter().map(|c| &c.name()[..1]).collect();
+            let letters: String =
+                rec.weight_classes(&values, adversarial).unwrap().iter().map(|c| &c.name()[..1]).collect();
             assert_eq!(letters, wc[view].as_str().unwrap(), "{layer} {view} weight classes");
         }
     }
@@ -129,9 +132,17 @@ fn global_sweep_matches_the_reference() {
 #[test]
 fn transfer_and_bias_sweeps_match_the_reference() {
     let s = setup();
-    let cfg = SweepConfig { layers: vec!["features.4".into()], transfer: true, ..config(Scope::Local, 5, &[FilterKind::H1, FilterKind::H3]) };
+    let cfg = SweepConfig {
+        layers: vec!["features.4".into()],
+        transfer: true,
+        ..config(Scope::Local, 5, &[FilterKind::H1, FilterKind::H3])
+    };
     compare(&run(&s, &cfg), &s.reference["transfer"], "transfer");
-    let cfg = SweepConfig { layers: vec!["classifier.0".into()], include_biases: true, ..config(Scope::Local, 5, &[FilterKind::H1]) };
+    let cfg = SweepConfig {
+        layers: vec!["classifier.0".into()],
+        include_biases: true,
+        ..config(Scope::Local, 5, &[FilterKind::H1])
+    };
     compare(&run(&s, &cfg), &s.reference["biases"], "biases");
 }
 

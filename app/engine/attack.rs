@@ -147,7 +147,8 @@ pub fn input_gradient(
     mode: GradMode,
 ) -> Result<(Tensor, Tensor, usize)> {
     let xv = Var::from_tensor(x)?;
-    let logits = net.forward(xv.as_tensor(), &mut ForwardCtx::with_bn(bn))?;
+    let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
+    let logits = net.forward(xv.as_tensor(), &mut ctx)?;
     let (c, saturated) = cotangent(&logits.detach(), labels, mode)?;
     let grads = logits.mul(&c)?.sum_all()?.backward()?;
     let g = grads

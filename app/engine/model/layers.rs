@@ -3,6 +3,7 @@
 use candle_core::{DType, Result as CResult, Tensor, Var};
 use rand::Rng;
 
+use super::kernels;
 use super::params::{Expect, LayerKind, Loader, Role};
 use crate::engine::error::{EngineError, Result};
 
@@ -28,6 +29,8 @@ pub struct ForwardCtx<'a> {
     /// Dropout is active only when a random source is given (training).
     pub dropout_rng: Option<&'a mut rand_chacha::ChaCha8Rng>,
     pub tap: Option<Tap>,
+    /// Only the input's gradient will be asked for (attacks): layers skip weight gradients.
+    pub input_grad_only: bool,
 }
 
 /// Captures the output of the layer named `layer` (before batch norm and activation).
@@ -144,7 +147,10 @@ impl Conv2d {
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let [ph, pw] = self.padding;
-        let y = if ph == pw {
+        let y = if kernels::enabled_for(x) {
+            let geo = kernels::ConvGeometry { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
+            kernels::conv2d(x, &self.weight, geo, !ctx.input_grad_only)?
+        } else if ph == pw {
             x.conv2d(&self.weight, ph, self.stride, self.dilation, self.groups)?
         } else {
             x.pad_with_zeros(2, ph, ph)?.pad_with_zeros(3, pw, pw)?.conv2d(
@@ -204,7 +210,11 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = if kernels::enabled_for(x) {
+            kernels::linear(x, &self.weight, !ctx.input_grad_only)?
+        } else {
+            x.matmul(&self.weight.t()?)?
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

@@ -2,6 +2,7 @@
 
 pub mod detect;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod ops;
 pub mod params;

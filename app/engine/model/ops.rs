@@ -8,6 +8,9 @@ use candle_core::{D, DType, Result, Tensor};
 
 /// ReLU whose gradient is zero at zero, as PyTorch's (candle's passes it through).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if super::kernels::enabled_for(x) {
+        return super::kernels::relu(x);
+    }
     let mask = x.gt(0f64)?.to_dtype(x.dtype())?.detach();
     x.mul(&mask)
 }
@@ -116,6 +119,9 @@ fn output_or_err(p: &Pool2d, h: usize, w: usize) -> Result<(usize, usize)> {
 
 /// Max pooling; the gradient goes to the first maximum of each window, as in PyTorch.
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
+    if super::kernels::enabled_for(x) {
+        return super::kernels::max_pool2d(x, p);
+    }
     let (_, _, h, w) = x.dims4()?;
     let (oh, ow) = output_or_err(p, h, w)?;
     let win = windows(x, p, oh, ow, f64::NEG_INFINITY)?;

@@ -31,7 +31,7 @@ pub fn trainable_vars(net: &Network) -> Vec<(String, Var)> {
 /// One optimisation step on a batch: forward in training mode (batch statistics, running
 /// statistics updated, dropout drawn from `rng`), mean cross-entropy, backward, Adam.
 pub fn train_step(net: &Network, opt: &mut Adam, x: &Tensor, y: &Tensor, rng: &mut ChaCha8Rng) -> Result<f32> {
-    let mut ctx = ForwardCtx { bn: BnMode::Train, dropout_rng: Some(rng), tap: None };
+    let mut ctx = ForwardCtx { bn: BnMode::Train, dropout_rng: Some(rng), ..ForwardCtx::default() };
     let logits = net.forward(x, &mut ctx)?;
     let loss = candle_nn::loss::cross_entropy(&logits, y)?;
     let grads = loss.backward()?;
@@ -134,7 +134,7 @@ impl<'a> Trainer<'a> {
             ctrl.check()?;
             let batch = data.select(chunk);
             let (x, y) = batch.batch(0..chunk.len(), norm, &self.net.device)?;
-            let mut ctx = ForwardCtx { bn: BnMode::Train, dropout_rng: Some(&mut rng), tap: None };
+            let mut ctx = ForwardCtx { bn: BnMode::Train, dropout_rng: Some(&mut rng), ..ForwardCtx::default() };
             let logits = self.net.forward(&x, &mut ctx)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let grads = loss.backward()?;

@@ -1,0 +1,42 @@
+//! ReLU with PyTorch's gradient (zero at zero), in one pass each way.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::f32_data;
+
+struct Relu;
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "fe-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_data(s, l)?;
+        let y: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &ReluBackward)?))
+    }
+}
+
+/// grad where the output is positive, else 0.
+struct ReluBackward;
+
+impl CustomOp2 for ReluBackward {
+    fn name(&self) -> &'static str {
+        "fe-relu-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (g, y) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        let dx: Vec<f32> = g.iter().zip(y.iter()).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Relu)
+}

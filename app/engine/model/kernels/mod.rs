@@ -1,0 +1,110 @@
+//! CPU kernels for the hot operations, as candle custom ops with PyTorch's semantics.
+//!
+//! candle's own CPU backward for convolutions runs a naive loop and always computes the
+//! weight gradient (ENGINE-NOTES.md); these use im2col and the `gemm` crate both ways,
+//! run images in parallel, and skip weight gradients when only the input's is wanted
+//! (attacks). Other devices use candle's ops. `set_enabled(false)` switches back to the
+//! plain candle path, which tests use as the reference.
+
+mod act;
+mod conv;
+mod linear;
+mod pool;
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{CpuStorage, Layout, Result, Tensor};
+
+pub use act::relu;
+pub use conv::{Geometry as ConvGeometry, conv2d};
+pub use linear::linear;
+pub use pool::max_pool2d;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether the custom kernels run (CPU tensors only). On by default; the environment
+/// variable `FRAGILITY_PLAIN_OPS=1` turns them off at start.
+pub fn enabled_for(t: &Tensor) -> bool {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        if std::env::var_os("FRAGILITY_PLAIN_OPS").is_some_and(|v| v == "1") {
+            ENABLED.store(false, Ordering::SeqCst);
+        }
+    });
+    t.device().is_cpu() && ENABLED.load(Ordering::SeqCst)
+}
+
+/// Switches the custom kernels on or off for the whole process.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::SeqCst);
+}
+
+/// The f32 elements of a contiguous tensor's storage (callers make inputs contiguous).
+fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(Cow::Borrowed(&data[a..b])),
+        None => candle_core::bail!("custom kernels take contiguous tensors"),
+    }
+}
+
+/// Threads for parallel loops (candle's own setting, which follows RAYON_NUM_THREADS).
+fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` with explicit row and column strides (in elements).
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+    parallel: bool,
+) {
+    debug_assert!(dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let parallelism = if parallel && threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
+    // SAFETY: the slices cover every element the strides address (checked by callers'
+    // shapes); dst does not alias lhs or rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

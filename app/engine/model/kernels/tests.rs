@@ -1,0 +1,118 @@
+//! The custom kernels against candle's plain ops: forward values and both gradients.
+
+use candle_core::{Device, Tensor, Var};
+
+use super::*;
+use crate::engine::model::ops::{Axis, Pool2d};
+
+fn close(a: &Tensor, b: &Tensor, what: &str) {
+    assert_eq!(a.dims(), b.dims(), "{what}");
+    let (a, b): (Vec<f32>, Vec<f32>) = (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 2e-5 * scale, "{what}: element {i}: {x} vs {y}");
+    }
+}
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    // Deterministic values without depending on candle's RNG.
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Candle's own convolution (padding applied by hand when asymmetric).
+fn plain_conv(x: &Tensor, w: &Tensor, g: ConvGeometry) -> Tensor {
+    let [ph, pw] = g.padding;
+    let x = x.pad_with_zeros(2, ph, ph).unwrap().pad_with_zeros(3, pw, pw).unwrap();
+    x.conv2d(w, 0, g.stride, g.dilation, g.groups).unwrap()
+}
+
+#[test]
+fn conv_matches_candle_forward_and_backward() {
+    let cases = [
+        ([2, 3, 7, 6], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
+        ([3, 4, 9, 9], [6, 2, 3, 3], ConvGeometry { stride: 2, padding: [1, 0], dilation: 1, groups: 2 }),
+        ([1, 2, 8, 8], [3, 2, 3, 3], ConvGeometry { stride: 1, padding: [2, 2], dilation: 2, groups: 1 }),
+        ([4, 6, 5, 5], [6, 1, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 6 }),
+        ([5, 8, 4, 4], [5, 8, 1, 1], ConvGeometry { stride: 1, padding: [0, 0], dilation: 1, groups: 1 }),
+        ([2, 8, 6, 6], [4, 8, 1, 1], ConvGeometry { stride: 2, padding: [0, 0], dilation: 1, groups: 1 }),
+        ([3, 1, 11, 11], [2, 1, 7, 7], ConvGeometry { stride: 2, padding: [3, 3], dilation: 1, groups: 1 }),
+    ];
+    for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
+        let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();
+        let w = Var::from_tensor(&randn(&ws, 100 + i as u64)).unwrap();
+        let probe = randn(&plain_conv(x.as_tensor(), w.as_tensor(), g).dims().to_vec(), 200 + i as u64);
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), g, true).unwrap();
+        let plain = plain_conv(x.as_tensor(), w.as_tensor(), g);
+        close(&fast, &plain, &format!("case {i} forward"));
+        let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("case {i} dx"));
+        close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), &format!("case {i} dw"));
+        let input_only = conv2d(x.as_tensor(), w.as_tensor(), g, false).unwrap();
+        let gi = (input_only * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(gi.get(w.as_tensor()).is_none(), "no weight gradient when not asked for");
+        close(gi.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("case {i} dx (input only)"));
+    }
+}
+
+#[test]
+fn linear_matches_matmul() {
+    let x = Var::from_tensor(&randn(&[5, 7], 1)).unwrap();
+    let w = Var::from_tensor(&randn(&[3, 7], 2)).unwrap();
+    let probe = randn(&[5, 3], 3);
+    let fast = linear(x.as_tensor(), w.as_tensor(), true).unwrap();
+    let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+    close(&fast, &plain, "forward");
+    let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), "dx");
+    close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), "dw");
+}
+
+#[test]
+fn relu_and_max_pool_match_the_plain_ops() {
+    let x = Var::from_tensor(&randn(&[2, 3, 9, 7], 5)).unwrap();
+    let probe_for = |t: &Tensor, s| randn(t.dims(), s);
+    set_enabled(true);
+    let fast = relu(x.as_tensor()).unwrap();
+    let plain = {
+        let mask = x.as_tensor().gt(0f64).unwrap().to_dtype(candle_core::DType::F32).unwrap().detach();
+        x.as_tensor().mul(&mask).unwrap()
+    };
+    close(&fast, &plain, "relu");
+    let probe = probe_for(&fast, 6);
+    let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), "relu dx");
+
+    let pools = [
+        Pool2d::square(2, 2, 0),
+        Pool2d::square(3, 2, 1),
+        Pool2d { h: Axis { kernel: 3, stride: 2, padding: 0 }, w: Axis { kernel: 3, stride: 2, padding: 0 }, ceil_mode: true },
+        Pool2d { h: Axis { kernel: 2, stride: 1, padding: 1 }, w: Axis { kernel: 3, stride: 2, padding: 1 }, ceil_mode: false },
+    ];
+    for (i, p) in pools.iter().enumerate() {
+        let fast = max_pool2d(x.as_tensor(), p).unwrap();
+        set_enabled(false);
+        let plain = crate::engine::model::ops::max_pool2d(x.as_tensor(), p).unwrap();
+        set_enabled(true);
+        close(&fast, &plain, &format!("pool {i}"));
+        let probe = probe_for(&fast, 7 + i as u64);
+        let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("pool {i} dx"));
+    }
+    // Ties: the whole gradient goes to the first maximum.
+    let t = Var::from_vec(vec![5f32; 4], (1, 1, 2, 2), &Device::Cpu).unwrap();
+    let y = max_pool2d(t.as_tensor(), &Pool2d::square(2, 2, 0)).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(g.get(t.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1., 0., 0., 0.]);
+}
