@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::card::Normalize;
 use crate::engine::error::{EngineError, Result};
+use crate::engine::model::kernels;
 use crate::engine::model::ops::sign;
 use crate::engine::model::{BnMode, ForwardCtx, Network};
 
@@ -170,6 +171,14 @@ fn image_bounds(norm: &Normalize, channels: usize, like: &Tensor) -> Result<(Ten
     Ok((Tensor::from_vec(lo, shape, like.device())?, Tensor::from_vec(hi, shape, like.device())?))
 }
 
+/// `x + eps * sign(g)`, with sign(0) = 0.
+fn signed_step(x: &Tensor, g: &Tensor, eps: f64) -> Result<Tensor> {
+    if kernels::enabled_for(x) {
+        return Ok(kernels::signed_step(x, g, eps as f32)?);
+    }
+    Ok((x + (sign(g)? * eps)?)?)
+}
+
 fn clamp_to(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_maximum(lo)?.broadcast_minimum(hi)?)
 }
@@ -201,7 +210,7 @@ pub fn attack(
     };
     let (g, clean_logits, saturated) = input_gradient(net, x, labels, bn, cfg.grad)?;
     let x_adv = match cfg.kind {
-        AttackKind::Fgsm => finish((x + (sign(&g)? * eps)?)?)?,
+        AttackKind::Fgsm => finish(signed_step(x, &g, eps)?)?,
         AttackKind::Pgd => {
             let step = cfg.pgd_step_size();
             let mut cur = if cfg.pgd_random_start {
@@ -218,7 +227,7 @@ pub fn attack(
                 } else {
                     input_gradient(net, &cur, labels, bn, cfg.grad)?.0
                 };
-                let moved = (&cur + (sign(&g)? * step)?)?;
+                let moved = signed_step(&cur, &g, step)?;
                 cur = finish(moved.maximum(&lo)?.minimum(&hi)?)?;
             }
             cur

@@ -80,7 +80,8 @@ fn mean_of(values: &[f64], idx: &[usize]) -> Option<f64> {
 /// (sample, position) pairs each sum covers.
 fn channel_shift(net: &Network, layer: &str, x: &Tensor, x_adv: &Tensor, bn: BnMode) -> Result<(Vec<f64>, usize)> {
     let tapped = |input: &Tensor| -> Result<Tensor> {
-        let mut ctx = ForwardCtx { bn, tap: Some(Tap { layer: layer.to_string(), output: None }), ..ForwardCtx::default() };
+        let mut ctx =
+            ForwardCtx { bn, tap: Some(Tap { layer: layer.to_string(), output: None }), ..ForwardCtx::default() };
         net.forward(input, &mut ctx)?;
         ctx.tap.and_then(|t| t.output).ok_or_else(|| EngineError::model(format!("layer `{layer}` was not reached")))
     };

@@ -148,8 +148,15 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let [ph, pw] = self.padding;
         let y = if kernels::enabled_for(x) {
-            let geo = kernels::ConvGeometry { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
-            kernels::conv2d(x, &self.weight, geo, !ctx.input_grad_only)?
+            let geo = kernels::ConvGeometry {
+                stride: self.stride,
+                padding: self.padding,
+                dilation: self.dilation,
+                groups: self.groups,
+            };
+            let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), geo, !ctx.input_grad_only)?;
+            ctx.observe(&self.key, &y);
+            return Ok(y);
         } else if ph == pw {
             x.conv2d(&self.weight, ph, self.stride, self.dilation, self.groups)?
         } else {
@@ -210,11 +217,12 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let y = if kernels::enabled_for(x) {
-            kernels::linear(x, &self.weight, !ctx.input_grad_only)?
-        } else {
-            x.matmul(&self.weight.t()?)?
-        };
+        if kernels::enabled_for(x) {
+            let y = kernels::linear(x, &self.weight, self.bias.as_ref(), !ctx.input_grad_only)?;
+            ctx.observe(&self.key, &y);
+            return Ok(y);
+        }
+        let y = x.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -260,26 +268,57 @@ impl BatchNorm2d {
         })
     }
 
+    /// Moves the running statistics towards a batch's (PyTorch's momentum update, with
+    /// the unbiased variance) and counts the batch.
+    fn update_running(&self, mean: &Tensor, biased_var: &Tensor, count: f64) -> CResult<()> {
+        let m = self.momentum;
+        let unbiased = (biased_var.detach() * (count / (count - 1.0).max(1.0)))?;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        if let Some(bc) = &self.batch_count {
+            bc.set(&(bc.as_tensor().to_dtype(DType::F64)? + 1.0)?.to_dtype(DType::I64)?)?;
+        }
+        Ok(())
+    }
+
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let c = x.dim(1)?;
+        let count = (x.elem_count() / c.max(1)) as f64;
+        if ctx.bn != BnMode::Running && kernels::enabled_for(x) {
+            let ones;
+            let zeros;
+            let w = match &self.weight {
+                Some(w) => w,
+                None => {
+                    ones = Tensor::ones(c, x.dtype(), x.device())?;
+                    &ones
+                }
+            };
+            let b = match &self.bias {
+                Some(b) => b,
+                None => {
+                    zeros = Tensor::zeros(c, x.dtype(), x.device())?;
+                    &zeros
+                }
+            };
+            let (y, (mean, var)) = kernels::batch_norm(x, w, b, self.eps, !ctx.input_grad_only)?;
+            if ctx.bn == BnMode::Train {
+                let t = |v: Vec<f32>| Tensor::from_vec(v, c, x.device());
+                self.update_running(&t(mean)?, &t(var)?, count)?;
+            }
+            return Ok(y);
+        }
         let (mean, var) = match ctx.bn {
             BnMode::Running => (self.running_mean.as_tensor().detach(), self.running_var.as_tensor().detach()),
             BnMode::Batch | BnMode::Train => {
                 // Per channel over batch and positions, as one reduction (like PyTorch).
                 let per_channel = x.transpose(0, 1)?.flatten_from(1)?;
-                let count = per_channel.dim(1)? as f64;
                 let mean = per_channel.mean(1)?;
                 let var = per_channel.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(1)?;
                 if ctx.bn == BnMode::Train {
-                    let m = self.momentum;
-                    let unbiased = (var.detach() * (count / (count - 1.0).max(1.0)))?;
-                    let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
-                    let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
-                    self.running_mean.set(&rm)?;
-                    self.running_var.set(&rv)?;
-                    if let Some(bc) = &self.batch_count {
-                        bc.set(&(bc.as_tensor().to_dtype(DType::F64)? + 1.0)?.to_dtype(DType::I64)?)?;
-                    }
+                    self.update_running(&mean, &var, count)?;
                 }
                 (mean, var)
             }
@@ -295,6 +334,11 @@ impl BatchNorm2d {
             Some(b) => b.add(&beta)?,
             None => beta,
         };
+        if kernels::enabled_for(x) {
+            // With running statistics only the input needs a gradient (training always
+            // uses batch statistics): one fused pass.
+            return kernels::channel_affine(x, &alpha, &beta);
+        }
         let shape = (1, c, 1, 1);
         x.broadcast_mul(&alpha.reshape(shape)?)?.broadcast_add(&beta.reshape(shape)?)
     }

@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col and gemm, forward and both backward passes.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{f32_data, matmul, threads};
@@ -68,20 +68,23 @@ impl Dims {
     fn iy(&self, o: usize, k: usize) -> Option<usize> {
         (o * self.g.stride + k * self.g.dilation).checked_sub(self.g.padding[0]).filter(|&v| v < self.h)
     }
-    #[inline]
-    fn ix(&self, o: usize, k: usize) -> Option<usize> {
-        (o * self.g.stride + k * self.g.dilation).checked_sub(self.g.padding[1]).filter(|&v| v < self.w)
-    }
 }
 
-/// Fills `col` [k, p] with the patches of one group of one image `x` [cin_g, h, w].
-fn im2col(d: &Dims, x: &[f32], col: &mut [f32]) {
-    let (p, hw) = (d.p(), d.h * d.w);
+/// Writes the patches of one group of one image `x` [cin_g, h, w] into a column matrix:
+/// row r of the patches goes to `col[r * stride + offset..][..p]`.
+fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
+    let (p, hw, s) = (d.p(), d.h * d.w, d.g.stride);
     for c in 0..d.cin_g() {
         let plane = &x[c * hw..(c + 1) * hw];
         for ky in 0..d.kh {
             for kx in 0..d.kw {
-                let row = &mut col[((c * d.kh + ky) * d.kw + kx) * p..][..p];
+                let r = (c * d.kh + ky) * d.kw + kx;
+                let row = &mut col[r * stride + offset..][..p];
+                // Output columns whose input column lies inside the image: ix = ox*s + shift.
+                let shift = (kx * d.g.dilation) as isize - d.g.padding[1] as isize;
+                let ox_lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(s) }.min(d.ow);
+                let ox_hi = if (d.w as isize) <= shift { 0 } else { ((d.w as isize - shift) as usize).div_ceil(s) }
+                    .clamp(ox_lo, d.ow);
                 for oy in 0..d.oh {
                     let out = &mut row[oy * d.ow..(oy + 1) * d.ow];
                     let Some(iy) = d.iy(oy, ky) else {
@@ -89,15 +92,14 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32]) {
                         continue;
                     };
                     let line = &plane[iy * d.w..(iy + 1) * d.w];
-                    if d.g.stride == 1 {
-                        // Contiguous run: zeros where the kernel hangs over the edges.
-                        let start = kx * d.g.dilation;
-                        for (ox, o) in out.iter_mut().enumerate() {
-                            *o = (ox + start).checked_sub(d.g.padding[1]).and_then(|ix| line.get(ix)).copied().unwrap_or(0.0);
-                        }
+                    out[..ox_lo].fill(0.0);
+                    out[ox_hi..].fill(0.0);
+                    let first = (ox_lo as isize * s as isize + shift) as usize;
+                    if s == 1 {
+                        out[ox_lo..ox_hi].copy_from_slice(&line[first..first + (ox_hi - ox_lo)]);
                     } else {
-                        for (ox, o) in out.iter_mut().enumerate() {
-                            *o = d.ix(ox, kx).map_or(0.0, |ix| line[ix]);
+                        for (o, ix) in out[ox_lo..ox_hi].iter_mut().zip((first..).step_by(s)) {
+                            *o = line[ix];
                         }
                     }
                 }
@@ -106,19 +108,31 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Adds the column gradient `col` [k, p] back into one group's input gradient `dx` [cin_g, h, w].
-fn col2im(d: &Dims, col: &[f32], dx: &mut [f32]) {
-    let (p, hw) = (d.p(), d.h * d.w);
+/// Adds a column-matrix gradient back into one group's input gradient `dx` [cin_g, h, w]:
+/// row r is read from `col[r * stride + offset..][..p]` (the inverse of `im2col`).
+fn col2im(d: &Dims, col: &[f32], stride: usize, offset: usize, dx: &mut [f32]) {
+    let (p, hw, s) = (d.p(), d.h * d.w, d.g.stride);
     for c in 0..d.cin_g() {
         let plane = &mut dx[c * hw..(c + 1) * hw];
         for ky in 0..d.kh {
             for kx in 0..d.kw {
-                let row = &col[((c * d.kh + ky) * d.kw + kx) * p..][..p];
+                let r = (c * d.kh + ky) * d.kw + kx;
+                let row = &col[r * stride + offset..][..p];
+                let shift = (kx * d.g.dilation) as isize - d.g.padding[1] as isize;
+                let ox_lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(s) }.min(d.ow);
+                let ox_hi = if (d.w as isize) <= shift { 0 } else { ((d.w as isize - shift) as usize).div_ceil(s) }
+                    .clamp(ox_lo, d.ow);
                 for oy in 0..d.oh {
                     let Some(iy) = d.iy(oy, ky) else { continue };
                     let line = &mut plane[iy * d.w..(iy + 1) * d.w];
-                    for (ox, v) in row[oy * d.ow..(oy + 1) * d.ow].iter().enumerate() {
-                        if let Some(ix) = d.ix(ox, kx) {
+                    let src = &row[oy * d.ow + ox_lo..oy * d.ow + ox_hi];
+                    let first = (ox_lo as isize * s as isize + shift) as usize;
+                    if s == 1 {
+                        for (o, v) in line[first..first + src.len()].iter_mut().zip(src) {
+                            *o += v;
+                        }
+                    } else {
+                        for (v, ix) in src.iter().zip((first..).step_by(s)) {
                             line[ix] += v;
                         }
                     }
@@ -128,49 +142,133 @@ fn col2im(d: &Dims, col: &[f32], dx: &mut [f32]) {
     }
 }
 
-struct Forward(Geometry, bool);
+/// How images are grouped into one matrix product: a chunk's column matrices sit side by
+/// side, so late layers with few positions per image still make wide products.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Images per chunk.
+    b: usize,
+    chunks: usize,
+    /// Run chunks in parallel (else each product is parallel inside).
+    by_chunk: bool,
+}
 
-impl CustomOp2 for Forward {
+impl Plan {
+    fn new(d: &Dims) -> Self {
+        // Aim for products at least 512 columns wide.
+        let b = 512usize.div_ceil(d.p().max(1)).clamp(1, d.n.max(1));
+        let chunks = d.n.div_ceil(b).max(1);
+        Self { b, chunks, by_chunk: chunks >= threads() }
+    }
+    fn images(&self, c: usize, n: usize) -> std::ops::Range<usize> {
+        c * self.b..((c + 1) * self.b).min(n)
+    }
+}
+
+/// Runs `f(chunk)` for every chunk, in parallel when the plan says so.
+fn for_chunks<T: Send>(plan: Plan, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    if plan.by_chunk { (0..plan.chunks).into_par_iter().map(f).collect() } else { (0..plan.chunks).map(f).collect() }
+}
+
+/// The column matrix [k, bn * p] of group `g` of images `imgs` (column blocks per image).
+fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, col: &mut Vec<f32>) {
+    let (k, p, hw) = (d.k(), d.p(), d.h * d.w);
+    let width = imgs.len() * p;
+    col.resize(k * width, 0.0);
+    for (j, i) in imgs.clone().enumerate() {
+        let xg = &x[(i * d.c_in + g * d.cin_g()) * hw..][..d.cin_g() * hw];
+        if d.pointwise() {
+            for r in 0..k {
+                col[r * width + j * p..][..p].copy_from_slice(&xg[r * p..(r + 1) * p]);
+            }
+        } else {
+            im2col(d, xg, col, width, j * p);
+        }
+    }
+}
+
+/// The convolution with its bias: (geometry, weight gradient wanted, has a bias).
+struct Forward(Geometry, bool, bool);
+
+impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
         "fe-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
-        let (x, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
-        let mut y = vec![0f32; d.n * d.c_out * p];
-        let in_img = d.c_in * d.h * d.w;
-        // Parallel over images when there are enough; otherwise inside each gemm.
-        let by_image = d.n >= threads();
-        let run = |(i, yi): (usize, &mut [f32])| {
-            let xi = &x[i * in_img..(i + 1) * in_img];
-            let mut col = if d.pointwise() { Vec::new() } else { vec![0f32; k * p] };
+        let plan = Plan::new(&d);
+        let blocks = for_chunks(plan, |c| {
+            let imgs = plan.images(c, d.n);
+            let width = imgs.len() * p;
+            let mut col = Vec::new();
+            let mut out = vec![0f32; d.c_out * width];
             for g in 0..d.g.groups {
-                let xg = &xi[g * d.cin_g() * d.h * d.w..][..d.cin_g() * d.h * d.w];
-                let cols: &[f32] = if d.pointwise() {
-                    xg
-                } else {
-                    im2col(&d, xg, &mut col);
-                    &col
-                };
+                chunk_cols(&d, &x, &imgs, g, &mut col);
+                let og = &mut out[g * cg * width..(g + 1) * cg * width];
+                if self.2 {
+                    // Start from the bias and let gemm accumulate onto it.
+                    for (ch, row) in og.chunks_mut(width).enumerate() {
+                        row.fill(b[g * cg + ch]);
+                    }
+                }
                 let wg = &w[g * cg * k..(g + 1) * cg * k];
-                matmul(cg, p, k, &mut yi[g * cg * p..(g + 1) * cg * p], false, wg, (k, 1), cols, (p, 1), !by_image);
+                matmul(cg, width, k, og, self.2, wg, (k, 1), &col, (width, 1), !plan.by_chunk);
             }
-        };
-        if by_image {
-            y.par_chunks_mut(d.c_out * p).enumerate().for_each(run);
-        } else {
-            y.chunks_mut(d.c_out * p).enumerate().for_each(run);
+            out
+        });
+        // Blocks are [c_out, bn * p]; the output is [n, c_out, p].
+        let mut y = vec![0f32; d.n * d.c_out * p];
+        for (c, out) in blocks.iter().enumerate() {
+            let imgs = plan.images(c, d.n);
+            let width = imgs.len() * p;
+            for (j, i) in imgs.enumerate() {
+                for ch in 0..d.c_out {
+                    y[(i * d.c_out + ch) * p..][..p].copy_from_slice(&out[ch * width + j * p..][..p]);
+                }
+            }
         }
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.c_out, d.oh, d.ow))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &BackwardInput(self.0, x.dims().to_vec()))?;
-        let dw = if self.1 { Some(x.contiguous()?.apply_op2_no_bwd(&grad, &BackwardWeight(self.0, w.dims().to_vec()))?) } else { None };
-        Ok((Some(dx), dw))
+        if !self.1 {
+            return Ok((Some(dx), None, None));
+        }
+        let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &BackwardWeight(self.0, w.dims().to_vec()))?;
+        let db = if self.2 { Some(grad.apply_op1_no_bwd(&ChannelSums)?) } else { None };
+        Ok((Some(dx), Some(dw), db))
+    }
+}
+
+/// The output gradient of group `g` of images `imgs` as one [cg, bn * p] matrix.
+fn chunk_grad(d: &Dims, dy: &[f32], imgs: &std::ops::Range<usize>, g: usize, out: &mut Vec<f32>) {
+    let (p, cg) = (d.p(), d.cout_g());
+    let width = imgs.len() * p;
+    out.resize(cg * width, 0.0);
+    for (j, i) in imgs.clone().enumerate() {
+        for ch in 0..cg {
+            out[ch * width + j * p..][..p].copy_from_slice(&dy[(i * d.c_out + g * cg + ch) * p..][..p]);
+        }
     }
 }
 
@@ -185,31 +283,32 @@ impl CustomOp2 for BackwardInput {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(&self.1, l2.dims(), self.0)?;
         let (dy, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
-        let (k, p, cg) = (d.k(), d.p(), d.cout_g());
-        let in_img = d.c_in * d.h * d.w;
-        let mut dx = vec![0f32; d.n * in_img];
-        let by_image = d.n >= threads();
-        let run = |(i, dxi): (usize, &mut [f32])| {
-            let dyi = &dy[i * d.c_out * p..(i + 1) * d.c_out * p];
-            let mut col = vec![0f32; k * p];
+        let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
+        let plan = Plan::new(&d);
+        let in_img = d.c_in * hw;
+        let blocks = for_chunks(plan, |c| {
+            let imgs = plan.images(c, d.n);
+            let width = imgs.len() * p;
+            let (mut g_mat, mut col) = (Vec::new(), vec![0f32; k * width]);
+            let mut dx = vec![0f32; imgs.len() * in_img];
             for g in 0..d.g.groups {
+                chunk_grad(&d, &dy, &imgs, g, &mut g_mat);
                 let wg = &w[g * cg * k..(g + 1) * cg * k];
-                let dyg = &dyi[g * cg * p..(g + 1) * cg * p];
-                let dxg = &mut dxi[g * d.cin_g() * d.h * d.w..][..d.cin_g() * d.h * d.w];
-                if d.pointwise() {
-                    matmul(k, p, cg, dxg, false, wg, (1, k), dyg, (p, 1), !by_image);
-                } else {
-                    matmul(k, p, cg, &mut col, false, wg, (1, k), dyg, (p, 1), !by_image);
-                    col2im(&d, &col, dxg);
+                matmul(k, width, cg, &mut col, false, wg, (1, k), &g_mat, (width, 1), !plan.by_chunk);
+                for j in 0..imgs.len() {
+                    let dxg = &mut dx[j * in_img + g * d.cin_g() * hw..][..d.cin_g() * hw];
+                    if d.pointwise() {
+                        for r in 0..k {
+                            dxg[r * p..(r + 1) * p].copy_from_slice(&col[r * width + j * p..][..p]);
+                        }
+                    } else {
+                        col2im(&d, &col, width, j * p, dxg);
+                    }
                 }
             }
-        };
-        if by_image {
-            dx.par_chunks_mut(in_img).enumerate().for_each(run);
-        } else {
-            dx.chunks_mut(in_img).enumerate().for_each(run);
-        }
-        Ok((CpuStorage::F32(dx), Shape::from(self.1.clone())))
+            dx
+        });
+        Ok((CpuStorage::F32(blocks.concat()), Shape::from(self.1.clone())))
     }
 }
 
@@ -225,34 +324,32 @@ impl CustomOp2 for BackwardWeight {
         let d = Dims::new(l1.dims(), &self.1, self.0)?;
         let (x, dy) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
-        let in_img = d.c_in * d.h * d.w;
         let wlen = d.c_out * k;
-        // Each thread sums its share of the images into its own buffer.
-        let chunks = threads().min(d.n).max(1);
-        let per = d.n.div_ceil(chunks);
-        let partial: Vec<Vec<f32>> = (0..chunks)
-            .into_par_iter()
-            .map(|t| {
-                let mut dw = vec![0f32; wlen];
-                let mut col = if d.pointwise() { Vec::new() } else { vec![0f32; k * p] };
-                for i in t * per..((t + 1) * per).min(d.n) {
-                    let xi = &x[i * in_img..(i + 1) * in_img];
-                    let dyi = &dy[i * d.c_out * p..(i + 1) * d.c_out * p];
-                    for g in 0..d.g.groups {
-                        let xg = &xi[g * d.cin_g() * d.h * d.w..][..d.cin_g() * d.h * d.w];
-                        let cols: &[f32] = if d.pointwise() {
-                            xg
-                        } else {
-                            im2col(&d, xg, &mut col);
-                            &col
-                        };
-                        let dyg = &dyi[g * cg * p..(g + 1) * cg * p];
-                        matmul(cg, k, p, &mut dw[g * cg * k..(g + 1) * cg * k], true, dyg, (p, 1), cols, (1, p), false);
-                    }
-                }
-                dw
-            })
-            .collect();
+        let plan = Plan::new(&d);
+        // Each chunk sums its images into its own buffer; the buffers are added at the end.
+        let partial = for_chunks(plan, |c| {
+            let imgs = plan.images(c, d.n);
+            let width = imgs.len() * p;
+            let (mut col, mut g_mat) = (Vec::new(), Vec::new());
+            let mut dw = vec![0f32; wlen];
+            for g in 0..d.g.groups {
+                chunk_cols(&d, &x, &imgs, g, &mut col);
+                chunk_grad(&d, &dy, &imgs, g, &mut g_mat);
+                matmul(
+                    cg,
+                    k,
+                    width,
+                    &mut dw[g * cg * k..(g + 1) * cg * k],
+                    false,
+                    &g_mat,
+                    (width, 1),
+                    &col,
+                    (1, width),
+                    !plan.by_chunk,
+                );
+            }
+            dw
+        });
         let mut dw = vec![0f32; wlen];
         for part in partial {
             for (a, b) in dw.iter_mut().zip(part) {
@@ -263,8 +360,35 @@ impl CustomOp2 for BackwardWeight {
     }
 }
 
-/// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW]; the weight gradient is
-/// computed in backward only when `weight_grad` is set.
-pub fn conv2d(x: &Tensor, w: &Tensor, g: Geometry, weight_grad: bool) -> Result<Tensor> {
-    x.contiguous()?.apply_op2(&w.contiguous()?, Forward(g, weight_grad))
+/// Per-channel sums of an (N, C, ...) tensor: the bias gradient.
+struct ChannelSums;
+
+impl CustomOp1 for ChannelSums {
+    fn name(&self) -> &'static str {
+        "fe-channel-sums"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = l.dims();
+        let (n, c) = (dims[0], dims[1]);
+        let p: usize = dims[2..].iter().product();
+        let g = f32_data(s, l)?;
+        let mut sums = vec![0f64; c];
+        for i in 0..n {
+            for (ch, sum) in sums.iter_mut().enumerate() {
+                *sum += g[(i * c + ch) * p..(i * c + ch + 1) * p].iter().map(|&v| v as f64).sum::<f64>();
+            }
+        }
+        Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from(c)))
+    }
+}
+
+/// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O];
+/// weight and bias gradients are computed in backward only when `weight_grad` is set.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: Geometry, weight_grad: bool) -> Result<Tensor> {
+    let bias = match b {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
+    };
+    x.contiguous()?.apply_op3(&w.contiguous()?, &bias, Forward(g, weight_grad, b.is_some()))
 }

@@ -7,9 +7,12 @@
 //! plain candle path, which tests use as the reference.
 
 mod act;
+mod affine;
+mod batchnorm;
 mod conv;
 mod linear;
 mod pool;
+mod step;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 
 pub use act::relu;
+pub use affine::channel_affine;
+pub use batchnorm::batch_norm;
 pub use conv::{Geometry as ConvGeometry, conv2d};
 pub use linear::linear;
 pub use pool::max_pool2d;
+pub use step::signed_step;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -78,7 +84,8 @@ fn matmul(
         }
         return;
     }
-    let parallelism = if parallel && threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
+    let parallelism =
+        if parallel && threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
     // SAFETY: the slices cover every element the strides address (checked by callers'
     // shapes); dst does not alias lhs or rhs.
     unsafe {

@@ -1,11 +1,14 @@
 //! Max pooling with padding and ceil mode; the gradient goes to the first maximum of each
-//! window (PyTorch's rule).
+//! window (PyTorch's rule). The forward pass keeps the index of each window's maximum for
+//! the backward pass.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::f32_data;
-use crate::engine::model::ops::Pool2d;
+use crate::engine::model::ops::{Axis, Pool2d};
 
 #[derive(Clone, Copy)]
 struct Geo {
@@ -14,6 +17,15 @@ struct Geo {
     w: usize,
     oh: usize,
     ow: usize,
+}
+
+/// The input rows (or columns) window `o` covers, clipped to the image.
+#[inline]
+fn span(a: Axis, o: usize, len: usize) -> (usize, usize) {
+    let start = (o * a.stride) as isize - a.padding as isize;
+    let lo = start.max(0) as usize;
+    let hi = ((start + a.kernel as isize).max(0) as usize).min(len);
+    (lo, hi)
 }
 
 impl Geo {
@@ -25,37 +37,35 @@ impl Geo {
         Ok((n * c, Self { p, h, w, oh, ow }))
     }
 
-    /// Index in the plane of the first maximum of window (oy, ox), or None if the window
-    /// holds only padding.
-    #[inline]
-    fn argmax(&self, plane: &[f32], oy: usize, ox: usize) -> Option<usize> {
-        let (a, b) = (self.p.h, self.p.w);
-        let y0 = (oy * a.stride) as isize - a.padding as isize;
-        let x0 = (ox * b.stride) as isize - b.padding as isize;
-        let mut best: Option<(usize, f32)> = None;
-        for ky in 0..a.kernel as isize {
-            let y = y0 + ky;
-            if y < 0 || y >= self.h as isize {
-                continue;
-            }
-            for kx in 0..b.kernel as isize {
-                let x = x0 + kx;
-                if x < 0 || x >= self.w as isize {
-                    continue;
+    /// Maxima and their indices for one plane.
+    fn plane(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+        for oy in 0..self.oh {
+            let (y0, y1) = span(self.p.h, oy, self.h);
+            for ox in 0..self.ow {
+                let (x0, x1) = span(self.p.w, ox, self.w);
+                let (mut best, mut at) = (f32::NEG_INFINITY, u32::MAX);
+                for y in y0..y1 {
+                    let row = &x[y * self.w..];
+                    for (xx, &v) in row[x0..x1].iter().enumerate() {
+                        // PyTorch's test: a larger value or a NaN takes the place.
+                        if at == u32::MAX || v > best || v.is_nan() {
+                            best = v;
+                            at = (y * self.w + x0 + xx) as u32;
+                        }
+                    }
                 }
-                let i = y as usize * self.w + x as usize;
-                let v = plane[i];
-                // NaN propagates, as in PyTorch.
-                if best.is_none_or(|(_, m)| v > m || (v.is_nan() && !m.is_nan())) {
-                    best = Some((i, v));
-                }
+                out[oy * self.ow + ox] = best;
+                idx[oy * self.ow + ox] = at;
             }
         }
-        best.map(|(i, _)| i)
     }
 }
 
-struct MaxPool(Pool2d);
+/// The op keeps the forward pass's argmax indices (per plane) for its backward pass.
+struct MaxPool {
+    p: Pool2d,
+    indices: Mutex<Option<Vec<u32>>>,
+}
 
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
@@ -63,55 +73,61 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (planes, g) = Geo::new(self.0, l.dims())?;
+        let (planes, g) = Geo::new(self.p, l.dims())?;
         let x = f32_data(s, l)?;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![0f32; planes * ohw];
-        y.par_chunks_mut(ohw).enumerate().for_each(|(i, out)| {
-            let plane = &x[i * hw..(i + 1) * hw];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    out[oy * g.ow + ox] = g.argmax(plane, oy, ox).map_or(f32::NEG_INFINITY, |j| plane[j]);
-                }
-            }
+        let mut idx = vec![0u32; planes * ohw];
+        y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(i, (out, ix))| {
+            g.plane(&x[i * hw..(i + 1) * hw], out, ix);
         });
+        if let Ok(mut slot) = self.indices.lock() {
+            *slot = Some(idx);
+        }
         let d = l.dims();
         Ok((CpuStorage::F32(y), Shape::from((d[0], d[1], g.oh, g.ow))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(self.0))?))
+        let indices = self.indices.lock().ok().and_then(|s| s.clone());
+        let Some(indices) = indices else { candle_core::bail!("max_pool2d backward without its forward pass") };
+        let back = MaxPoolBackward { p: self.p, input: arg.dims().to_vec(), indices };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
     }
 }
 
-/// Scatters each output gradient to its window's first maximum (found again from the input).
-struct MaxPoolBackward(Pool2d);
+/// Scatters each output gradient to its window's maximum.
+struct MaxPoolBackward {
+    p: Pool2d,
+    input: Vec<usize>,
+    indices: Vec<u32>,
+}
 
-impl CustomOp2 for MaxPoolBackward {
+impl CustomOp1 for MaxPoolBackward {
     fn name(&self) -> &'static str {
         "fe-max-pool2d-backward"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, g) = Geo::new(self.0, l1.dims())?;
-        let (x, dy) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (planes, g) = Geo::new(self.p, &self.input)?;
+        let dy = f32_data(s, l)?;
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-        let mut dx = vec![0f32; x.len()];
+        if dy.len() != planes * ohw || self.indices.len() != planes * ohw {
+            candle_core::bail!("max_pool2d backward: gradient of the wrong size")
+        }
+        let mut dx = vec![0f32; planes * hw];
         dx.par_chunks_mut(hw).enumerate().for_each(|(i, out)| {
-            let plane = &x[i * hw..(i + 1) * hw];
             let grads = &dy[i * ohw..(i + 1) * ohw];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    if let Some(j) = g.argmax(plane, oy, ox) {
-                        out[j] += grads[oy * g.ow + ox];
-                    }
+            for (&j, &gv) in self.indices[i * ohw..(i + 1) * ohw].iter().zip(grads) {
+                if let Some(o) = out.get_mut(j as usize) {
+                    *o += gv;
                 }
             }
         });
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok((CpuStorage::F32(dx), Shape::from(self.input.clone())))
     }
 }
 
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool(*p))
+    x.contiguous()?.apply_op1(MaxPool { p: *p, indices: Mutex::new(None) })
 }

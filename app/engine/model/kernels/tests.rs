@@ -7,7 +7,8 @@ use crate::engine::model::ops::{Axis, Pool2d};
 
 fn close(a: &Tensor, b: &Tensor, what: &str) {
     assert_eq!(a.dims(), b.dims(), "{what}");
-    let (a, b): (Vec<f32>, Vec<f32>) = (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
+    let (a, b): (Vec<f32>, Vec<f32>) =
+        (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!((x - y).abs() <= 2e-5 * scale, "{what}: element {i}: {x} vs {y}");
@@ -48,15 +49,15 @@ fn conv_matches_candle_forward_and_backward() {
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();
         let w = Var::from_tensor(&randn(&ws, 100 + i as u64)).unwrap();
-        let probe = randn(&plain_conv(x.as_tensor(), w.as_tensor(), g).dims().to_vec(), 200 + i as u64);
-        let fast = conv2d(x.as_tensor(), w.as_tensor(), g, true).unwrap();
+        let probe = randn(plain_conv(x.as_tensor(), w.as_tensor(), g).dims(), 200 + i as u64);
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), None, g, true).unwrap();
         let plain = plain_conv(x.as_tensor(), w.as_tensor(), g);
         close(&fast, &plain, &format!("case {i} forward"));
         let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("case {i} dx"));
         close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), &format!("case {i} dw"));
-        let input_only = conv2d(x.as_tensor(), w.as_tensor(), g, false).unwrap();
+        let input_only = conv2d(x.as_tensor(), w.as_tensor(), None, g, false).unwrap();
         let gi = (input_only * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(gi.get(w.as_tensor()).is_none(), "no weight gradient when not asked for");
         close(gi.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("case {i} dx (input only)"));
@@ -68,12 +69,32 @@ fn linear_matches_matmul() {
     let x = Var::from_tensor(&randn(&[5, 7], 1)).unwrap();
     let w = Var::from_tensor(&randn(&[3, 7], 2)).unwrap();
     let probe = randn(&[5, 3], 3);
-    let fast = linear(x.as_tensor(), w.as_tensor(), true).unwrap();
-    let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+    let b = Var::from_tensor(&randn(&[3], 4)).unwrap();
+    let fast = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), true).unwrap();
+    let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap().broadcast_add(b.as_tensor()).unwrap();
     close(&fast, &plain, "forward");
     let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
     let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
     close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), "dx");
+    close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), "dw");
+    close(gf.get(b.as_tensor()).unwrap(), gp.get(b.as_tensor()).unwrap(), "db");
+}
+
+#[test]
+fn conv_bias_is_fused_with_its_gradient() {
+    let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
+    let x = Var::from_tensor(&randn(&[3, 2, 5, 5], 9)).unwrap();
+    let w = Var::from_tensor(&randn(&[4, 2, 3, 3], 10)).unwrap();
+    let b = Var::from_tensor(&randn(&[4], 11)).unwrap();
+    let fast = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true).unwrap();
+    let plain = plain_conv(x.as_tensor(), w.as_tensor(), g)
+        .broadcast_add(&b.as_tensor().reshape((1, 4, 1, 1)).unwrap())
+        .unwrap();
+    close(&fast, &plain, "forward");
+    let probe = randn(fast.dims(), 12);
+    let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    close(gf.get(b.as_tensor()).unwrap(), gp.get(b.as_tensor()).unwrap(), "db");
     close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), "dw");
 }
 
@@ -96,8 +117,16 @@ fn relu_and_max_pool_match_the_plain_ops() {
     let pools = [
         Pool2d::square(2, 2, 0),
         Pool2d::square(3, 2, 1),
-        Pool2d { h: Axis { kernel: 3, stride: 2, padding: 0 }, w: Axis { kernel: 3, stride: 2, padding: 0 }, ceil_mode: true },
-        Pool2d { h: Axis { kernel: 2, stride: 1, padding: 1 }, w: Axis { kernel: 3, stride: 2, padding: 1 }, ceil_mode: false },
+        Pool2d {
+            h: Axis { kernel: 3, stride: 2, padding: 0 },
+            w: Axis { kernel: 3, stride: 2, padding: 0 },
+            ceil_mode: true,
+        },
+        Pool2d {
+            h: Axis { kernel: 2, stride: 1, padding: 1 },
+            w: Axis { kernel: 3, stride: 2, padding: 1 },
+            ceil_mode: false,
+        },
     ];
     for (i, p) in pools.iter().enumerate() {
         let fast = max_pool2d(x.as_tensor(), p).unwrap();
@@ -115,4 +144,46 @@ fn relu_and_max_pool_match_the_plain_ops() {
     let y = max_pool2d(t.as_tensor(), &Pool2d::square(2, 2, 0)).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(t.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1., 0., 0., 0.]);
+}
+
+#[test]
+fn batch_norm_matches_the_composed_formula() {
+    let x = Var::from_tensor(&(randn(&[4, 3, 5, 6], 20) * 3.0).unwrap()).unwrap();
+    let w = Var::from_tensor(&randn(&[3], 21)).unwrap();
+    let b = Var::from_tensor(&randn(&[3], 22)).unwrap();
+    let eps = 1e-5;
+    let (fast, (mean, var)) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, true).unwrap();
+    let plain = {
+        let per = x.as_tensor().transpose(0, 1).unwrap().flatten_from(1).unwrap();
+        let m = per.mean(1).unwrap();
+        let v = per.broadcast_sub(&m.unsqueeze(1).unwrap()).unwrap().sqr().unwrap().mean(1).unwrap();
+        close(&Tensor::new(mean.as_slice(), &Device::Cpu).unwrap(), &m, "mean");
+        close(&Tensor::new(var.as_slice(), &Device::Cpu).unwrap(), &v, "var");
+        let shape = (1, 3, 1, 1);
+        let xh = x.as_tensor().broadcast_sub(&m.reshape(shape).unwrap()).unwrap();
+        let xh = xh.broadcast_div(&(v + eps).unwrap().sqrt().unwrap().reshape(shape).unwrap()).unwrap();
+        xh.broadcast_mul(&w.as_tensor().reshape(shape).unwrap())
+            .unwrap()
+            .broadcast_add(&b.as_tensor().reshape(shape).unwrap())
+            .unwrap()
+    };
+    close(&fast, &plain, "forward");
+    let probe = randn(fast.dims(), 23);
+    let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    for (v, name) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+        close(gf.get(v.as_tensor()).unwrap(), gp.get(v.as_tensor()).unwrap(), name);
+    }
+}
+
+#[test]
+fn channel_affine_is_bitwise_the_composed_ops() {
+    let x = randn(&[2, 3, 4, 4], 30);
+    let (a, b) = (randn(&[3], 31), randn(&[3], 32));
+    let fast = channel_affine(&x, &a, &b).unwrap();
+    let shape = (1, 3, 1, 1);
+    let plain = x.broadcast_mul(&a.reshape(shape).unwrap()).unwrap().broadcast_add(&b.reshape(shape).unwrap()).unwrap();
+    let (f, p): (Vec<f32>, Vec<f32>) =
+        (fast.flatten_all().unwrap().to_vec1().unwrap(), plain.flatten_all().unwrap().to_vec1().unwrap());
+    assert_eq!(f, p);
 }
