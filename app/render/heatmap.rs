@@ -12,6 +12,8 @@ use bytemuck::{Pod, Zeroable};
 use egui_wgpu::wgpu;
 use egui_wgpu::{CallbackResources, CallbackTrait, ScreenDescriptor};
 
+#[cfg(test)]
+use super::colormap::Colormap;
 use super::layout::Layout;
 
 const SHADER: &str = include_str!("../../shaders/heatmap.wgsl");
@@ -318,6 +320,38 @@ impl CallbackTrait for HeatmapCallback {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::colormap::{CLASS_COLOURS, DIVERGING, GREY, VIRIDIS};
+
+    /// The stops of `const NAME: array<vec3<f32>, N> = ...;` in the shader, as bytes.
+    fn wgsl_table(name: &str) -> Vec<[u8; 3]> {
+        let start = SHADER.find(&format!("const {name}:")).unwrap_or_else(|| panic!("no table {name} in the shader"));
+        let body = &SHADER[start..];
+        let body = &body[body.find("= array").unwrap()..body.find(");").unwrap()];
+        body.split("vec3<f32>(")
+            .skip(1)
+            .filter(|part| part.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|part| {
+                let nums: Vec<f32> =
+                    part.split(')').next().unwrap().split(',').map(|v| v.trim().parse().unwrap()).collect();
+                assert_eq!(nums.len(), 3, "{name}: {part}");
+                std::array::from_fn(|i| {
+                    assert!(nums[i].fract() == 0.0 && (0.0..=255.0).contains(&nums[i]), "{name}: {nums:?}");
+                    nums[i] as u8
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shader_colour_tables_match_the_rust_tables() {
+        assert_eq!(wgsl_table("DIVERGING"), DIVERGING.to_vec());
+        assert_eq!(wgsl_table("VIRIDIS"), VIRIDIS.to_vec());
+        assert_eq!(wgsl_table("GREY"), GREY.to_vec());
+        assert_eq!(wgsl_table("CLASS_COLOURS"), CLASS_COLOURS.to_vec());
+        // The shader's colormap switch follows Colormap::index.
+        assert!(SHADER.contains("case 1u: { return lerp_stops9(VIRIDIS"));
+        assert_eq!((Colormap::Diverging.index(), Colormap::Viridis.index(), Colormap::Grey.index()), (0, 1, 2));
+    }
 
     #[test]
     fn large_layers_wrap_into_texture_rows() {

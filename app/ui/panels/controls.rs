@@ -89,7 +89,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
             ui,
             app,
             crate::jobs::JobKind::Sweep,
-            "Sweep",
+            "Sweep this filter",
             Action::Sweep { filters: vec![filter], all_layers: false },
         );
         if !app.jobs.is_running(crate::jobs::JobKind::Sweep) && ui.button("Characterise all layers").clicked() {
