@@ -29,8 +29,8 @@ pub struct GuiArgs {
     /// The view to show first: mask, perturbation, curves, scores, dropout, landscape, training
     #[arg(long, value_name = "VIEW")]
     pub view: Option<String>,
-    /// Jobs to run once the model is open, in order: sweep, characterise, compression, eps,
-    /// perturb, dropout (comma-separated)
+    /// Steps to run once the model is open, in order (comma-separated): layer:NAME, sweep,
+    /// characterise, compression, eps, perturb, dropout, classes (show the class view)
     #[arg(long, value_delimiter = ',', hide = true)]
     pub run: Vec<String>,
     /// Window size in points, WIDTHxHEIGHT

@@ -14,6 +14,7 @@ use crate::engine::model::LayerKind;
 use crate::engine::progress::StopFlag;
 use crate::engine::train::EpochLog;
 use crate::export::figures::Figure;
+use crate::export::figures::builders::PerturbationSample;
 use crate::export::tables::Table;
 
 /// The kinds of job; a newer job of a kind supersedes the older one.
@@ -189,11 +190,14 @@ pub struct TrainRequest {
     pub out: PathBuf,
 }
 
-/// One figure to write: the figure, its data and its config.
+/// Builds a figure and its data table; run on the worker, so large views (a 400k-weight
+/// heatmap) never cost the UI a frame.
+pub type FigureBuilder = Box<dyn FnOnce() -> anyhow::Result<(Figure, Table)> + Send>;
+
+/// One figure to write: how to build it, and its config.
 pub struct ExportItem {
     pub stem: String,
-    pub figure: Figure,
-    pub table: Table,
+    pub build: FigureBuilder,
     pub config: serde_json::Value,
 }
 
@@ -275,6 +279,8 @@ pub struct SampleView {
     pub clean_conf: f32,
     pub adv_pred: u32,
     pub adv_conf: f32,
+    /// The pixels themselves, for the exported figure.
+    pub raw: PerturbationSample,
 }
 
 /// Per-weight classes of one layer from its h3 sweep: 0 fragile, 1 robust, 2 antifragile.
@@ -283,6 +289,8 @@ pub struct WeightClasses {
     pub layer: String,
     pub clean: Arc<Vec<u8>>,
     pub adv: Arc<Vec<u8>>,
+    /// Both in one byte per weight, as the heatmap's class texture holds them: clean | adv << 2.
+    pub packed: Arc<Vec<u8>>,
 }
 
 pub enum Payload {

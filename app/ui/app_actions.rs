@@ -175,8 +175,8 @@ impl ExplorerApp {
             Action::FilterChanged => self.filter_changed(),
             Action::Sweep { filters, all_layers } => {
                 let key = self.sweep_key();
-                self.session.sweeps.begin(&key);
                 let (config, subset) = (Box::new(self.sweep_config(filters, all_layers)), self.settings.subset);
+                self.session.sweeps.begin(&key, &config);
                 self.send(JobKind::Sweep, |job| Command::Sweep { job, config, subset });
             }
             Action::EpsCurve => {
@@ -260,7 +260,15 @@ impl ExplorerApp {
             return;
         }
         let next = self.autorun.remove(0);
+        if let Some(layer) = next.strip_prefix("layer:") {
+            self.select_layer(layer.to_string(), false);
+            return;
+        }
         let action = match next.as_str() {
+            "classes" => {
+                self.settings.view_mode = super::settings::ViewMode::ClassesAdversarial;
+                return;
+            }
             "sweep" => Action::Sweep { filters: vec![self.settings.filter], all_layers: false },
             "characterise" => Action::Sweep { filters: FilterKind::PAPER.to_vec(), all_layers: true },
             "compression" => {
@@ -269,6 +277,8 @@ impl ExplorerApp {
             "eps" => Action::EpsCurve,
             "perturb" => Action::Perturb,
             "dropout" => Action::Dropout { layer: None },
+            "train" => Action::Train,
+            "landscape" => Action::Landscape,
             other => {
                 self.session.error(format!("unknown job to run: {other}"));
                 return;

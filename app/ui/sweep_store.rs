@@ -2,7 +2,8 @@
 //! the scores and the compression view.
 
 use crate::engine::analysis::filter::FilterKind;
-use crate::engine::analysis::sweep::{Baseline, LayerClass, SweepEvent, SweepRecord, SweepResult};
+use crate::engine::analysis::scores::step_class;
+use crate::engine::analysis::sweep::{Baseline, LayerClass, SweepConfig, SweepEvent, SweepRecord, SweepResult};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepPoint {
@@ -43,14 +44,17 @@ pub struct SweepStore {
     /// Identifies the attack, subset and steps the records were made with.
     pub config_key: String,
     pub outside_range: Option<usize>,
+    /// The latest sweep's config (for exports).
+    pub config: Option<SweepConfig>,
 }
 
 impl SweepStore {
     /// Starts a sweep: records made under another configuration are dropped.
-    pub fn begin(&mut self, config_key: &str) {
+    pub fn begin(&mut self, config_key: &str, config: &SweepConfig) {
         if self.config_key != config_key {
             *self = Self { config_key: config_key.to_string(), ..Self::default() };
         }
+        self.config = Some(config.clone());
     }
 
     pub fn clear(&mut self) {
@@ -93,9 +97,55 @@ impl SweepStore {
         self.layer_classes.sort_by(|a, b| a.mean_s_adv.total_cmp(&b.mean_s_adv));
     }
 
+    /// Everything streamed so far as a sweep result (records still running hold the steps
+    /// done, without scores), for the figure builders.
+    pub fn as_result(&self) -> Option<SweepResult> {
+        let (config, baseline) = (self.config.clone()?, self.baseline?);
+        let records = self
+            .records
+            .iter()
+            .map(|r| r.done.clone().unwrap_or_else(|| partial(r, &baseline, config.delta)))
+            .collect();
+        Some(SweepResult {
+            config,
+            baseline,
+            records,
+            layer_classes: self.layer_classes.clone(),
+            outside_range: self.outside_range,
+            cancelled: false,
+        })
+    }
+
     /// Layer class from the complete records, for the badge in the layer list.
     pub fn layer_class(&self, layer: &str) -> Option<&LayerClass> {
         self.layer_classes.iter().find(|c| c.layer == layer)
+    }
+}
+
+/// A record of the steps streamed so far.
+fn partial(r: &LiveRecord, base: &Baseline, delta: f64) -> SweepRecord {
+    let s = base.samples.max(1) as f64;
+    let col = |f: &dyn Fn(&StepPoint) -> usize| r.steps.iter().map(f).collect::<Vec<usize>>();
+    let (clean, adv) = (col(&|p| p.clean), col(&|p| p.adv));
+    SweepRecord {
+        layer: r.layer.clone(),
+        filter: r.filter,
+        alphas: r.alphas.clone(),
+        width: 0.0,
+        n: r.n,
+        removed: col(&|p| p.removed),
+        clean_accuracy: clean.iter().map(|&c| c as f64 / s).collect(),
+        adv_accuracy: adv.iter().map(|&c| c as f64 / s).collect(),
+        rho: r.rho(),
+        s_clean: None,
+        s_adv: None,
+        s_diff: None,
+        step_class_clean: clean.iter().map(|&c| step_class(c, base.clean_correct, delta)).collect(),
+        step_class_adv: adv.iter().map(|&c| step_class(c, base.adv_correct, delta)).collect(),
+        reused: vec![false; r.steps.len()],
+        warnings: Vec::new(),
+        clean_correct: clean,
+        adv_correct: adv,
     }
 }
 
@@ -106,7 +156,8 @@ mod tests {
     #[test]
     fn steps_stream_into_their_record_and_a_new_begin_replaces_it() {
         let mut s = SweepStore::default();
-        s.begin("k");
+        let cfg = SweepConfig::new(crate::engine::analysis::sweep::Scope::Local, Default::default());
+        s.begin("k", &cfg);
         let begin =
             || SweepEvent::Begin { layer: "l".into(), filter: FilterKind::H1, alphas: vec![0.0, 0.5, 1.0], n: 4 };
         s.on_event(begin());
@@ -125,7 +176,7 @@ mod tests {
         assert_eq!((r.steps.len(), r.complete(), r.rho()), (2, false, vec![1.0, 0.5]));
         s.on_event(begin());
         assert!(s.record("l", FilterKind::H1).unwrap().steps.is_empty());
-        s.begin("other");
+        s.begin("other", &cfg);
         assert!(s.records.is_empty());
     }
 }

@@ -14,7 +14,8 @@ pub fn export(dir: &Path, items: Vec<ExportItem>, ctrl: Ctrl) -> Result<Payload>
     let mut written = Vec::new();
     for item in items {
         ctrl.check()?;
-        let paths = figures::export(&item.figure, item.table, &item.config, dir, &item.stem)
+        let (figure, table) = (item.build)().with_context(|| format!("drawing {}", item.stem))?;
+        let paths = figures::export(&figure, table, &item.config, dir, &item.stem)
             .with_context(|| format!("exporting {}", item.stem))?;
         written.extend(paths);
         ctrl.progress.advance(1);

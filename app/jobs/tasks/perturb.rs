@@ -9,6 +9,7 @@ use crate::engine::attack::attack;
 use crate::engine::eval::predictions;
 use crate::engine::model::BnMode;
 use crate::engine::progress::Ctrl;
+use crate::export::figures::builders::PerturbationSample;
 use crate::jobs::command::{EvalSetup, FilterChoice, Payload, SampleView};
 use crate::jobs::state::WorkerState;
 use crate::render::colormap::Colormap;
@@ -69,6 +70,19 @@ pub fn samples(
             clean_conf: clean[i].1,
             adv_pred: adv[i].0,
             adv_conf: adv[i].1,
+            raw: PerturbationSample {
+                channels: c,
+                height: h,
+                width: w,
+                clean: xi.iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+                perturbation: xi.iter().zip(ai).map(|(x, a)| a - x).collect(),
+                adversarial: ai.iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+                label: part.labels[i],
+                clean_pred: clean[i].0,
+                clean_conf: clean[i].1,
+                adv_pred: adv[i].0,
+                adv_conf: adv[i].1,
+            },
         });
     }
     Ok(Payload::Samples(out))

@@ -1,6 +1,8 @@
 //! Sweeps streamed point by point, per-weight classes after them, and the learning
 //! landscape over a folder of checkpoints.
 
+use std::sync::Arc;
+
 use anyhow::{Result, anyhow};
 
 use crate::engine::analysis::filter::FilterKind;
@@ -46,10 +48,14 @@ fn weight_classes(net: &Network, result: &SweepResult) -> Result<Vec<WeightClass
         let (Some(clean), Some(adv)) = (rec.weight_classes(&values, false), rec.weight_classes(&values, true)) else {
             continue;
         };
+        let clean: Vec<u8> = clean.into_iter().map(code).collect();
+        let adv: Vec<u8> = adv.into_iter().map(code).collect();
+        let packed = clean.iter().zip(&adv).map(|(c, a)| c | (a << 2)).collect();
         out.push(WeightClasses {
             layer: rec.layer.clone(),
-            clean: std::sync::Arc::new(clean.into_iter().map(code).collect()),
-            adv: std::sync::Arc::new(adv.into_iter().map(code).collect()),
+            clean: Arc::new(clean),
+            adv: Arc::new(adv),
+            packed: Arc::new(packed),
         });
     }
     Ok(out)

@@ -65,8 +65,8 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         .height(h)
         .x_axis_label("kernel")
         .y_axis_label("clean accuracy without it")
-        .include_y(lo - 0.01)
-        .include_y(r.baseline_accuracy + 0.005)
+        // Zoomed to where the kernels differ; bars from 0 would all look the same.
+        .default_y_bounds(lo - 0.005, r.baseline_accuracy.max(lo) + 0.003)
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("A_k (red fragile, green null)", acc).color(theme::BAR));
             plot.hline(HLine::new("mean", r.mean).color(theme::MEAN_LINE).width(1.5));

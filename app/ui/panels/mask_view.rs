@@ -128,10 +128,7 @@ impl MaskView {
             shade: theme::rgb_f32(theme::HEATMAP_SHADE),
         };
         if app.gpu {
-            let packed = classes.as_ref().map(|(key, c)| Upload {
-                key: *key,
-                data: std::sync::Arc::new(c.clean.iter().zip(c.adv.iter()).map(|(a, b)| a | (b << 2)).collect()),
-            });
+            let packed = classes.as_ref().map(|(key, c)| Upload { key: *key, data: c.packed.clone() });
             let cb = HeatmapCallback {
                 layout,
                 style,

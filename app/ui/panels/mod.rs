@@ -3,7 +3,7 @@
 
 mod card_dialog;
 mod controls;
-mod curves;
+pub mod curves;
 mod dropout;
 mod jobs;
 mod landscape;
