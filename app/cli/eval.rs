@@ -163,26 +163,3 @@ fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
         println!("saturated samples     {} (true-class probability rounds to 1 in float32)", group(r.saturated));
     }
 }
-
-/// What `cargo run --release` prints until the desktop app opens: the embedded model
-/// and its evaluation on the embedded data.
-pub fn default_summary() -> Result<()> {
-    let args = EvalArgs {
-        model: ModelArgs { model: None, card: None, device: Default::default() },
-        data: DataArgs { data: None, split: Default::default(), limit: None, sample: None, data_seed: 0 },
-        attack: AttackChoice::Fgsm,
-        attack_opts: AttackArgs {
-            eps: None,
-            grad: GradMode::Exact,
-            clamp: false,
-            pgd_steps: 10,
-            pgd_step: None,
-            random_start: false,
-            seed: 0,
-            bn: BnMode::Running,
-            batch: 100,
-        },
-        json: false,
-    };
-    run(&args)
-}

@@ -1,7 +1,7 @@
 //! The headless command line: every analysis the GUI runs, over the same engine.
 
 mod analysis;
-mod common;
+pub(crate) mod common;
 mod convert;
 mod eval;
 mod figure;

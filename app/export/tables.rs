@@ -21,6 +21,12 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 /// A CSV table built in memory, then written in one atomic step.
 pub struct Table(csv::Writer<Vec<u8>>);
 
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("bytes", &self.0.get_ref().len()).finish_non_exhaustive()
+    }
+}
+
 impl Table {
     pub fn new(header: &[&str]) -> Self {
         let mut w = csv::Writer::from_writer(Vec::new());

@@ -1,11 +1,22 @@
 //! Figures as data: every plot and view of the app is described by a [`Figure`], which the
 //! GUI draws live and the exporters render off-screen to PNG (2x) and SVG, with the
 //! plotted data as CSV and the config as JSON beside it.
+//!
+//! `builders` turns engine results into figures with their data tables; `palette` holds the
+//! theme's series colours; `export` renders and writes the four files.
+
+pub mod builders;
+mod draw;
+mod export;
+pub mod palette;
+
+pub use draw::{PNG_SCALE, render_png, render_svg};
+pub use export::export;
 
 use crate::render::colormap::Colormap;
 
 /// One line of a line plot.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Series {
     pub name: String,
     pub points: Vec<[f64; 2]>,
@@ -17,13 +28,13 @@ pub struct Series {
 }
 
 /// A vertical marker line (the current threshold, ...).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Marker {
     pub x: f64,
     pub label: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LinePlot {
     pub title: String,
     pub x_label: String,
@@ -31,34 +42,49 @@ pub struct LinePlot {
     pub series: Vec<Series>,
     /// Optional second y axis on the right: its label and series.
     pub y2: Option<(String, Vec<Series>)>,
+    /// Fixed range of the second y axis; None fits its series.
+    pub y2_range: Option<[f64; 2]>,
     pub markers: Vec<Marker>,
+    /// Horizontal reference lines on the first y axis (a baseline, ...): value and label.
+    pub hlines: Vec<(f64, String)>,
     /// Fixed axis ranges; None fits the data.
     pub x_range: Option<[f64; 2]>,
     pub y_range: Option<[f64; 2]>,
 }
 
 /// Grouped bars: one group per category, one bar per series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BarPlot {
     pub title: String,
     pub categories: Vec<String>,
+    /// What the categories are (layer, kernel, ...).
+    pub x_label: String,
     pub y_label: String,
     /// (series name, one value per category, palette colour).
     pub series: Vec<(String, Vec<f64>, usize)>,
     /// Horizontal reference lines (a mean, zero, ...).
     pub hlines: Vec<(f64, String)>,
+    /// Fixed y range (to show small differences between bars); None fits the data and zero.
+    pub y_range: Option<[f64; 2]>,
     /// Per category, an optional class colour (fragile / robust / antifragile) for the label.
+    /// Index into `CLASS_COLOURS`; the classes used are named in the legend.
     pub category_class: Vec<Option<usize>>,
+    /// Per category, an optional colour for all its bars instead of the series colour
+    /// (fragile kernels, ...); empty means none.
+    pub bar_colours: Vec<Option<[u8; 3]>>,
+    /// Legend entries besides the series (what `bar_colours` mean): name and colour.
+    pub legend_extra: Vec<(String, [u8; 3])>,
 }
 
 /// A matrix of values (weights, a landscape map) painted with a colormap or with
 /// categorical colours, with a colorbar or legend.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Heatmap {
     pub title: String,
     pub rows: usize,
     pub cols: usize,
-    /// Row-major, `rows * cols` values.
+    /// Row-major, `rows * cols` values. NaN cells are left empty (the gaps between tiled
+    /// kernels).
     pub values: Vec<f32>,
     pub range: [f32; 2],
     pub colormap: Colormap,
@@ -67,24 +93,37 @@ pub struct Heatmap {
     pub x_label: String,
     pub y_label: String,
     pub colorbar_label: String,
-    /// Cells to shade (e.g. removed weights), row-major; empty means none.
+    /// Cells to shade (e.g. removed weights), row-major; empty means none. Shaded cells are
+    /// dimmed, and hatched where they are large enough.
     pub shaded: Vec<bool>,
+    /// Legend entry of the shaded cells ("removed by h1", ...); empty gives "shaded".
+    pub shaded_label: String,
+    /// Tick labels of the rows and columns (epochs, thresholds); empty means indices. A row or
+    /// column whose label is "" gets no tick.
+    pub row_labels: Vec<String>,
+    pub col_labels: Vec<String>,
+    /// Row 0 at the bottom (a y axis that grows upwards, like epochs); else at the top, as in a
+    /// matrix.
+    pub row0_at_bottom: bool,
+    /// Square cells (kernels, images); else the cells stretch to fill the plot.
+    pub equal_aspect: bool,
 }
 
 /// A grid of small images with captions (the perturbation view).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ImageGrid {
     pub title: String,
     pub columns: usize,
     pub images: Vec<GridImage>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct GridImage {
     pub width: usize,
     pub height: usize,
     /// RGB, row-major.
     pub rgb: Vec<u8>,
+    /// One or more lines (separated by `\n`) under the image.
     pub caption: String,
     /// Drawn with a highlighted frame (a flipped prediction).
     pub highlight: bool,
@@ -98,15 +137,29 @@ pub enum Figure {
     Grid(ImageGrid),
 }
 
-/// Writes `stem.png` (2x), `stem.svg`, `stem.csv` (the plotted data) and `stem.json`
-/// (the config that produced it) into `dir`, each atomically; returns the paths written.
-pub fn export(
-    figure: &Figure,
-    data: crate::export::tables::Table,
-    config: &serde_json::Value,
-    dir: &std::path::Path,
-    stem: &str,
-) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let _ = (figure, data, config, dir, stem);
-    anyhow::bail!("figure rendering is not implemented yet")
+/// "fragile" -> "Fragile": legend entries and labels are in sentence case.
+pub(crate) fn sentence_case(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+}
+
+impl Figure {
+    pub fn title(&self) -> &str {
+        match self {
+            Figure::Line(p) => &p.title,
+            Figure::Bar(p) => &p.title,
+            Figure::Heatmap(h) => &h.title,
+            Figure::Grid(g) => &g.title,
+        }
+    }
+
+    /// Size in logical pixels: the SVG's size; the PNG has `PNG_SCALE` times as many pixels
+    /// each way. Fixed per kind, except an image grid, which grows with its rows.
+    pub fn logical_size(&self) -> (u32, u32) {
+        match self {
+            Figure::Line(_) | Figure::Bar(_) => (800, 500),
+            Figure::Heatmap(_) => (800, 600),
+            Figure::Grid(g) => draw::grid_size(g),
+        }
+    }
 }

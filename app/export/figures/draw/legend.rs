@@ -1,0 +1,111 @@
+//! Legends (where to put them, their swatches) and labels of reference lines.
+
+use anyhow::Result;
+use plotters::chart::{ChartContext, SeriesAnno, SeriesLabelPosition};
+use plotters::coord::{CoordTranslate, Shift};
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+
+use plotters::style::text_anchor::{HPos, VPos};
+
+use super::pen::{LEGEND, Pen, TICK};
+use crate::export::figures::palette;
+
+/// The corner of the plot where a legend of `entries` lines covers the fewest of `points`,
+/// given in plot fractions (0 to 1, y up). Ties go to the upper right.
+pub fn best_corner(points: &[(f64, f64)], entries: usize) -> SeriesLabelPosition {
+    let (w, h) = (0.42, (0.075 * entries as f64 + 0.06).min(0.9));
+    let corners = [
+        (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0 - h),
+        (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - h),
+        (SeriesLabelPosition::LowerRight, 1.0 - w, 0.0),
+        (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+    ];
+    let covered =
+        |x0: f64, y0: f64| points.iter().filter(|(x, y)| *x >= x0 && *x <= x0 + w && *y >= y0 && *y <= y0 + h).count();
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for (pos, x0, y0) in corners {
+        let n = covered(x0, y0);
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
+}
+
+/// Draws the legend of every labelled series of `chart` at `pos`.
+pub fn draw<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    pen: &Pen,
+    pos: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .label_font(pen.font(LEGEND))
+        .legend_area_size(pen.upx(28.0))
+        .margin(pen.upx(6.0))
+        .border_style(pen.line(palette::lighten(palette::INK, 0.6), 1.0))
+        .background_style(WHITE.mix(0.9).filled())
+        .draw()?;
+    Ok(())
+}
+
+/// Gives `anno` a line swatch (dashed, with a marker) in `style`.
+pub fn line_swatch<'a, DB: DrawingBackend + 'a>(
+    anno: &mut SeriesAnno<'a, DB>,
+    pen: &Pen,
+    style: ShapeStyle,
+    dashed: bool,
+    marker: bool,
+) {
+    let (len, dash, gap, r) = (pen.px(22.0), pen.px(5.0), pen.px(3.0), pen.px(3.0));
+    match (dashed, marker) {
+        (true, _) => {
+            anno.legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + len, y)], dash, gap, style));
+        }
+        (false, true) => {
+            anno.legend(move |(x, y)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (len, 0)], style)
+                    + Circle::new((len / 2, 0), r, style.filled())
+            });
+        }
+        (false, false) => {
+            anno.legend(move |(x, y)| PathElement::new(vec![(x, y), (x + len, y)], style));
+        }
+    }
+}
+
+/// Gives `anno` a filled square swatch of `colour`.
+pub fn box_swatch<'a, DB: DrawingBackend + 'a>(anno: &mut SeriesAnno<'a, DB>, pen: &Pen, colour: [u8; 3]) {
+    let (w, h) = (pen.px(16.0), pen.px(5.0));
+    let style = pen.fill(colour);
+    anno.legend(move |(x, y)| Rectangle::new([(x + 3, y - h), (x + 3 + w, y + h)], style));
+}
+
+/// Draws `text` starting (`HPos::Left`) or ending at `at` (pixels of `root`), just above it, on a
+/// translucent white box so it stays legible over bars and lines.
+pub fn tag<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    pen: &Pen,
+    text: &str,
+    at: (i32, i32),
+    colour: [u8; 3],
+    align: HPos,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let style = pen.anchored(TICK, colour, align, VPos::Bottom);
+    let (w, h) = root.estimate_text_size(text, &style)?;
+    // The layout estimate is a little narrow for some glyphs: pad the sides more.
+    let (w, h, pad, side) = (w as i32, h as i32, pen.px(2.0), pen.px(5.0));
+    let (x0, y1) = (if matches!(align, HPos::Left) { at.0 } else { at.0 - w }, at.1);
+    root.draw(&Rectangle::new([(x0 - side, y1 - h - 2 * pad), (x0 + w + side, y1)], WHITE.mix(0.9).filled()))?;
+    root.draw_text(text, &style, (at.0, y1 - pad))?;
+    Ok(())
+}

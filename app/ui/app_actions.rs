@@ -1,0 +1,298 @@
+//! Turning panel actions into worker commands.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::actions::{Action, FigureId};
+use super::app::{DEBOUNCE, ExplorerApp};
+use super::figures;
+use super::settings::Tab;
+use crate::engine::analysis::dropout::DropoutConfig;
+use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::selective::SelectiveConfig;
+use crate::engine::analysis::sweep::{Scope, SweepConfig};
+use crate::engine::attack::{AttackConfig, AttackKind};
+use crate::engine::model::BnMode;
+use crate::engine::train::TrainConfig;
+use crate::jobs::command::{EvalSetup, FilterChoice, Source, TrainRequest};
+use crate::jobs::{Command, Job, JobKind};
+
+/// Images per batch of every evaluation the app runs.
+const BATCH: usize = 100;
+
+impl ExplorerApp {
+    /// Sends a command for a new job of `kind`; the previous job of that kind is stopped.
+    fn send(&mut self, kind: JobKind, make: impl FnOnce(Job) -> Command) {
+        let job = self.jobs.start(kind);
+        if let Err(e) = self.worker.send(make(job)) {
+            self.jobs.abandon(kind);
+            self.session.error(e);
+        }
+    }
+
+    pub(super) fn open(&mut self, model: Option<Source>, data: Option<Source>) {
+        self.send(JobKind::Load, |job| Command::Open { job, model, data });
+    }
+
+    /// After a model (or dataset) opened: pick the layer, fit the threshold, evaluate.
+    pub(super) fn after_open(&mut self) {
+        let Some(model) = &self.session.model else { return };
+        let filterable: Vec<&str> = model.layers.iter().filter(|l| l.filterable).map(|l| l.name.as_str()).collect();
+        let keep = self.settings.layer.as_deref().filter(|l| filterable.contains(l)).map(str::to_string);
+        let first_time = keep.is_none();
+        let layer = keep.or_else(|| filterable.first().map(|s| s.to_string()));
+        if self.settings.eps.is_none() {
+            self.settings.eps = model.default_eps;
+        }
+        if let Some(layer) = layer {
+            self.select_layer(layer, first_time);
+        }
+        if self.settings.layout.tab == Tab::Perturbation {
+            self.actions.push(Action::Perturb);
+        }
+    }
+
+    /// Shows a layer; the threshold is kept if it fits the layer's range (or `reset`).
+    fn select_layer(&mut self, layer: String, reset: bool) {
+        self.settings.layer = Some(layer.clone());
+        let (lo, hi) = self.threshold_range();
+        if reset || !(lo..=hi).contains(&self.settings.threshold) {
+            self.settings.threshold = default_threshold(self.settings.filter, lo, hi);
+        }
+        self.send(JobKind::Layer, |job| Command::Layer { job, layer });
+        self.filter_changed();
+        // The evaluation runs at once on a new layer; only slider drags are debounced.
+        self.eval_due = Some(Instant::now());
+    }
+
+    fn filter_changed(&mut self) {
+        self.filter_version += 1;
+        self.session.readout_stale = true;
+        self.eval_due = Some(Instant::now() + DEBOUNCE);
+    }
+
+    /// The threshold slider's range for the current layer, scope and filter.
+    pub fn threshold_range(&self) -> (f64, f64) {
+        let (lo, hi) = match self.settings.scope {
+            Scope::Global => (self.settings.global_range[0], self.settings.global_range[1]),
+            Scope::Local => self
+                .settings
+                .layer
+                .as_deref()
+                .and_then(|l| self.session.layer_row(l))
+                .map_or((-1.0, 1.0), |r| (r.min as f64, r.max as f64)),
+        };
+        match self.settings.filter {
+            FilterKind::H0 => (0.0, lo.abs().max(hi.abs())),
+            _ => (lo, hi),
+        }
+    }
+
+    pub fn attack_config(&self) -> AttackConfig {
+        AttackConfig {
+            kind: self.settings.attack,
+            eps: self.settings.eps.unwrap_or(0.0).max(0.0),
+            pgd_steps: self.settings.pgd_steps.max(1),
+            ..AttackConfig::default()
+        }
+    }
+
+    pub fn eval_setup(&self) -> EvalSetup {
+        EvalSetup { attack: self.attack_config(), subset: self.settings.subset.max(1), batch: BATCH }
+    }
+
+    pub fn filter_choice(&self) -> Option<FilterChoice> {
+        let layer = self.settings.layer.clone()?;
+        Some(FilterChoice {
+            kind: self.settings.filter,
+            scope: self.settings.scope,
+            layer,
+            alpha: self.settings.threshold,
+            steps: self.settings.steps,
+            global_range: self.settings.global_range,
+        })
+    }
+
+    pub(super) fn evaluate_now(&mut self) {
+        if self.session.model.is_none() {
+            return;
+        }
+        let (filter, setup) = (self.filter_choice(), self.eval_setup());
+        self.send(JobKind::Eval, |job| Command::Evaluate { job, filter, setup });
+        if self.settings.layout.tab == Tab::Perturbation {
+            self.request_samples();
+        }
+    }
+
+    fn request_samples(&mut self) {
+        let (filter, setup, samples) = (self.filter_choice(), self.eval_setup(), self.settings.samples);
+        self.send(JobKind::Perturb, |job| Command::Perturb { job, filter, setup, samples });
+    }
+
+    /// Identifies the attack, subset and step count a sweep is made with.
+    fn sweep_key(&self) -> String {
+        let a = self.attack_config();
+        format!(
+            "{:?}|{}|{}|{}|{:?}",
+            a.kind, a.eps, self.settings.subset, self.settings.steps, self.settings.global_range
+        )
+    }
+
+    fn sweep_config(&self, filters: Vec<FilterKind>, all_layers: bool) -> SweepConfig {
+        let mut cfg = SweepConfig::new(self.settings.scope, self.attack_config());
+        cfg.filters = filters;
+        cfg.steps = self.settings.steps;
+        cfg.global_range = self.settings.global_range;
+        cfg.batch = BATCH;
+        cfg.bn = BnMode::Running;
+        if self.settings.scope == Scope::Local && !all_layers {
+            cfg.layers = self.settings.layer.iter().cloned().collect();
+        }
+        cfg
+    }
+
+    pub(super) fn apply(&mut self, action: Action) {
+        match action {
+            Action::OpenModelDialog => {
+                if let Some(p) = self.dialogs.open_model() {
+                    self.open(Some(Source::Path(p)), None);
+                }
+            }
+            Action::OpenModelFolderDialog => {
+                if let Some(p) = self.dialogs.open_model_folder() {
+                    self.open(Some(Source::Path(p)), None);
+                }
+            }
+            Action::OpenDataDialog => {
+                if let Some(p) = self.dialogs.open_data() {
+                    self.open(None, Some(Source::Path(p)));
+                }
+            }
+            Action::OpenModel(p) => self.open(Some(Source::Path(p)), None),
+            Action::OpenData(p) => self.open(None, Some(Source::Path(p))),
+            Action::OpenEmbedded => self.open(Some(Source::Embedded), Some(Source::Embedded)),
+            Action::SelectLayer(l) => self.select_layer(l, false),
+            Action::FilterChanged => self.filter_changed(),
+            Action::Sweep { filters, all_layers } => {
+                let key = self.sweep_key();
+                let (config, subset) = (Box::new(self.sweep_config(filters, all_layers)), self.settings.subset);
+                self.session.sweeps.begin(&key, &config);
+                self.send(JobKind::Sweep, |job| Command::Sweep { job, config, subset });
+            }
+            Action::EpsCurve => {
+                self.session.eps_curve.clear();
+                let base = self.settings.eps.unwrap_or(0.3).max(1e-6);
+                let eps: Vec<f64> = (0..=10).map(|i| base * 2.0 * i as f64 / 10.0).collect();
+                let (filter, setup) = (self.filter_choice(), self.eval_setup());
+                self.send(JobKind::EpsCurve, |job| Command::EpsCurve { job, filter, setup, eps });
+            }
+            Action::Perturb => self.request_samples(),
+            Action::Dropout { layer } => {
+                let mut attack = self.attack_config();
+                attack.kind = AttackKind::Fgsm;
+                let config = DropoutConfig { layer, attack, bn: BnMode::Running, batch: BATCH };
+                let subset = self.settings.subset;
+                self.send(JobKind::Dropout, |job| Command::Dropout { job, config, subset });
+            }
+            Action::Landscape => {
+                let (config, subset) =
+                    (Box::new(self.sweep_config(FilterKind::PAPER.to_vec(), true)), self.settings.subset);
+                self.session.landscape = None;
+                self.session.landscape_steps = 0;
+                self.send(JobKind::Landscape, |job| Command::Landscape { job, config, subset });
+            }
+            Action::Train => self.train(),
+            Action::Cancel(kind) => self.jobs.cancel(kind),
+            Action::Export(id) => {
+                if let Some(dir) = self.dialogs.save_folder() {
+                    self.export(dir, &[id]);
+                }
+            }
+            Action::ExportAll => {
+                if let Some(dir) = self.dialogs.save_folder() {
+                    let stamp =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    self.export(dir.join(format!("fragility-explorer-{stamp}")), &FigureId::ALL);
+                }
+            }
+            Action::SaveCard { checkpoint, card } => {
+                self.session.card_request = None;
+                self.send(JobKind::Load, |job| Command::SaveCardAndOpen { job, checkpoint, card });
+            }
+        }
+    }
+
+    fn train(&mut self) {
+        let mut sweep = self.sweep_config(vec![FilterKind::H3], true);
+        sweep.scope = Scope::Local;
+        let config = SelectiveConfig {
+            train: TrainConfig {
+                epochs: self.settings.train_epochs.max(1),
+                every: 1,
+                seed: 0,
+                batch: BATCH,
+                lr: 1e-3,
+                test_attack: Some(self.attack_config()),
+            },
+            selection: self.settings.selection,
+            sweep,
+        };
+        let out = std::env::temp_dir().join(format!("fragility-explorer-training-{}", std::process::id()));
+        self.session.regular.clear();
+        self.session.selective.clear();
+        self.session.trained = None;
+        let request = Box::new(TrainRequest { config, train_images: self.settings.train_images, out });
+        self.send(JobKind::Training, |job| Command::Train { job, request });
+    }
+
+    fn export(&mut self, dir: PathBuf, ids: &[FigureId]) {
+        let items: Vec<_> = ids.iter().filter_map(|&id| figures::build(id, self)).collect();
+        if items.is_empty() {
+            self.session.error("nothing to export yet: run the analysis first");
+            return;
+        }
+        self.send(JobKind::Export, |job| Command::Export { job, dir, items });
+    }
+
+    /// Jobs asked for on the command line, started one after another once the model is open.
+    pub(super) fn run_autorun(&mut self) {
+        if self.autorun.is_empty() || !self.is_idle() {
+            return;
+        }
+        let next = self.autorun.remove(0);
+        if let Some(layer) = next.strip_prefix("layer:") {
+            self.select_layer(layer.to_string(), false);
+            return;
+        }
+        let action = match next.as_str() {
+            "classes" => {
+                self.settings.view_mode = super::settings::ViewMode::ClassesAdversarial;
+                return;
+            }
+            "sweep" => Action::Sweep { filters: vec![self.settings.filter], all_layers: false },
+            "characterise" => Action::Sweep { filters: FilterKind::PAPER.to_vec(), all_layers: true },
+            "compression" => {
+                Action::Sweep { filters: vec![FilterKind::H0, FilterKind::H1, FilterKind::H2], all_layers: false }
+            }
+            "eps" => Action::EpsCurve,
+            "perturb" => Action::Perturb,
+            "dropout" => Action::Dropout { layer: None },
+            "train" => Action::Train,
+            "landscape" => Action::Landscape,
+            other => {
+                self.session.error(format!("unknown job to run: {other}"));
+                return;
+            }
+        };
+        self.apply(action);
+    }
+}
+
+/// Where the threshold starts on a new layer: a quarter of the way into the range, so
+/// the mask shows something at once.
+pub fn default_threshold(kind: FilterKind, lo: f64, hi: f64) -> f64 {
+    match kind {
+        FilterKind::H2 => hi - 0.25 * (hi - lo),
+        _ => lo + 0.25 * (hi - lo),
+    }
+}

@@ -1,0 +1,178 @@
+//! Curves: accuracy against threshold as the sweep streams in, accuracy against eps, and
+//! the compression view (normalised accuracy against fraction retained).
+
+use egui_plot::{AxisHints, HPlacement, Legend, Line, MarkerShape, Plot, PlotPoints, Points, VLine};
+
+use super::widgets::{empty_note, export_button, job_button};
+use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::sweep::Scope;
+use crate::jobs::JobKind;
+use crate::ui::actions::{Action, FigureId};
+use crate::ui::app::ExplorerApp;
+use crate::ui::theme;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Curve {
+    #[default]
+    Threshold,
+    Eps,
+    Compression,
+}
+
+#[derive(Default)]
+pub struct CurvesView {
+    pub curve: Curve,
+}
+
+/// The sweep set the current scope refers to: the layer, or "global".
+pub fn sweep_set(app: &ExplorerApp) -> Option<String> {
+    match app.settings.scope {
+        Scope::Global => Some("global".into()),
+        Scope::Local => app.settings.layer.clone(),
+    }
+}
+
+impl CurvesView {
+    pub fn ui(&mut self, ui: &mut egui::Ui, app: &mut ExplorerApp) {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.curve, Curve::Threshold, "Accuracy against threshold");
+            ui.selectable_value(&mut self.curve, Curve::Eps, "Accuracy against eps");
+            ui.selectable_value(&mut self.curve, Curve::Compression, "Compression");
+        });
+        ui.separator();
+        match self.curve {
+            Curve::Threshold => threshold_curve(ui, app),
+            Curve::Eps => eps_curve(ui, app),
+            Curve::Compression => compression(ui, app),
+        }
+    }
+}
+
+fn threshold_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+    let filter = app.settings.filter;
+    let set = sweep_set(app).unwrap_or_default();
+    ui.horizontal(|ui| {
+        ui.strong(format!("{set}, {}", filter.label()));
+        job_button(ui, app, JobKind::Sweep, "Sweep", Action::Sweep { filters: vec![filter], all_layers: false });
+        export_button(ui, app, FigureId::Sweep);
+    });
+    let Some(rec) = app.session.sweeps.record(&set, filter) else {
+        empty_note(ui, "No sweep of this layer and filter yet: press Sweep");
+        return;
+    };
+    let n = app.session.sweeps.baseline.map_or(1, |b| b.samples.max(1)) as f64;
+    let pts = |f: &dyn Fn(&crate::ui::sweep_store::StepPoint) -> f64| -> Vec<[f64; 2]> {
+        rec.steps.iter().map(|s| [s.alpha, f(s)]).collect()
+    };
+    let clean = pts(&|s| s.clean as f64 / n);
+    let adv = pts(&|s| s.adv as f64 / n);
+    let rho: Vec<[f64; 2]> = rec.steps.iter().zip(rec.rho()).map(|(s, r)| [s.alpha, r]).collect();
+    ui.weak(format!("{} of {} steps", rec.steps.len(), rec.alphas.len()));
+    let (lo, hi) = rec.alphas.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let threshold = app.settings.threshold;
+    Plot::new("threshold_curve")
+        .legend(Legend::default())
+        .x_axis_label("threshold")
+        .custom_y_axes(vec![
+            AxisHints::new_y().label("accuracy"),
+            AxisHints::new_y().label("fraction retained").placement(HPlacement::Right),
+        ])
+        .include_x(lo)
+        .include_x(hi)
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |plot| {
+            for (name, data, colour) in [
+                ("clean", clean, theme::CLEAN),
+                ("adversarial", adv, theme::ADVERSARIAL),
+                ("fraction retained", rho, theme::RETAINED),
+            ] {
+                plot.line(Line::new(name, PlotPoints::from(data.clone())).color(colour).width(2.0));
+                plot.points(
+                    Points::new(name, PlotPoints::from(data)).color(colour).radius(3.0).shape(MarkerShape::Circle),
+                );
+            }
+            plot.vline(VLine::new("current threshold", threshold).color(theme::THRESHOLD).width(1.5));
+        });
+}
+
+fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+    ui.horizontal(|ui| {
+        ui.strong("Filtered network");
+        job_button(ui, app, JobKind::EpsCurve, "Run", Action::EpsCurve);
+        export_button(ui, app, FigureId::Eps);
+    });
+    if app.session.eps_curve.is_empty() {
+        empty_note(ui, "Press Run to measure accuracy at eps from 0 to twice the current one");
+        return;
+    }
+    let clean: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], p[1]]).collect();
+    let adv: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], p[2]]).collect();
+    let eps = app.settings.eps.unwrap_or(0.0);
+    Plot::new("eps_curve")
+        .legend(Legend::default())
+        .x_axis_label("eps (normalised units)")
+        .y_axis_label("accuracy")
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |plot| {
+            for (name, data, colour) in [("clean", clean, theme::CLEAN), ("adversarial", adv, theme::ADVERSARIAL)] {
+                plot.line(Line::new(name, PlotPoints::from(data.clone())).color(colour).width(2.0));
+                plot.points(Points::new(name, PlotPoints::from(data)).color(colour).radius(3.0));
+            }
+            plot.vline(VLine::new("current eps", eps).color(theme::THRESHOLD));
+        });
+}
+
+/// The compression filters (SPEC section 9).
+pub const COMPRESSION: [FilterKind; 3] = [FilterKind::H0, FilterKind::H1, FilterKind::H2];
+
+fn compression(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+    let set = sweep_set(app).unwrap_or_default();
+    ui.horizontal(|ui| {
+        ui.strong(&set);
+        job_button(
+            ui,
+            app,
+            JobKind::Sweep,
+            "Run h0, h1, h2 sweeps",
+            Action::Sweep { filters: COMPRESSION.to_vec(), all_layers: false },
+        );
+        export_button(ui, app, FigureId::Compression);
+    });
+    let Some(base) = app.session.sweeps.baseline else {
+        empty_note(ui, "No sweeps yet");
+        return;
+    };
+    Plot::new("compression")
+        .legend(Legend::default())
+        .x_axis_label("fraction retained")
+        .y_axis_label("normalised accuracy")
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .show(ui, |plot| {
+            plot.line(
+                Line::new("P = rho", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
+                    .color(theme::RETAINED)
+                    .style(egui_plot::LineStyle::dashed_dense()),
+            );
+            for (fi, f) in COMPRESSION.iter().enumerate() {
+                let Some(rec) = app.session.sweeps.record(&set, *f) else { continue };
+                let rho = rec.rho();
+                for (adv, colour) in [(false, theme::CLEAN), (true, theme::ADVERSARIAL)] {
+                    let base_c = if adv { base.adv_correct } else { base.clean_correct }.max(1) as f64;
+                    let pts: Vec<[f64; 2]> = rec
+                        .steps
+                        .iter()
+                        .zip(&rho)
+                        .map(|(s, r)| [*r, (if adv { s.adv } else { s.clean }) as f64 / base_c])
+                        .collect();
+                    let name = format!("{} {}", f.name(), if adv { "adversarial" } else { "clean" });
+                    let shape = [MarkerShape::Circle, MarkerShape::Square, MarkerShape::Diamond][fi];
+                    plot.line(Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour));
+                    plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).shape(shape).radius(3.0));
+                }
+            }
+        });
+}

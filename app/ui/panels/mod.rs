@@ -1,0 +1,72 @@
+//! The panels, one per file. Each reads the app's state and pushes actions; none runs
+//! compute or touches the model.
+
+mod card_dialog;
+mod controls;
+pub mod curves;
+mod dropout;
+mod jobs;
+mod landscape;
+pub mod mask_view;
+mod model_panel;
+mod perturbation;
+mod scores;
+mod status_bar;
+mod top_bar;
+mod training;
+pub mod widgets;
+
+use super::app::ExplorerApp;
+use super::settings::Tab;
+
+/// Per-panel UI state that is not a setting (zoom, textures).
+#[derive(Default)]
+pub struct Panels {
+    pub mask: mask_view::MaskView,
+    pub perturbation: perturbation::PerturbationView,
+    pub curves: curves::CurvesView,
+}
+
+impl Panels {
+    pub fn show(&mut self, ui: &mut egui::Ui, app: &mut ExplorerApp) {
+        egui::Panel::top("top_bar").show(ui, |ui| top_bar::show(ui, app));
+        egui::Panel::bottom("status_bar").show(ui, |ui| status_bar::show(ui, app));
+        if app.settings.layout.model_panel {
+            egui::Panel::left("model_panel")
+                .resizable(true)
+                .default_size(330.0)
+                .show(ui, |ui| model_panel::show(ui, app));
+        }
+        if app.settings.layout.controls_panel {
+            egui::Panel::right("controls_panel").resizable(true).default_size(290.0).show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    controls::show(ui, app);
+                    ui.separator();
+                    jobs::show(ui, app);
+                });
+            });
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for tab in Tab::ALL {
+                    let selected = app.settings.layout.tab == tab;
+                    if ui.selectable_label(selected, tab.label()).clicked() && !selected {
+                        app.settings.layout.tab = tab;
+                        app.tab_opened(tab);
+                    }
+                }
+            });
+            ui.separator();
+            match app.settings.layout.tab {
+                Tab::Mask => self.mask.ui(ui, app),
+                Tab::Perturbation => self.perturbation.ui(ui, app),
+                Tab::Curves => self.curves.ui(ui, app),
+                Tab::Scores => scores::show(ui, app),
+                Tab::Dropout => dropout::show(ui, app),
+                Tab::Landscape => landscape::show(ui, app),
+                Tab::Training => training::show(ui, app),
+            }
+        });
+        card_dialog::show(ui.ctx(), app);
+    }
+}

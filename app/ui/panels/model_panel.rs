@@ -1,0 +1,121 @@
+//! The model panel: model and data, the layer list, and the selected layer's histogram.
+
+use egui_plot::{Bar, BarChart, Plot, VLine};
+
+use super::widgets::{export_button, group};
+use crate::engine::analysis::filter::FilterKind;
+use crate::ui::actions::{Action, FigureId};
+use crate::ui::app::ExplorerApp;
+use crate::ui::theme;
+
+pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+    let Some(model) = app.session.model.clone() else {
+        ui.weak("Opening the model…");
+        return;
+    };
+    ui.heading("Model");
+    ui.label(format!("{} · {} parameters", model.architecture, group(model.parameters)));
+    ui.add(egui::Label::new(egui::RichText::new(&model.name).small()).truncate());
+    if let Some(d) = &app.session.data {
+        let [c, h, w] = d.shape;
+        ui.add(egui::Label::new(egui::RichText::new(format!("{} · {c}x{h}x{w}", d.name)).small()).truncate());
+    }
+    ui.separator();
+    ui.strong("Layers");
+    egui::ScrollArea::vertical().id_salt("layers").max_height(ui.available_height() * 0.5).show(ui, |ui| {
+        egui::Grid::new("layer_grid").striped(true).num_columns(5).show(ui, |ui| {
+            ui.weak("name");
+            ui.weak("shape");
+            ui.weak("params");
+            ui.weak("min / max");
+            ui.weak("class");
+            ui.end_row();
+            for l in &model.layers {
+                let selected = app.settings.layer.as_deref() == Some(l.name.as_str());
+                let name = ui
+                    .add_enabled(l.filterable, egui::Button::selectable(selected, &l.name))
+                    .on_hover_text(format!("{} {:?}", l.kind.name(), l.shape));
+                if name.clicked() && !selected {
+                    app.push(Action::SelectLayer(l.name.clone()));
+                }
+                let shape: Vec<String> = l.shape.iter().map(|d| d.to_string()).collect();
+                ui.label(format!("{} {}", l.kind.name(), shape.join("x")));
+                ui.label(group(l.parameters));
+                if l.min.is_finite() {
+                    ui.label(format!("{:.3} / {:.3}", l.min, l.max));
+                } else {
+                    ui.label("");
+                }
+                match app.session.sweeps.layer_class(&l.name) {
+                    Some(c) => {
+                        let idx = class_index(c.class);
+                        ui.colored_label(theme::class_colour(idx), c.class.name())
+                            .on_hover_text(format!("mean S_adv over h1, h2, h3: {:+.4}", c.mean_s_adv));
+                    }
+                    None => {
+                        ui.label("");
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    });
+    ui.separator();
+    histogram(ui, app);
+}
+
+pub fn class_index(c: crate::engine::analysis::scores::Class) -> usize {
+    use crate::engine::analysis::scores::Class;
+    match c {
+        Class::Fragile => 0,
+        Class::Robust => 1,
+        Class::Antifragile => 2,
+    }
+}
+
+fn histogram(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+    let Some(name) = app.session.layer.as_ref().map(|l| l.name.clone()) else { return };
+    ui.horizontal(|ui| {
+        ui.strong(format!("Weights of {name}"));
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            export_button(ui, app, FigureId::Histogram);
+        });
+    });
+    let Some(layer) = &app.session.layer else { return };
+    let bins = layer.histogram.len().max(1);
+    let width = (layer.max - layer.min) as f64 / bins as f64;
+    let bars: Vec<Bar> = layer
+        .histogram
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| Bar::new(layer.min as f64 + (i as f64 + 0.5) * width, c as f64).width(width).fill(theme::BAR))
+        .collect();
+    let threshold = app.settings.threshold;
+    let kind = app.settings.filter;
+    let pulse = app.settings.global_range[1] - app.settings.global_range[0];
+    let layer_width = (layer.max - layer.min) as f64;
+    let half = match app.settings.scope {
+        crate::engine::analysis::sweep::Scope::Local => layer_width / app.settings.steps.max(1) as f64 / 2.0,
+        crate::engine::analysis::sweep::Scope::Global => pulse / app.settings.steps.max(1) as f64 / 2.0,
+    };
+    Plot::new("histogram")
+        .height(ui.available_height().clamp(120.0, 260.0))
+        .allow_scroll(false)
+        .x_axis_label("weight value")
+        .y_axis_label("count")
+        .show(ui, |plot| {
+            plot.bar_chart(BarChart::new("weights", bars).color(theme::BAR));
+            let line = |x: f64| VLine::new("threshold", x).color(theme::THRESHOLD).width(2.0);
+            match kind {
+                FilterKind::H3 => {
+                    plot.vline(line(threshold - half));
+                    plot.vline(line(threshold + half));
+                }
+                FilterKind::H0 => {
+                    plot.vline(line(threshold));
+                    plot.vline(line(-threshold));
+                }
+                _ => plot.vline(line(threshold)),
+            }
+        });
+}

@@ -1,0 +1,55 @@
+//! Regular against selective training from the open checkpoint, side by side, with live
+//! clean and adversarial test accuracy per epoch.
+
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+
+use super::widgets::{empty_note, export_button, job_button};
+use crate::engine::analysis::selective::Selection;
+use crate::engine::train::EpochLog;
+use crate::jobs::JobKind;
+use crate::ui::actions::{Action, FigureId};
+use crate::ui::app::ExplorerApp;
+use crate::ui::theme;
+
+pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+    ui.horizontal_wrapped(|ui| {
+        ui.add(egui::DragValue::new(&mut app.settings.train_epochs).range(1..=100));
+        ui.label("Epochs");
+        ui.add(egui::DragValue::new(&mut app.settings.train_images).range(100..=60_000).speed(100));
+        ui.label("Training images");
+        ui.radio_value(&mut app.settings.selection, Selection::PerWeight, "Freeze fragile weights");
+        ui.radio_value(&mut app.settings.selection, Selection::PerLayer, "Freeze fragile layers");
+        job_button(ui, app, JobKind::Training, "Train both", Action::Train);
+        export_button(ui, app, FigureId::Training);
+    });
+    ui.weak("Both arms start from the open checkpoint with the same seed and data order; the selective arm re-characterises every epoch and trains only robust and antifragile weights");
+    if app.session.regular.is_empty() && app.session.selective.is_empty() {
+        empty_note(ui, "No training yet");
+        return;
+    }
+    let series = |logs: &[EpochLog], adv: bool| -> Vec<[f64; 2]> {
+        logs.iter()
+            .filter_map(|l| Some([l.epoch as f64, if adv { l.test_adv_accuracy? } else { l.test_clean_accuracy? }]))
+            .collect()
+    };
+    Plot::new("training").legend(Legend::default()).x_axis_label("epoch").y_axis_label("test accuracy").show(
+        ui,
+        |plot| {
+            for (arm, logs, colour) in [
+                ("regular", &app.session.regular, theme::REGULAR),
+                ("selective", &app.session.selective, theme::SELECTIVE),
+            ] {
+                for adv in [false, true] {
+                    let name = format!("{arm} {}", if adv { "adversarial" } else { "clean" });
+                    let pts = series(logs, adv);
+                    let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(2.0);
+                    if adv {
+                        line = line.style(egui_plot::LineStyle::dashed_loose());
+                    }
+                    plot.line(line);
+                    plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).radius(3.0));
+                }
+            }
+        },
+    );
+}

@@ -1,0 +1,179 @@
+//! Settings that persist between runs (eframe storage): files, choices, panel layout.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::selective::Selection;
+use crate::engine::analysis::sweep::Scope;
+use crate::engine::attack::AttackKind;
+use crate::render::colormap::Colormap;
+
+/// Files kept in the recent lists.
+const RECENT: usize = 8;
+
+/// The central view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tab {
+    #[default]
+    Mask,
+    Perturbation,
+    Curves,
+    Scores,
+    Dropout,
+    Landscape,
+    Training,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 7] =
+        [Tab::Mask, Tab::Perturbation, Tab::Curves, Tab::Scores, Tab::Dropout, Tab::Landscape, Tab::Training];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Tab::Mask => "Mask",
+            Tab::Perturbation => "Perturbation",
+            Tab::Curves => "Curves",
+            Tab::Scores => "Scores",
+            Tab::Dropout => "Fragile neurons",
+            Tab::Landscape => "Landscape",
+            Tab::Training => "Training",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.label().eq_ignore_ascii_case(s) || format!("{t:?}").eq_ignore_ascii_case(s))
+    }
+}
+
+/// What the mask view paints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewMode {
+    #[default]
+    Values,
+    ClassesClean,
+    ClassesAdversarial,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PanelLayout {
+    pub tab: Tab,
+    pub model_panel: bool,
+    pub controls_panel: bool,
+}
+
+impl Default for PanelLayout {
+    fn default() -> Self {
+        Self { tab: Tab::Mask, model_panel: true, controls_panel: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The last files opened (None: the embedded default).
+    pub model: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub recent_models: Vec<PathBuf>,
+    pub recent_data: Vec<PathBuf>,
+    pub layer: Option<String>,
+    pub filter: FilterKind,
+    pub scope: Scope,
+    pub threshold: f64,
+    /// None: the model's or dataset's default.
+    pub eps: Option<f64>,
+    pub attack: AttackKind,
+    pub pgd_steps: usize,
+    /// Images in the evaluation subset (the first N).
+    pub subset: usize,
+    pub steps: usize,
+    pub global_range: [f64; 2],
+    pub colormap: Colormap,
+    pub shade_removed: bool,
+    pub view_mode: ViewMode,
+    /// Samples in the perturbation grid.
+    pub samples: usize,
+    pub train_epochs: usize,
+    pub train_images: usize,
+    pub selection: Selection,
+    pub layout: PanelLayout,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: None,
+            data: None,
+            recent_models: Vec::new(),
+            recent_data: Vec::new(),
+            layer: None,
+            filter: FilterKind::H1,
+            scope: Scope::Local,
+            threshold: 0.0,
+            eps: None,
+            attack: AttackKind::Fgsm,
+            pgd_steps: 10,
+            subset: 200,
+            steps: 25,
+            global_range: [-1.0, 1.0],
+            colormap: Colormap::Diverging,
+            shade_removed: true,
+            view_mode: ViewMode::Values,
+            samples: 12,
+            train_epochs: 2,
+            train_images: 1000,
+            selection: Selection::PerWeight,
+            layout: PanelLayout::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub const STORAGE_KEY: &'static str = eframe::APP_KEY;
+
+    pub fn load(storage: Option<&dyn eframe::Storage>) -> Self {
+        storage.and_then(|s| eframe::get_value(s, Self::STORAGE_KEY)).unwrap_or_default()
+    }
+
+    pub fn save(&self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, Self::STORAGE_KEY, self);
+    }
+
+    pub fn remember_model(&mut self, path: &Path) {
+        self.model = Some(path.to_path_buf());
+        push_recent(&mut self.recent_models, path);
+    }
+
+    pub fn remember_data(&mut self, path: &Path) {
+        self.data = Some(path.to_path_buf());
+        push_recent(&mut self.recent_data, path);
+    }
+}
+
+fn push_recent(list: &mut Vec<PathBuf>, path: &Path) {
+    list.retain(|p| p != path);
+    list.insert(0, path.to_path_buf());
+    list.truncate(RECENT);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_and_tolerate_missing_fields() {
+        let mut s = Settings::default();
+        s.remember_model(Path::new("/a.pth"));
+        s.remember_model(Path::new("/b.pth"));
+        s.remember_model(Path::new("/a.pth"));
+        assert_eq!(s.recent_models, vec![PathBuf::from("/a.pth"), PathBuf::from("/b.pth")]);
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
+        let partial: Settings = serde_json::from_str(r#"{"threshold": 0.25}"#).unwrap();
+        assert_eq!((partial.threshold, partial.subset), (0.25, 200));
+    }
+}
