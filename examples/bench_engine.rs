@@ -8,6 +8,13 @@
 //! per second of N timed repeats after one warm-up, with the peak resident memory of each
 //! configuration. Then runs scripts/bench_torch.py with the same settings and prints the
 //! ratio ours / PyTorch (above 1 means faster than PyTorch).
+//!
+//!     cargo run --release --example bench_engine -- --sweep mnist_cnn|resnet18_tv28
+//!         [--checkpoint FILE] [--layers 0,3] [--max-steps K] [--batch B] [--no-torch]
+//!
+//! Times the SPEC sweep loop (every filterable layer x h1, h2, h3 x 25 steps, 1,000 MNIST
+//! test images, FGSM regenerated per filtered network) against scripts/bench_torch.py's
+//! straightforward PyTorch loop, step by step, and checks both give the same counts.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -112,12 +119,118 @@ fn bench(net: &Network, batch: usize, work: &str, repeats: usize) -> Result<(f64
     Ok((median(rates), peak_mb()))
 }
 
+fn run_sweep_bench(args: &[String], name: &str) -> Result<()> {
+    let ours = sweep_bench(args, name)?;
+    let ours_median = median(ours.step_seconds.clone());
+    println!("ours: {} steps, median {ours_median:.3} s per step, total {:.1} s, peak {:.0} MB", ours.step_seconds.len(), ours.step_seconds.iter().sum::<f64>(), ours.peak_mb);
+    if args.iter().any(|a| a == "--no-torch") {
+        return Ok(());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.args(["scripts/bench_torch.py", "--sweep", name]);
+    for flag in ["--checkpoint", "--layers", "--max-steps", "--images", "--data"] {
+        if let Some(v) = arg(args, flag) {
+            cmd.args([flag, &v]);
+        }
+    }
+    let out = cmd.output().context("running scripts/bench_torch.py --sweep")?;
+    anyhow::ensure!(out.status.success(), "bench_torch.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let torch: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let steps: Vec<f64> = torch["step_seconds"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+    let torch_median = median(steps.clone());
+    let same = torch["records"].as_array().is_some_and(|recs| {
+        recs.iter().zip(&ours.counts).all(|(t, (c, a))| {
+            let v = |k: &str| t[k].as_array().map(|x| x.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect::<Vec<_>>()).unwrap_or_default();
+            v("clean_correct") == *c && v("adv_correct") == *a
+        })
+    });
+    println!("torch: {} steps, median {torch_median:.3} s per step, total {:.1} s", steps.len(), steps.iter().sum::<f64>());
+    println!("speed-up (median step): {:.2}x; same counts as PyTorch: {same}", torch_median / ours_median);
+    Ok(())
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
 }
 
+/// Seconds per sweep step and the counts of every step, per (layer index, filter).
+struct SweepTiming {
+    step_seconds: Vec<f64>,
+    counts: Vec<(Vec<usize>, Vec<usize>)>,
+    peak_mb: f64,
+}
+
+fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
+    use fragility_explorer::engine::analysis::filter::FilterKind;
+    use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepEvent};
+    use fragility_explorer::engine::data::{self, DataSpec, Subset};
+    use fragility_explorer::engine::progress::{Progress, StopFlag};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dev = Device::Cpu;
+    let net = match (name, arg(args, "--checkpoint")) {
+        ("resnet18_tv28", Some(c)) => Network::load(std::path::Path::new(&c), None, &dev)?,
+        _ => model(name, &dev)?,
+    };
+    let data_dir = arg(args, "--data").unwrap_or_else(|| "../shared/data/mnist".into());
+    let images: usize = arg(args, "--images").map_or(Ok(1000), |v| v.parse())?;
+    let data = data::load(&DataSpec { subset: Subset::First { n: images }, ..DataSpec::new(&data_dir) })?;
+    let norm = Normalize { mean: vec![0.1307], std: vec![0.3081] };
+    let batch: usize = arg(args, "--batch").map_or(Ok(500), |v| v.parse())?;
+    let max_steps: usize = arg(args, "--max-steps").map_or(Ok(0), |v| v.parse())?;
+    let all: Vec<String> = net.params.filterable().map(|l| l.name.clone()).collect();
+    let layers: Vec<String> = match arg(args, "--layers") {
+        Some(l) => l.split(',').map(|i| Ok(all[i.parse::<usize>()?].clone())).collect::<Result<_>>()?,
+        None => all,
+    };
+    /// Stops the sweep after `limit` steps (0: never).
+    struct Limit<'a>(&'a StopFlag, AtomicUsize, usize);
+    impl Progress for Limit<'_> {
+        fn advance(&self, n: usize) {
+            if self.2 > 0 && self.1.fetch_add(n, Ordering::SeqCst) + n >= self.2 {
+                self.0.stop();
+            }
+        }
+    }
+    let mut timing = SweepTiming { step_seconds: Vec::new(), counts: Vec::new(), peak_mb: 0.0 };
+    reset_peak();
+    for layer in &layers {
+        for filter in FilterKind::PAPER {
+            let cfg = SweepConfig {
+                layers: vec![layer.clone()],
+                filters: vec![filter],
+                batch,
+                ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3))
+            };
+            let stop = StopFlag::new();
+            let limit = Limit(&stop, AtomicUsize::new(0), max_steps);
+            let last = std::cell::Cell::new(None::<Instant>);
+            let times = std::cell::RefCell::new(Vec::new());
+            let r = sweep::run(&net, &data, &norm, &cfg, fragility_explorer::engine::progress::Ctrl { progress: &limit, stop: &stop }, &|e| match e {
+                SweepEvent::Begin { .. } => last.set(Some(Instant::now())),
+                SweepEvent::Step { .. } => {
+                    if let Some(t) = last.get() {
+                        times.borrow_mut().push(t.elapsed().as_secs_f64());
+                    }
+                    last.set(Some(Instant::now()));
+                }
+                _ => {}
+            })?;
+            let rec = &r.records[0];
+            eprintln!("ours   {layer} {filter}: {} steps, median {:.3} s", rec.clean_correct.len(), median(times.borrow().clone()));
+            timing.step_seconds.extend(times.into_inner());
+            timing.counts.push((rec.clean_correct.clone(), rec.adv_correct.clone()));
+        }
+    }
+    timing.peak_mb = peak_mb();
+    Ok(timing)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(name) = arg(&args, "--sweep") {
+        return run_sweep_bench(&args, &name);
+    }
     let repeats: usize = arg(&args, "--repeats").map_or(Ok(5), |v| v.parse())?;
     let models = arg(&args, "--models").unwrap_or_else(|| "mnist_cnn,resnet18_cifar,resnet18_tv28".into());
     let batches = arg(&args, "--batches").unwrap_or_else(|| "64,256".into());

@@ -118,14 +118,109 @@ def bench(name, batch, work, repeats):
     return statistics.median(rates), peak_mb()
 
 
+# --------------------------------------------------------------------------------------------------
+# The straightforward SPEC sweep loop (the baseline for the engine's sweep benchmark)
+# --------------------------------------------------------------------------------------------------
+
+
+def load_idx(path):
+    import gzip
+
+    import numpy as np
+
+    raw = gzip.open(path, "rb").read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def sweep_model(name, checkpoint):
+    """The network to sweep: the MNIST CNN, or a ResNet-18 (torchvision stem, 1 channel)."""
+    if name == "mnist_cnn":
+        return mnist_cnn()
+    net = resnet18(1, False)
+    if checkpoint:
+        net.load_state_dict(load_file(checkpoint))
+    return net
+
+
+def thresholds(kind, lo, hi, steps):
+    a = [lo] + [lo + i * (hi - lo) / (steps - 1) for i in range(1, steps - 1)] + [hi]
+    return (a[::-1] if kind == "h2" else a), (hi - lo) / steps
+
+
+def removed(kind, w, a, width, lo, hi):
+    w = w.double()
+    if kind == "h1":
+        return w <= a
+    if kind == "h2":
+        return w >= a
+    return (a - width / 2 <= w) & (w < a + width / 2) & (w >= lo) & (w <= hi)
+
+
+def run_sweep(a):
+    """Every filterable layer x h1, h2, h3 x R steps: mask, clean accuracy, FGSM regenerated
+    against the filtered network (exact direction), adversarial accuracy. Prints JSON."""
+    torch.manual_seed(0)
+    net = sweep_model(a.sweep, a.checkpoint).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    data = Path(a.data)
+    x_all = torch.from_numpy(load_idx(data / "t10k-images-idx3-ubyte.gz")[: a.images].copy()).float().div(255)
+    x_all = ((x_all - 0.1307) / 0.3081).unsqueeze(1)
+    y_all = torch.from_numpy(load_idx(data / "t10k-labels-idx1-ubyte.gz")[: a.images].astype("int64"))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if a.layers:
+        layers = [layers[i] for i in map(int, a.layers.split(","))]
+    step_times, records = [], []
+    for layer in layers:
+        w0 = layer.weight.data.clone()
+        lo, hi = w0.min().item(), w0.max().item()
+        for kind in ("h1", "h2", "h3"):
+            alphas, width = thresholds(kind, lo, hi, a.steps)
+            clean_c, adv_c = [], []
+            for alpha in alphas[: a.max_steps or None]:
+                t = time.perf_counter()
+                layer.weight.data = w0 * (~removed(kind, w0, alpha, width, lo, hi)).float()
+                clean = adv = 0
+                for s in range(0, len(y_all), a.batch):
+                    x, y = x_all[s: s + a.batch], y_all[s: s + a.batch]
+                    with torch.no_grad():
+                        clean += (net(x).argmax(1) == y).sum().item()
+                    xv = x.clone().requires_grad_(True)
+                    z = net(xv)
+                    (g,) = torch.autograd.grad((z * exact_cotangent(z, y)).sum(), xv)
+                    with torch.no_grad():
+                        adv += (net(x + a.eps * g.sign()).argmax(1) == y).sum().item()
+                step_times.append(time.perf_counter() - t)
+                clean_c.append(clean)
+                adv_c.append(adv)
+            records.append({"filter": kind, "clean_correct": clean_c, "adv_correct": adv_c})
+        layer.weight.data = w0
+    print(json.dumps({"step_seconds": step_times, "records": records,
+                      "median_step_seconds": statistics.median(step_times)}))
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--sweep", choices=["mnist_cnn", "resnet18_tv28"], help="run the SPEC sweep loop instead")
+    ap.add_argument("--checkpoint", help="--sweep resnet18_tv28: trained weights (safetensors)")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--max-steps", type=int, default=0, help="time only the first K steps of each sweep")
+    ap.add_argument("--layers", default="", help="indices of the layers to sweep (default all)")
+    ap.add_argument("--eps", type=float, default=0.3)
+    ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", default="mnist_cnn,resnet18_cifar,resnet18_tv28")
     ap.add_argument("--batches", default="64,256")
     ap.add_argument("--work", default="forward,fgsm,train")
     a = ap.parse_args()
+    if a.sweep:
+        run_sweep(a)
+        return
     rows = []
     for m in a.models.split(","):
         for b in map(int, a.batches.split(",")):

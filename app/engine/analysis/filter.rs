@@ -142,13 +142,15 @@ mod tests {
         let f = |kind, alpha, width| Filter { kind, alpha, width, range: [-1.0, 1.0] };
         assert!(f(FilterKind::H1, -0.5, 0.0).removes(-0.5));
         assert!(!f(FilterKind::H1, -0.5, 0.0).removes(0.2));
-        assert!(f(FilterKind::H2, 0.1, 0.0).removes(0.1));
-        assert!(!f(FilterKind::H2, 0.1, 0.0).removes(-0.9));
-        assert!(f(FilterKind::H0, 0.3, 0.0).removes(-0.3));
-        let pulse = f(FilterKind::H3, 0.0, 0.2);
-        assert!(pulse.removes(-0.1) && pulse.removes(0.0999) && !pulse.removes(0.1));
-        let edge = f(FilterKind::H3, 1.0, 0.2);
-        assert!(edge.removes(1.0) && !edge.removes(1.05), "nothing beyond the range is in a window");
+        // Thresholds compare with the weight promoted to float64 (0.25 is exact in both).
+        assert!(f(FilterKind::H2, 0.25, 0.0).removes(0.25));
+        assert!(!f(FilterKind::H2, 0.25, 0.0).removes(-0.9));
+        assert!(f(FilterKind::H0, 0.25, 0.0).removes(-0.25));
+        assert!(!f(FilterKind::H0, 0.3, 0.0).removes(-0.3), "-0.3f32 is just beyond 0.3f64");
+        let pulse = f(FilterKind::H3, 0.0, 0.5);
+        assert!(pulse.removes(-0.25) && pulse.removes(0.2499) && !pulse.removes(0.25));
+        let edge = f(FilterKind::H3, 1.0, 0.5);
+        assert!(edge.removes(1.0) && !edge.removes(1.125), "nothing beyond the range is in a window");
     }
 
     #[test]
