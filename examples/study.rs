@@ -141,6 +141,8 @@ fn save_png(dir: &Path, name: &str, built: Result<Built>) -> Result<String> {
 }
 
 struct Run<'a> {
+    /// A smoke run: tiny subsets and 5 thresholds, to check the pipeline end to end.
+    quick: bool,
     known: Known,
     spec: &'a Spec,
     dir: PathBuf,
@@ -177,7 +179,8 @@ impl Run<'_> {
     }
 
     fn sweep_config(&self) -> SweepConfig {
-        SweepConfig { batch: 200, ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(EPS)) }
+        let steps = if self.quick { 5 } else { 25 };
+        SweepConfig { batch: 200, steps, ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(EPS)) }
     }
 
     fn landscape(&self, checkpoints: &[CheckpointEntry]) -> Result<LandscapeResult> {
@@ -476,12 +479,14 @@ fn main() -> Result<()> {
     let root = PathBuf::from(arg(&args, "--data").unwrap_or_else(|| "../shared/data".into()));
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "docs/study".into()));
     let only = arg(&args, "--only");
+    let quick = args.iter().any(|a| a == "--quick");
     let started = Instant::now();
     let stop = StopFlag::new();
     let ctrl = Ctrl { progress: &Log, stop: &stop };
     let mut outcomes = Vec::new();
     for (known, folder) in [(Known::Mnist, "mnist"), (Known::FashionMnist, "fashion-mnist")] {
-        let train_data = data::load(&DataSpec { split: Split::Train, ..DataSpec::new(root.join(folder)) })?;
+        let train_subset = if quick { Subset::First { n: 1000 } } else { Subset::All };
+        let train_data = data::load(&DataSpec { split: Split::Train, subset: train_subset, ..DataSpec::new(root.join(folder)) })?;
         let test_all = data::load(&DataSpec::new(root.join(folder)))?;
         for spec in &SPECS {
             let key = format!("{}/{}", known.name(), spec.model);
@@ -491,13 +496,15 @@ fn main() -> Result<()> {
             eprintln!("== {key}");
             let dir = out.join(known.name()).join(spec.model);
             std::fs::create_dir_all(&dir)?;
+            let sweep_images = if quick { 50 } else { spec.sweep_images };
             let run = Run {
+                quick,
                 known,
                 spec,
                 dir: dir.clone(),
                 train_data: train_data.clone(),
-                test: test_all.clone().subset(Subset::First { n: 1000 })?,
-                eval: test_all.clone().subset(Subset::First { n: spec.sweep_images })?,
+                test: test_all.clone().subset(Subset::First { n: if quick { 100 } else { 1000 } })?,
+                eval: test_all.clone().subset(Subset::First { n: sweep_images })?,
                 norm: known.normalize(),
                 ctrl,
             };
