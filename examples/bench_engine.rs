@@ -122,7 +122,12 @@ fn bench(net: &Network, batch: usize, work: &str, repeats: usize) -> Result<(f64
 fn run_sweep_bench(args: &[String], name: &str) -> Result<()> {
     let ours = sweep_bench(args, name)?;
     let ours_median = median(ours.step_seconds.clone());
-    println!("ours: {} steps, median {ours_median:.3} s per step, total {:.1} s, peak {:.0} MB", ours.step_seconds.len(), ours.step_seconds.iter().sum::<f64>(), ours.peak_mb);
+    println!(
+        "ours: {} steps, median {ours_median:.3} s per step, total {:.1} s, peak {:.0} MB",
+        ours.step_seconds.len(),
+        ours.step_seconds.iter().sum::<f64>(),
+        ours.peak_mb
+    );
     if args.iter().any(|a| a == "--no-torch") {
         return Ok(());
     }
@@ -136,15 +141,24 @@ fn run_sweep_bench(args: &[String], name: &str) -> Result<()> {
     let out = cmd.output().context("running scripts/bench_torch.py --sweep")?;
     anyhow::ensure!(out.status.success(), "bench_torch.py failed: {}", String::from_utf8_lossy(&out.stderr));
     let torch: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let steps: Vec<f64> = torch["step_seconds"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+    let steps: Vec<f64> =
+        torch["step_seconds"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
     let torch_median = median(steps.clone());
     let same = torch["records"].as_array().is_some_and(|recs| {
         recs.iter().zip(&ours.counts).all(|(t, (c, a))| {
-            let v = |k: &str| t[k].as_array().map(|x| x.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect::<Vec<_>>()).unwrap_or_default();
+            let v = |k: &str| {
+                t[k].as_array()
+                    .map(|x| x.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            };
             v("clean_correct") == *c && v("adv_correct") == *a
         })
     });
-    println!("torch: {} steps, median {torch_median:.3} s per step, total {:.1} s", steps.len(), steps.iter().sum::<f64>());
+    println!(
+        "torch: {} steps, median {torch_median:.3} s per step, total {:.1} s",
+        steps.len(),
+        steps.iter().sum::<f64>()
+    );
     println!("speed-up (median step): {:.2}x; same counts as PyTorch: {same}", torch_median / ours_median);
     Ok(())
 }
@@ -206,18 +220,29 @@ fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
             let limit = Limit(&stop, AtomicUsize::new(0), max_steps);
             let last = std::cell::Cell::new(None::<Instant>);
             let times = std::cell::RefCell::new(Vec::new());
-            let r = sweep::run(&net, &data, &norm, &cfg, fragility_explorer::engine::progress::Ctrl { progress: &limit, stop: &stop }, &|e| match e {
-                SweepEvent::Begin { .. } => last.set(Some(Instant::now())),
-                SweepEvent::Step { .. } => {
-                    if let Some(t) = last.get() {
-                        times.borrow_mut().push(t.elapsed().as_secs_f64());
+            let r = sweep::run(
+                &net,
+                &data,
+                &norm,
+                &cfg,
+                fragility_explorer::engine::progress::Ctrl { progress: &limit, stop: &stop },
+                &|e| match e {
+                    SweepEvent::Begin { .. } => last.set(Some(Instant::now())),
+                    SweepEvent::Step { .. } => {
+                        if let Some(t) = last.get() {
+                            times.borrow_mut().push(t.elapsed().as_secs_f64());
+                        }
+                        last.set(Some(Instant::now()));
                     }
-                    last.set(Some(Instant::now()));
-                }
-                _ => {}
-            })?;
+                    _ => {}
+                },
+            )?;
             let rec = &r.records[0];
-            eprintln!("ours   {layer} {filter}: {} steps, median {:.3} s", rec.clean_correct.len(), median(times.borrow().clone()));
+            eprintln!(
+                "ours   {layer} {filter}: {} steps, median {:.3} s",
+                rec.clean_correct.len(),
+                median(times.borrow().clone())
+            );
             timing.step_seconds.extend(times.into_inner());
             timing.counts.push((rec.clean_correct.clone(), rec.adv_correct.clone()));
         }

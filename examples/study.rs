@@ -128,7 +128,10 @@ fn cached<T: Serialize + DeserializeOwned>(path: &Path, make: impl FnOnce() -> R
 }
 
 fn timings(dir: &Path) -> std::collections::BTreeMap<String, f64> {
-    std::fs::read_to_string(dir.join("timings.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    std::fs::read_to_string(dir.join("timings.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 fn save_png(dir: &Path, name: &str, built: Result<Built>) -> Result<String> {
@@ -168,9 +171,20 @@ impl Run<'_> {
                 test_attack: Some(AttackConfig::fgsm(EPS)),
             };
             let mut trainer = Trainer::new(&net, cfg)?;
-            Ok(train::train(&mut trainer, &self.train_data, Some(&self.test), &self.norm, &self.dir.join("checkpoints"), self.ctrl, &|l| {
-                eprintln!("    epoch {}: loss {:.4}, test clean {:?}, adversarial {:?}", l.epoch, l.train_loss, l.test_clean_accuracy, l.test_adv_accuracy)
-            })?)
+            Ok(train::train(
+                &mut trainer,
+                &self.train_data,
+                Some(&self.test),
+                &self.norm,
+                &self.dir.join("checkpoints"),
+                self.ctrl,
+                &|l| {
+                    eprintln!(
+                        "    epoch {}: loss {:.4}, test clean {:?}, adversarial {:?}",
+                        l.epoch, l.train_loss, l.test_clean_accuracy, l.test_adv_accuracy
+                    )
+                },
+            )?)
         })
     }
 
@@ -197,7 +211,12 @@ impl Run<'_> {
                 .iter()
                 .map(|c| {
                     let net = Network::load(&c.path, None, &Device::Cpu)?;
-                    let cfg = DropoutConfig { layer: None, attack: AttackConfig::fgsm(EPS), bn: Default::default(), batch: 200 };
+                    let cfg = DropoutConfig {
+                        layer: None,
+                        attack: AttackConfig::fgsm(EPS),
+                        bn: Default::default(),
+                        batch: 200,
+                    };
                     Ok(dropout::run(&net, &self.eval, &self.norm, &cfg, self.ctrl)?)
                 })
                 .collect()
@@ -232,7 +251,12 @@ impl Run<'_> {
                 &self.dir.join("selective"),
                 &Device::Cpu,
                 self.ctrl,
-                &|arm, l| eprintln!("    {arm} epoch {}: clean {:?}, adversarial {:?}", l.epoch, l.test_clean_accuracy, l.test_adv_accuracy),
+                &|arm, l| {
+                    eprintln!(
+                        "    {arm} epoch {}: clean {:?}, adversarial {:?}",
+                        l.epoch, l.test_clean_accuracy, l.test_adv_accuracy
+                    )
+                },
             )?)
         })
     }
@@ -295,7 +319,11 @@ fn report(outcomes: &[Outcome], args: &str) -> String {
             spec.model,
             spec.epochs,
             spec.sweep_images,
-            if spec.landscape { " at every checkpoint (the learning landscape)" } else { " at the last checkpoint only (a ResNet-18 sweep is 1,575 steps)" },
+            if spec.landscape {
+                " at every checkpoint (the learning landscape)"
+            } else {
+                " at the last checkpoint only (a ResNet-18 sweep is 1,575 steps)"
+            },
             spec.selective_from,
             spec.epochs + spec.selective_extra
         );
@@ -336,10 +364,15 @@ fn report(outcomes: &[Outcome], args: &str) -> String {
             r.baseline.clean_correct,
             r.baseline.adv_correct
         );
-        let _ = writeln!(w, "| layer | S_clean h1 / h2 / h3 | S_adv h1 / h2 / h3 | S_diff h1 / h2 / h3 | class |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            w,
+            "| layer | S_clean h1 / h2 / h3 | S_adv h1 / h2 / h3 | S_diff h1 / h2 / h3 | class |\n|---|---|---|---|---|"
+        );
         for layer in builders::sweep_layers(r) {
             let get = |f: FilterKind, k: usize| {
-                r.record(&layer, f).and_then(|x| [x.s_clean, x.s_adv, x.s_diff][k]).map_or("-".to_string(), |v| format!("{v:+.3}"))
+                r.record(&layer, f)
+                    .and_then(|x| [x.s_clean, x.s_adv, x.s_diff][k])
+                    .map_or("-".to_string(), |v| format!("{v:+.3}"))
             };
             let three = |k| FilterKind::PAPER.iter().map(|&f| get(f, k)).collect::<Vec<_>>().join(" / ");
             let class = r.layer_classes.iter().find(|c| c.layer == layer).map_or("-", |c| c.class.name());
@@ -363,7 +396,14 @@ fn report(outcomes: &[Outcome], args: &str) -> String {
     );
     for o in outcomes.iter().filter(|o| o.landscape.checkpoints.len() > 1) {
         let epochs: Vec<String> = o.landscape.checkpoints.iter().map(|c| format!("epoch {}", c.epoch)).collect();
-        let _ = writeln!(w, "**{} {}**\n\n| layer | view | {} |\n|---|---|{}", o.known.name(), o.model, epochs.join(" | "), "---|".repeat(epochs.len()));
+        let _ = writeln!(
+            w,
+            "**{} {}**\n\n| layer | view | {} |\n|---|---|{}",
+            o.known.name(),
+            o.model,
+            epochs.join(" | "),
+            "---|".repeat(epochs.len())
+        );
         for c in &o.landscape.combined {
             for (view, map) in [("clean", &c.influential_clean), ("FGSM", &c.influential_adv)] {
                 let cells: Vec<String> = map.iter().map(|row| row.iter().filter(|b| **b).count().to_string()).collect();
@@ -383,7 +423,10 @@ fn report(outcomes: &[Outcome], args: &str) -> String {
          and other kernels' raw outputs under FGSM. The papers report that attacks target fragile \
          kernels (d_F > d_N).\n"
     );
-    let _ = writeln!(w, "| dataset | model | epoch | kernels | fragile | null | d_F | d_N | targeted |\n|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| dataset | model | epoch | kernels | fragile | null | d_F | d_N | targeted |\n|---|---|---|---|---|---|---|---|---|"
+    );
     let mut targeted = (0, 0);
     for o in outcomes {
         for (c, d) in o.epochs.iter().zip(&o.dropout) {
@@ -416,7 +459,10 @@ fn report(outcomes: &[Outcome], args: &str) -> String {
          arm freezes the weights characterised fragile on adversarial accuracy (per weight, re-characterised \
          every epoch). Test accuracies on the first 1,000 test images:\n"
     );
-    let _ = writeln!(w, "| dataset | model | epoch | regular clean | regular FGSM | selective clean | selective FGSM | frozen |\n|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| dataset | model | epoch | regular clean | regular FGSM | selective clean | selective FGSM | frozen |\n|---|---|---|---|---|---|---|---|"
+    );
     let mut helped = (0, 0);
     for o in outcomes {
         for (g, s) in o.selective.regular.iter().zip(&o.selective.selective) {
@@ -438,7 +484,11 @@ fn report(outcomes: &[Outcome], args: &str) -> String {
             );
         }
     }
-    let _ = writeln!(w, "\nSelective training ends with higher FGSM accuracy than regular training in {} of {} matched epochs.\n", helped.0, helped.1);
+    let _ = writeln!(
+        w,
+        "\nSelective training ends with higher FGSM accuracy than regular training in {} of {} matched epochs.\n",
+        helped.0, helped.1
+    );
     let _ = writeln!(w, "## Compute time\n\n| dataset | model | stage | wall seconds |\n|---|---|---|---|");
     for o in outcomes {
         for (stage, secs) in &o.timings {
@@ -453,14 +503,21 @@ fn figures(o: &Outcome, dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     out.push(("char: layer scores".into(), save_png(dir, "scores", builders::layer_scores(r, None))?));
     if let Some(first) = builders::sweep_layers(r).first() {
-        out.push((format!("char: sweep of {first}, h3"), save_png(dir, "sweep-first-h3", builders::sweep_curves(r, first, FilterKind::H3, None))?));
+        out.push((
+            format!("char: sweep of {first}, h3"),
+            save_png(dir, "sweep-first-h3", builders::sweep_curves(r, first, FilterKind::H3, None))?,
+        ));
     }
     if o.landscape.checkpoints.len() > 1
         && let Some(c) = o.landscape.combined.first()
     {
         out.push((
             format!("landscape: influential steps of {}, FGSM", c.layer),
-            save_png(dir, "landscape-influential", builders::landscape_influential(&o.landscape, &c.layer, View::Adversarial))?,
+            save_png(
+                dir,
+                "landscape-influential",
+                builders::landscape_influential(&o.landscape, &c.layer, View::Adversarial),
+            )?,
         ));
     }
     if let Some(d) = o.dropout.last() {
@@ -486,7 +543,8 @@ fn main() -> Result<()> {
     let mut outcomes = Vec::new();
     for (known, folder) in [(Known::Mnist, "mnist"), (Known::FashionMnist, "fashion-mnist")] {
         let train_subset = if quick { Subset::First { n: 1000 } } else { Subset::All };
-        let train_data = data::load(&DataSpec { split: Split::Train, subset: train_subset, ..DataSpec::new(root.join(folder)) })?;
+        let train_data =
+            data::load(&DataSpec { split: Split::Train, subset: train_subset, ..DataSpec::new(root.join(folder)) })?;
         let test_all = data::load(&DataSpec::new(root.join(folder)))?;
         for spec in &SPECS {
             let key = format!("{}/{}", known.name(), spec.model);
@@ -516,7 +574,18 @@ fn main() -> Result<()> {
             let parameters = Network::load(&checkpoints[0].path, None, &Device::Cpu)?.params.parameter_count();
             let epochs = checkpoints.iter().map(|c| c.epoch).collect();
             let timings = timings(&dir);
-            let mut o = Outcome { known, model: spec.model, parameters, epochs, timings, train, landscape, dropout, selective, figures: Vec::new() };
+            let mut o = Outcome {
+                known,
+                model: spec.model,
+                parameters,
+                epochs,
+                timings,
+                train,
+                landscape,
+                dropout,
+                selective,
+                figures: Vec::new(),
+            };
             o.figures = figures(&o, &dir)?;
             outcomes.push(o);
         }

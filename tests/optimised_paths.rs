@@ -1,0 +1,108 @@
+//! The custom CPU kernels against candle's plain ops: the same accuracies and the same
+//! sweep results. One test function, because it switches the kernels for the process.
+
+mod common;
+
+use candle_core::Device;
+use common::*;
+use fragility_explorer::embedded;
+use fragility_explorer::engine::analysis::filter::FilterKind;
+use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepResult};
+use fragility_explorer::engine::attack::{AttackConfig, AttackKind};
+use fragility_explorer::engine::data::{self, DataSpec, Subset};
+use fragility_explorer::engine::eval::{EvalConfig, EvalReport, evaluate};
+use fragility_explorer::engine::model::kernels;
+use fragility_explorer::engine::model::{BnMode, Network};
+use fragility_explorer::engine::progress::{Ctrl, quiet};
+use fragility_explorer::engine::setup;
+
+fn both<T>(f: impl Fn() -> T) -> (T, T) {
+    kernels::set_enabled(false);
+    let plain = f();
+    kernels::set_enabled(true);
+    (plain, f())
+}
+
+fn sweep_counts(r: &SweepResult) -> Vec<(String, FilterKind, Vec<usize>, Vec<usize>, Vec<usize>)> {
+    r.records
+        .iter()
+        .map(|x| (x.layer.clone(), x.filter, x.removed.clone(), x.clean_correct.clone(), x.adv_correct.clone()))
+        .collect()
+}
+
+fn outcomes(r: &EvalReport) -> Vec<(u32, Option<u32>)> {
+    r.outcomes.iter().map(|o| (o.clean_pred, o.adv_pred)).collect()
+}
+
+#[test]
+fn optimised_kernels_give_the_plain_results() {
+    let (p, s) = quiet();
+    let ctrl = Ctrl { progress: &p, stop: &s };
+
+    // The embedded MNIST CNN on its 1,000 images: FGSM, PGD, batch statistics.
+    let net = embedded::network(&Device::Cpu).unwrap();
+    let data = embedded::dataset().unwrap().subset(Subset::First { n: 400 }).unwrap();
+    let norm = setup::normalization(&net, Some(&data)).unwrap();
+    for (attack, bn) in [
+        (AttackConfig::fgsm(0.3), BnMode::Running),
+        (AttackConfig { kind: AttackKind::Pgd, pgd_steps: 3, ..AttackConfig::fgsm(0.2) }, BnMode::Running),
+    ] {
+        let cfg = EvalConfig { batch: 250, bn, attack: Some(attack) };
+        let (plain, fast) = both(|| evaluate(&net, &data, &norm, &cfg, ctrl).unwrap());
+        assert_eq!(outcomes(&plain), outcomes(&fast), "{cfg:?}");
+    }
+
+    // A local sweep of two layers, every filter.
+    let small = data.clone().subset(Subset::First { n: 200 }).unwrap();
+    let cfg = SweepConfig {
+        layers: vec!["features.3".into(), "classifier.2".into()],
+        filters: FilterKind::ALL.to_vec(),
+        steps: 7,
+        ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3))
+    };
+    let (plain, fast) = both(|| sweep::run(&net, &small, &norm, &cfg, ctrl, &|_| {}).unwrap());
+    assert_eq!(sweep_counts(&plain), sweep_counts(&fast));
+
+    // A network with batch norm, residual blocks and 1x1 convolutions: every fixture model.
+    let dir = fixtures().join("models");
+    for name in ["resnet18_cifar", "resnet50_tv", "shufflenet_v2", "squeezenet1_1", "seq_cnn"] {
+        let net = Network::load(&dir.join(format!("{name}.safetensors")), None, &Device::Cpu).unwrap();
+        let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
+        let x = &io["input"];
+        let labels: Vec<u32> = io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect();
+        let n = net.card.normalize.clone().unwrap();
+        let (plain, fast) = both(|| {
+            let a = fragility_explorer::engine::attack::attack(
+                &net,
+                x,
+                &labels,
+                &n,
+                BnMode::Running,
+                &AttackConfig::fgsm(0.1),
+            )
+            .unwrap();
+            (argmax_rows(&a.clean_logits), argmax_rows(&net.logits(&a.x_adv, BnMode::Running).unwrap()))
+        });
+        assert_eq!(plain, fast, "{name}");
+        // Batch statistics of five samples are ill-conditioned (PyTorch's own float32 result
+        // is up to 3e-3 from float64), so both paths are held to the float64 result instead.
+        if let Some(exact) = io.get("logits_batchstats_f64") {
+            let torch_err = max_rel_diff(&io["logits_batchstats"], exact, 1.0);
+            let (plain, fast) = both(|| net.logits(x, BnMode::Batch).unwrap());
+            for (path, logits) in [("plain", &plain), ("fast", &fast)] {
+                let err = max_rel_diff(logits, exact, 1.0);
+                assert!(err <= (2.0 * torch_err).max(1e-4), "{name} {path}: {err} from float64, PyTorch {torch_err}");
+            }
+        }
+    }
+
+    // Real data when present: the shared CNN on 1,000 MNIST test images.
+    if let Some(shared) = shared_data() {
+        let net = Network::load(&shared.join("models/mnist_cnn_small.pth"), None, &Device::Cpu).unwrap();
+        let data =
+            data::load(&DataSpec { subset: Subset::First { n: 500 }, ..DataSpec::new(shared.join("mnist")) }).unwrap();
+        let cfg = EvalConfig { batch: 500, bn: BnMode::Running, attack: Some(AttackConfig::fgsm(0.3)) };
+        let (plain, fast) = both(|| evaluate(&net, &data, &norm, &cfg, ctrl).unwrap());
+        assert_eq!(outcomes(&plain), outcomes(&fast));
+    }
+}
