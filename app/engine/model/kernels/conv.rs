@@ -170,6 +170,34 @@ fn for_chunks<T: Send>(plan: Plan, f: impl Fn(usize) -> T + Sync + Send) -> Vec<
     if plan.by_chunk { (0..plan.chunks).into_par_iter().map(f).collect() } else { (0..plan.chunks).map(f).collect() }
 }
 
+/// Runs `f(chunk, out)` with each chunk's part of `out` (`per_image` elements per image).
+fn for_chunk_slices(plan: Plan, out: &mut [f32], per_image: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let size = (plan.b * per_image).max(1);
+    if plan.by_chunk {
+        out.par_chunks_mut(size).enumerate().for_each(|(c, o)| f(c, o));
+    } else {
+        out.chunks_mut(size).enumerate().for_each(|(c, o)| f(c, o));
+    }
+}
+
+thread_local! {
+    /// Scratch matrices reused across calls on each thread: allocating them afresh costs
+    /// page faults and zeroing for every image chunk.
+    static SCRATCH: std::cell::RefCell<[Vec<f32>; 2]> = const { std::cell::RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `f` with two scratch buffers of this thread (their contents are stale). A thread
+/// that re-enters while its buffers are in use (work stealing) gets fresh ones.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            let [a, b] = &mut *s;
+            f(a, b)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
 /// The column matrix [k, bn * p] of group `g` of images `imgs` (column blocks per image).
 fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, col: &mut Vec<f32>) {
     let (k, p, hw) = (d.k(), d.p(), d.h * d.w);
@@ -208,36 +236,32 @@ impl CustomOp3 for Forward {
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let plan = Plan::new(&d);
-        let blocks = for_chunks(plan, |c| {
+        let mut y = vec![0f32; d.n * d.c_out * p];
+        for_chunk_slices(plan, &mut y, d.c_out * p, |c, y_chunk| {
             let imgs = plan.images(c, d.n);
             let width = imgs.len() * p;
-            let mut col = Vec::new();
-            let mut out = vec![0f32; d.c_out * width];
-            for g in 0..d.g.groups {
-                chunk_cols(&d, &x, &imgs, g, &mut col);
-                let og = &mut out[g * cg * width..(g + 1) * cg * width];
-                if self.2 {
-                    // Start from the bias and let gemm accumulate onto it.
-                    for (ch, row) in og.chunks_mut(width).enumerate() {
-                        row.fill(b[g * cg + ch]);
+            with_scratch(|col, out| {
+                out.resize(d.c_out * width, 0.0);
+                for g in 0..d.g.groups {
+                    chunk_cols(&d, &x, &imgs, g, col);
+                    let og = &mut out[g * cg * width..(g + 1) * cg * width];
+                    if self.2 {
+                        // Start from the bias and let gemm accumulate onto it.
+                        for (ch, row) in og.chunks_mut(width).enumerate() {
+                            row.fill(b[g * cg + ch]);
+                        }
+                    }
+                    let wg = &w[g * cg * k..(g + 1) * cg * k];
+                    matmul(cg, width, k, og, self.2, wg, (k, 1), col, (width, 1), !plan.by_chunk);
+                }
+                // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
+                for j in 0..imgs.len() {
+                    for ch in 0..d.c_out {
+                        y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&out[ch * width + j * p..][..p]);
                     }
                 }
-                let wg = &w[g * cg * k..(g + 1) * cg * k];
-                matmul(cg, width, k, og, self.2, wg, (k, 1), &col, (width, 1), !plan.by_chunk);
-            }
-            out
+            });
         });
-        // Blocks are [c_out, bn * p]; the output is [n, c_out, p].
-        let mut y = vec![0f32; d.n * d.c_out * p];
-        for (c, out) in blocks.iter().enumerate() {
-            let imgs = plan.images(c, d.n);
-            let width = imgs.len() * p;
-            for (j, i) in imgs.enumerate() {
-                for ch in 0..d.c_out {
-                    y[(i * d.c_out + ch) * p..][..p].copy_from_slice(&out[ch * width + j * p..][..p]);
-                }
-            }
-        }
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.c_out, d.oh, d.ow))))
     }
 
@@ -286,29 +310,30 @@ impl CustomOp2 for BackwardInput {
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
         let plan = Plan::new(&d);
         let in_img = d.c_in * hw;
-        let blocks = for_chunks(plan, |c| {
+        let mut dx = vec![0f32; d.n * in_img];
+        for_chunk_slices(plan, &mut dx, in_img, |c, dx| {
             let imgs = plan.images(c, d.n);
             let width = imgs.len() * p;
-            let (mut g_mat, mut col) = (Vec::new(), vec![0f32; k * width]);
-            let mut dx = vec![0f32; imgs.len() * in_img];
-            for g in 0..d.g.groups {
-                chunk_grad(&d, &dy, &imgs, g, &mut g_mat);
-                let wg = &w[g * cg * k..(g + 1) * cg * k];
-                matmul(k, width, cg, &mut col, false, wg, (1, k), &g_mat, (width, 1), !plan.by_chunk);
-                for j in 0..imgs.len() {
-                    let dxg = &mut dx[j * in_img + g * d.cin_g() * hw..][..d.cin_g() * hw];
-                    if d.pointwise() {
-                        for r in 0..k {
-                            dxg[r * p..(r + 1) * p].copy_from_slice(&col[r * width + j * p..][..p]);
+            with_scratch(|g_mat, col| {
+                col.resize(k * width, 0.0);
+                for g in 0..d.g.groups {
+                    chunk_grad(&d, &dy, &imgs, g, g_mat);
+                    let wg = &w[g * cg * k..(g + 1) * cg * k];
+                    matmul(k, width, cg, col, false, wg, (1, k), g_mat, (width, 1), !plan.by_chunk);
+                    for j in 0..imgs.len() {
+                        let dxg = &mut dx[j * in_img + g * d.cin_g() * hw..][..d.cin_g() * hw];
+                        if d.pointwise() {
+                            for r in 0..k {
+                                dxg[r * p..(r + 1) * p].copy_from_slice(&col[r * width + j * p..][..p]);
+                            }
+                        } else {
+                            col2im(&d, col, width, j * p, dxg);
                         }
-                    } else {
-                        col2im(&d, &col, width, j * p, dxg);
                     }
                 }
-            }
-            dx
+            });
         });
-        Ok((CpuStorage::F32(blocks.concat()), Shape::from(self.1.clone())))
+        Ok((CpuStorage::F32(dx), Shape::from(self.1.clone())))
     }
 }
 

@@ -55,6 +55,12 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
     }
 }
 
+/// The fewest planes of `plane_len` elements one parallel task should take (about 16k
+/// elements), so rayon does not schedule tiny planes one by one.
+fn min_planes(plane_len: usize) -> usize {
+    (16 * 1024 / plane_len.max(1)).max(1)
+}
+
 /// Threads for parallel loops (candle's own setting, which follows RAYON_NUM_THREADS).
 fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)

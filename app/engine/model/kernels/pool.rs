@@ -39,10 +39,14 @@ impl Geo {
 
     /// Maxima and their indices for one plane.
     fn plane(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+        let (a, b) = (self.p.h, self.p.w);
+        if a.kernel == 2 && a.stride == 2 && b.kernel == 2 && b.stride == 2 && a.padding == 0 && b.padding == 0 {
+            return self.plane_2x2(x, out, idx);
+        }
+        let cols: Vec<(usize, usize)> = (0..self.ow).map(|ox| span(b, ox, self.w)).collect();
         for oy in 0..self.oh {
-            let (y0, y1) = span(self.p.h, oy, self.h);
-            for ox in 0..self.ow {
-                let (x0, x1) = span(self.p.w, ox, self.w);
+            let (y0, y1) = span(a, oy, self.h);
+            for (ox, &(x0, x1)) in cols.iter().enumerate() {
                 let (mut best, mut at) = (f32::NEG_INFINITY, u32::MAX);
                 for y in y0..y1 {
                     let row = &x[y * self.w..];
@@ -59,6 +63,32 @@ impl Geo {
             }
         }
     }
+
+    /// The common 2x2, stride-2, unpadded case (the window always lies inside the image).
+    fn plane_2x2(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+        let w = self.w;
+        for oy in 0..self.oh {
+            let (r0, r1) = (&x[2 * oy * w..], &x[(2 * oy + 1) * w..]);
+            for ox in 0..self.ow {
+                let c = 2 * ox;
+                let cand = [(r0[c], 2 * oy * w + c), (r0[c + 1], 2 * oy * w + c + 1), (r1[c], (2 * oy + 1) * w + c), (r1[c + 1], (2 * oy + 1) * w + c + 1)];
+                let (mut best, mut at) = cand[0];
+                for &(v, i) in &cand[1..] {
+                    if v > best || v.is_nan() {
+                        best = v;
+                        at = i;
+                    }
+                }
+                out[oy * self.ow + ox] = best;
+                idx[oy * self.ow + ox] = at as u32;
+            }
+        }
+    }
+}
+
+/// Planes per parallel task, so small planes are not scheduled one by one.
+fn planes_per_task(plane_len: usize) -> usize {
+    (16 * 1024 / plane_len.max(1)).max(1)
 }
 
 /// The op keeps the forward pass's argmax indices (per plane) for its backward pass.
@@ -78,8 +108,12 @@ impl CustomOp1 for MaxPool {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![0f32; planes * ohw];
         let mut idx = vec![0u32; planes * ohw];
-        y.par_chunks_mut(ohw).zip(idx.par_chunks_mut(ohw)).enumerate().for_each(|(i, (out, ix))| {
-            g.plane(&x[i * hw..(i + 1) * hw], out, ix);
+        let per = planes_per_task(hw);
+        y.par_chunks_mut(ohw * per).zip(idx.par_chunks_mut(ohw * per)).enumerate().for_each(|(t, (out, ix))| {
+            for (j, (o, i)) in out.chunks_mut(ohw).zip(ix.chunks_mut(ohw)).enumerate() {
+                let plane = t * per + j;
+                g.plane(&x[plane * hw..(plane + 1) * hw], o, i);
+            }
         });
         if let Ok(mut slot) = self.indices.lock() {
             *slot = Some(idx);
@@ -116,11 +150,15 @@ impl CustomOp1 for MaxPoolBackward {
             candle_core::bail!("max_pool2d backward: gradient of the wrong size")
         }
         let mut dx = vec![0f32; planes * hw];
-        dx.par_chunks_mut(hw).enumerate().for_each(|(i, out)| {
-            let grads = &dy[i * ohw..(i + 1) * ohw];
-            for (&j, &gv) in self.indices[i * ohw..(i + 1) * ohw].iter().zip(grads) {
-                if let Some(o) = out.get_mut(j as usize) {
-                    *o += gv;
+        let per = planes_per_task(hw);
+        dx.par_chunks_mut(hw * per).enumerate().for_each(|(t, block)| {
+            for (k, out) in block.chunks_mut(hw).enumerate() {
+                let i = t * per + k;
+                let grads = &dy[i * ohw..(i + 1) * ohw];
+                for (&j, &gv) in self.indices[i * ohw..(i + 1) * ohw].iter().zip(grads) {
+                    if let Some(o) = out.get_mut(j as usize) {
+                        *o += gv;
+                    }
                 }
             }
         });
