@@ -35,6 +35,9 @@ pub struct AppOptions {
     /// Jobs to run once the model is open (for screenshots): sweep, characterise, perturb,
     /// eps, dropout.
     pub autorun: Vec<String>,
+    /// Evaluation images and thresholds per sweep, instead of the stored ones.
+    pub eval_images: Option<usize>,
+    pub steps: Option<usize>,
     pub dialogs: Option<Box<dyn Dialogs>>,
 }
 
@@ -79,6 +82,13 @@ impl ExplorerApp {
         let worker = Worker::spawn(options.device, move || ctx.request_repaint())?;
         if let Some(t) = options.tab {
             settings.layout.tab = t;
+        }
+        if let Some(n) = options.eval_images {
+            settings.subset = n.max(1);
+        }
+        if let Some(n) = options.steps {
+            // Simpson's rule needs an odd count of at least 3.
+            settings.steps = (n.max(3) / 2) * 2 + 1;
         }
         // Command-line files win; else the last ones; else the embedded default.
         // Stored files that have since gone are forgotten rather than reported.
