@@ -65,6 +65,8 @@ pub struct ExplorerApp {
     pub(super) autorun: Vec<String>,
     /// The heatmap's GPU pipeline is installed (false without a wgpu renderer).
     pub gpu: bool,
+    /// The first files failed to open and the embedded default was opened instead.
+    pub(super) fell_back: bool,
     screenshot: Option<Screenshot>,
 }
 
@@ -106,6 +108,7 @@ impl ExplorerApp {
             filter_version: 0,
             autorun: std::mem::take(&mut options.autorun),
             gpu,
+            fell_back: false,
             screenshot: options.screenshot.map(|path| Screenshot {
                 path,
                 idle_frames: 0,
