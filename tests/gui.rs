@@ -248,3 +248,29 @@ fn an_unrecognised_checkpoint_asks_for_a_card_and_opens_with_it() {
     assert!(h.state().session.card_request.is_none());
     assert_eq!(h.state().session.readout.map(|r| r.total), Some(7840));
 }
+
+/// A file dropped onto the window.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropping_a_checkpoint_opens_it() {
+    let mut h = app(Arc::default(), [1300.0, 820.0]);
+    let ckpt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis/tiny_cnn.safetensors");
+    h.input_mut().dropped_files.push(Arc::new(Dropped(ckpt)));
+    h.step();
+    wait(&mut h, "the dropped model", |a| {
+        a.is_idle() && a.session.model.as_ref().is_some_and(|m| m.name.ends_with("tiny_cnn.safetensors"))
+    });
+    assert!(h.state().session.readout.is_some());
+    assert!(h.state().settings.recent_models.first().is_some_and(|p| p.ends_with("tiny_cnn.safetensors")));
+}
