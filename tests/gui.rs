@@ -17,11 +17,15 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 
 fn app(dialogs: Arc<ScriptedDialogs>, size: [f32; 2]) -> Harness<'static, ExplorerApp> {
     let mut h = Harness::builder().with_size(size).wgpu().build_eframe(move |cc| {
-        let options = AppOptions { fresh: true, dialogs: Some(Box::new(dialogs)), ..AppOptions::default() };
+        let options = AppOptions {
+            fresh: true,
+            // Small evaluations keep the tests quick on two cores.
+            eval_images: Some(100),
+            dialogs: Some(Box::new(dialogs)),
+            ..AppOptions::default()
+        };
         ExplorerApp::new(cc, options).expect("the app starts")
     });
-    // Small evaluations keep the tests quick on two cores.
-    h.state_mut().settings.subset = 100;
     wait(&mut h, "the embedded model", |a| a.is_idle() && a.session.readout.is_some());
     h
 }
@@ -30,7 +34,16 @@ fn app(dialogs: Arc<ScriptedDialogs>, size: [f32; 2]) -> Harness<'static, Explor
 fn wait(h: &mut Harness<'_, ExplorerApp>, what: &str, done: impl Fn(&ExplorerApp) -> bool) {
     let start = Instant::now();
     while !done(h.state()) {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
+        if start.elapsed() > TIMEOUT {
+            let messages: Vec<_> = h.state().session.messages.iter().map(|m| m.text.clone()).collect();
+            let a = h.state();
+            let model = a.session.model.as_ref().map(|m| m.name.clone());
+            let card = a.session.card_request.as_ref().map(|c| c.error.clone());
+            panic!(
+                "timed out waiting for {what}; messages: {messages:?}, model {model:?}, idle {}, card {card:?}",
+                a.is_idle()
+            );
+        }
         h.step();
         // Yield to the worker; the loop ends as soon as the condition holds.
         std::thread::sleep(Duration::from_millis(5));
@@ -201,4 +214,63 @@ fn snapshots_of_the_main_views() {
     h.get_by_label("Perturbation").click();
     wait(&mut h, "the samples", |a| a.is_idle() && !a.session.samples.is_empty());
     snapshot(&mut h, "perturbation_view");
+}
+
+#[test]
+fn an_unrecognised_checkpoint_asks_for_a_card_and_opens_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mystery.safetensors");
+    let dev = candle_core::Device::Cpu;
+    let tensors = std::collections::HashMap::from([
+        (
+            "encoder.block.weight".to_string(),
+            candle_core::Tensor::zeros((10, 784), candle_core::DType::F32, &dev).unwrap(),
+        ),
+        ("encoder.block.bias".to_string(), candle_core::Tensor::zeros(10, candle_core::DType::F32, &dev).unwrap()),
+    ]);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    ScriptedDialogs::push(&dialogs.models, &path);
+    let mut h = app(dialogs, [1300.0, 820.0]);
+    h.get_by_label("Open checkpoint…").click();
+    wait(&mut h, "the card dialog", |a| a.session.card_request.is_some());
+    h.get_by_label("Describe this checkpoint");
+    // Sequential is the first architecture; its layers are written as JSON.
+    h.state_mut().session.card_request.as_mut().unwrap().layers_json =
+        r#"[{"type": "flatten"}, {"type": "linear", "key": "encoder.block"}]"#.into();
+    // Let the new window settle where it will be drawn before clicking in it.
+    h.run_steps(4);
+    h.get_by_label("Save card and open").click();
+    wait(&mut h, "the model", |a| {
+        a.is_idle() && a.session.model.as_ref().is_some_and(|m| m.name.ends_with("mystery.safetensors"))
+    });
+    assert!(path.with_extension("json").is_file(), "the card is saved beside the checkpoint");
+    assert!(h.state().session.card_request.is_none());
+    assert_eq!(h.state().session.readout.map(|r| r.total), Some(7840));
+}
+
+/// A file dropped onto the window.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn dropping_a_checkpoint_opens_it() {
+    let mut h = app(Arc::default(), [1300.0, 820.0]);
+    let ckpt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis/tiny_cnn.safetensors");
+    h.input_mut().dropped_files.push(Arc::new(Dropped(ckpt)));
+    h.step();
+    wait(&mut h, "the dropped model", |a| {
+        a.is_idle() && a.session.model.as_ref().is_some_and(|m| m.name.ends_with("tiny_cnn.safetensors"))
+    });
+    assert!(h.state().session.readout.is_some());
+    assert!(h.state().settings.recent_models.first().is_some_and(|p| p.ends_with("tiny_cnn.safetensors")));
 }

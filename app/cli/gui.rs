@@ -33,6 +33,12 @@ pub struct GuiArgs {
     /// characterise, compression, eps, perturb, dropout, classes (show the class view)
     #[arg(long, value_delimiter = ',', hide = true)]
     pub run: Vec<String>,
+    /// Images in the evaluation subset (the first N)
+    #[arg(long, value_name = "N")]
+    pub eval_images: Option<usize>,
+    /// Thresholds per sweep (odd, at least 3)
+    #[arg(long, value_name = "R")]
+    pub steps: Option<usize>,
     /// Window size in points, WIDTHxHEIGHT
     #[arg(long, value_name = "WxH", default_value = "1400x860")]
     pub size: String,
@@ -56,6 +62,8 @@ pub fn run(args: &GuiArgs) -> Result<()> {
         screenshot: args.screenshot.clone(),
         tab,
         autorun: args.run.clone(),
+        eval_images: args.eval_images,
+        steps: args.steps,
         dialogs: None,
     };
     let native = eframe::NativeOptions {

@@ -35,6 +35,9 @@ pub struct AppOptions {
     /// Jobs to run once the model is open (for screenshots): sweep, characterise, perturb,
     /// eps, dropout.
     pub autorun: Vec<String>,
+    /// Evaluation images and thresholds per sweep, instead of the stored ones.
+    pub eval_images: Option<usize>,
+    pub steps: Option<usize>,
     pub dialogs: Option<Box<dyn Dialogs>>,
 }
 
@@ -62,6 +65,8 @@ pub struct ExplorerApp {
     pub(super) autorun: Vec<String>,
     /// The heatmap's GPU pipeline is installed (false without a wgpu renderer).
     pub gpu: bool,
+    /// The first files failed to open and the embedded default was opened instead.
+    pub(super) fell_back: bool,
     screenshot: Option<Screenshot>,
 }
 
@@ -80,6 +85,13 @@ impl ExplorerApp {
         if let Some(t) = options.tab {
             settings.layout.tab = t;
         }
+        if let Some(n) = options.eval_images {
+            settings.subset = n.max(1);
+        }
+        if let Some(n) = options.steps {
+            // Simpson's rule needs an odd count of at least 3.
+            settings.steps = (n.max(3) / 2) * 2 + 1;
+        }
         // Command-line files win; else the last ones; else the embedded default.
         // Stored files that have since gone are forgotten rather than reported.
         let model = options.model.clone().or_else(|| settings.model.clone().filter(|p| p.exists()));
@@ -96,6 +108,7 @@ impl ExplorerApp {
             filter_version: 0,
             autorun: std::mem::take(&mut options.autorun),
             gpu,
+            fell_back: false,
             screenshot: options.screenshot.map(|path| Screenshot {
                 path,
                 idle_frames: 0,

@@ -272,9 +272,13 @@ impl ExplorerApp {
             "sweep" => Action::Sweep { filters: vec![self.settings.filter], all_layers: false },
             "characterise" => Action::Sweep { filters: FilterKind::PAPER.to_vec(), all_layers: true },
             "compression" => {
+                self.panels.curves.curve = super::panels::curves::Curve::Compression;
                 Action::Sweep { filters: vec![FilterKind::H0, FilterKind::H1, FilterKind::H2], all_layers: false }
             }
-            "eps" => Action::EpsCurve,
+            "eps" => {
+                self.panels.curves.curve = super::panels::curves::Curve::Eps;
+                Action::EpsCurve
+            }
             "perturb" => Action::Perturb,
             "dropout" => Action::Dropout { layer: None },
             "train" => Action::Train,

@@ -111,6 +111,12 @@ impl ExplorerApp {
             Payload::Note(text) => self.session.note(text),
             Payload::Progress { .. } | Payload::Cancelled => {}
             Payload::Failed(msg) => {
+                if kind == JobKind::Load && self.session.model.is_none() && !self.fell_back {
+                    // Nothing is open yet (the last files are broken or gone): show the
+                    // embedded default rather than an empty window.
+                    self.fell_back = true;
+                    self.open(Some(Source::Embedded), Some(Source::Embedded));
+                }
                 let what = match kind {
                     JobKind::Load => "cannot open",
                     JobKind::Export => "cannot export",

@@ -32,8 +32,8 @@ pub fn show(ctx: &egui::Context, app: &mut ExplorerApp) {
                 ui.end_row();
                 ui.label("Input channels, height, width");
                 ui.horizontal(|ui| {
-                    for d in &mut req.input {
-                        ui.add(egui::DragValue::new(d).range(1..=1024));
+                    for (d, name) in req.input.iter_mut().zip(["channels", "height", "width"]) {
+                        crate::ui::panels::widgets::number(ui, egui::DragValue::new(d).range(1..=1024), name);
                     }
                 });
                 ui.end_row();

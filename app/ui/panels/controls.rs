@@ -49,8 +49,11 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     let std0 = app.session.model.as_ref().map_or(1.0, |m| m.std0 as f64);
     let eps_changed = ui
         .horizontal(|ui| {
-            let r = ui.add(egui::DragValue::new(&mut eps).range(0.0..=10.0).speed(0.005).max_decimals(4));
-            ui.label("Eps");
+            let r = super::widgets::number(
+                ui,
+                egui::DragValue::new(&mut eps).range(0.0..=10.0).speed(0.005).max_decimals(4),
+                "Eps",
+            );
             ui.weak(format!("normalised · {:.4} in pixel units", eps * std0));
             r.changed()
         })
@@ -62,14 +65,20 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     // Until the data is open its size is unknown: do not clamp the stored subset to it.
     let images = app.session.data.as_ref().map_or(app.settings.subset, |d| d.images).max(1);
     ui.horizontal(|ui| {
-        let r = ui.add(egui::DragValue::new(&mut app.settings.subset).range(1..=images).speed(10));
-        ui.label("Evaluation images");
+        let r = super::widgets::number(
+            ui,
+            egui::DragValue::new(&mut app.settings.subset).range(1..=images).speed(10),
+            "Evaluation images",
+        );
         changed |= r.changed();
     });
     ui.horizontal(|ui| {
         let mut steps = app.settings.steps;
-        let r = ui.add(egui::DragValue::new(&mut steps).range(3..=101).speed(2));
-        ui.label("Thresholds per sweep");
+        let r = super::widgets::number(
+            ui,
+            egui::DragValue::new(&mut steps).range(3..=101).speed(2),
+            "Thresholds per sweep",
+        );
         if r.changed() {
             // Simpson's rule needs an odd count.
             app.settings.steps = if steps.is_multiple_of(2) { steps + 1 } else { steps };

@@ -6,6 +6,7 @@ use egui_plot::{AxisHints, HPlacement, Legend, Line, MarkerShape, Plot, PlotPoin
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
+use crate::export::figures::{builders, palette};
 use crate::jobs::JobKind;
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;
@@ -157,10 +158,13 @@ fn compression(ui: &mut egui::Ui, app: &mut ExplorerApp) {
                     .color(theme::RETAINED)
                     .style(egui_plot::LineStyle::dashed_dense()),
             );
-            for (fi, f) in COMPRESSION.iter().enumerate() {
-                let Some(rec) = app.session.sweeps.record(&set, *f) else { continue };
+            for f in COMPRESSION {
+                let Some(rec) = app.session.sweeps.record(&set, f) else { continue };
                 let rho = rec.rho();
-                for (adv, colour) in [(false, theme::CLEAN), (true, theme::ADVERSARIAL)] {
+                // The exported figure's colours: one per filter, adversarial dashed.
+                let [r, g, b] = palette::series(builders::filter_colour(f));
+                let colour = egui::Color32::from_rgb(r, g, b);
+                for adv in [false, true] {
                     let base_c = if adv { base.adv_correct } else { base.clean_correct }.max(1) as f64;
                     let pts: Vec<[f64; 2]> = rec
                         .steps
@@ -169,9 +173,12 @@ fn compression(ui: &mut egui::Ui, app: &mut ExplorerApp) {
                         .map(|(s, r)| [*r, (if adv { s.adv } else { s.clean }) as f64 / base_c])
                         .collect();
                     let name = format!("{} {}", f.name(), if adv { "adversarial" } else { "clean" });
-                    let shape = [MarkerShape::Circle, MarkerShape::Square, MarkerShape::Diamond][fi];
-                    plot.line(Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour));
-                    plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).shape(shape).radius(3.0));
+                    let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(1.5);
+                    if adv {
+                        line = line.style(egui_plot::LineStyle::dashed_dense());
+                    }
+                    plot.line(line);
+                    plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).radius(2.5));
                 }
             }
         });

@@ -42,18 +42,24 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         ("Class (clean)", MapCells::Class(&m.class_clean)),
         ("Class (adversarial)", MapCells::Class(&m.class_adv)),
     ];
-    let h = ((ui.available_height() - 40.0) / 2.0).max(60.0);
-    egui::Grid::new("landscape_maps").num_columns(2).show(ui, |ui| {
-        for (i, (title, cells)) in maps.into_iter().enumerate() {
-            ui.vertical(|ui| {
-                ui.strong(format!("{title}, {layer} {}", filter.name()));
-                draw_map(ui, &cells, &epochs, Vec2::new(ui.available_width().min(420.0), h - 20.0));
-            });
-            if i % 2 == 1 {
-                ui.end_row();
+    ui.weak("Rows are checkpoints (first epoch at the bottom), columns the sweep's thresholds; accuracy from dark (0 %) to bright (100 %)");
+    let size = Vec2::new(
+        ((ui.available_width() - 16.0) / 2.0).max(80.0),
+        ((ui.available_height() - 60.0) / 2.0 - 20.0).max(40.0),
+    );
+    let mut maps = maps.into_iter();
+    for _ in 0..2 {
+        ui.horizontal(|ui| {
+            for (title, cells) in maps.by_ref().take(2) {
+                ui.allocate_ui(Vec2::new(size.x, size.y + 24.0), |ui| {
+                    ui.vertical(|ui| {
+                        ui.strong(format!("{title}, {layer} {}", filter.name()));
+                        draw_map(ui, &cells, &epochs, size);
+                    });
+                });
             }
-        }
-    });
+        });
+    }
 }
 
 enum MapCells<'a> {

@@ -14,7 +14,7 @@ use crate::ui::app::ExplorerApp;
 use crate::ui::settings::ViewMode;
 use crate::ui::theme;
 
-const COLORBAR_WIDTH: f32 = 64.0;
+const COLORBAR_WIDTH: f32 = 88.0;
 
 /// Zoom and pan of the heatmap, in cells.
 #[derive(Debug, Clone, Copy, Default)]

@@ -37,8 +37,7 @@ impl PerturbationView {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, app: &mut ExplorerApp) {
         ui.horizontal(|ui| {
-            ui.add(egui::DragValue::new(&mut app.settings.samples).range(1..=64));
-            ui.label("Samples");
+            super::widgets::number(ui, egui::DragValue::new(&mut app.settings.samples).range(1..=64), "Samples");
             job_button(ui, app, JobKind::Perturb, "Attack samples", Action::Perturb);
             export_button(ui, app, FigureId::Perturbation);
         });

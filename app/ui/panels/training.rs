@@ -13,10 +13,12 @@ use crate::ui::theme;
 
 pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     ui.horizontal_wrapped(|ui| {
-        ui.add(egui::DragValue::new(&mut app.settings.train_epochs).range(1..=100));
-        ui.label("Epochs");
-        ui.add(egui::DragValue::new(&mut app.settings.train_images).range(100..=60_000).speed(100));
-        ui.label("Training images");
+        super::widgets::number(ui, egui::DragValue::new(&mut app.settings.train_epochs).range(1..=100), "Epochs");
+        super::widgets::number(
+            ui,
+            egui::DragValue::new(&mut app.settings.train_images).range(100..=60_000).speed(100),
+            "Training images",
+        );
         ui.radio_value(&mut app.settings.selection, Selection::PerWeight, "Freeze fragile weights");
         ui.radio_value(&mut app.settings.selection, Selection::PerLayer, "Freeze fragile layers");
         job_button(ui, app, JobKind::Training, "Train both", Action::Train);

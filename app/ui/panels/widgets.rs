@@ -33,3 +33,10 @@ pub fn empty_note(ui: &mut egui::Ui, text: &str) {
     ui.add_space(20.0);
     ui.vertical_centered(|ui| ui.weak(text));
 }
+
+/// A number field with its label on the right, linked for screen readers and tests.
+pub fn number(ui: &mut egui::Ui, field: egui::DragValue, label: &str) -> egui::Response {
+    let r = ui.add(field);
+    let l = ui.label(label);
+    r.labelled_by(l.id)
+}
