@@ -85,3 +85,149 @@ fn bad_arguments_and_files_fail_cleanly() {
     let o = run(&["info", "--model", evil.to_str().unwrap()]);
     assert!(stderr(&o).contains("argparse.Namespace"));
 }
+
+/// A folder with the analysis fixture's 60 MNIST images as both splits.
+fn tiny_mnist() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixtures().join("analysis");
+    for name in ["images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"] {
+        std::fs::copy(src.join(format!("t10k-{name}")), dir.path().join(format!("t10k-{name}"))).unwrap();
+        std::fs::copy(src.join(format!("t10k-{name}")), dir.path().join(format!("train-{name}"))).unwrap();
+    }
+    dir
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn analysis_commands_write_their_results() {
+    let data = tiny_mnist();
+    let out = tempfile::tempdir().unwrap();
+    let model = fixtures().join("analysis/tiny_cnn.safetensors");
+    let common = ["--model", path(&model), "--data", path(data.path())];
+    let o = run(
+        &[&["sweep"][..], &common, &["--steps", "3", "--layers", "features.4", "--out", path(out.path())]].concat()
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["sweep.json", "sweep.csv", "scores.csv", "layers.csv"] {
+        assert!(out.path().join(f).is_file(), "{f}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(v["records"].as_array().unwrap().len(), 3);
+    for key in [
+        "layer",
+        "filter",
+        "alphas",
+        "removed",
+        "n",
+        "clean_correct",
+        "adv_correct",
+        "clean_accuracy",
+        "adv_accuracy",
+        "rho",
+        "s_clean",
+        "s_adv",
+        "s_diff",
+        "step_class_clean",
+        "step_class_adv",
+    ] {
+        assert!(v["records"][0].get(key).is_some(), "sweep record lacks {key}");
+    }
+    let o = run(&[&["dropout"][..], &common, &["--out", path(out.path())]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("dropout.json")).unwrap()).unwrap();
+    for key in
+        ["layer", "accuracy_per_kernel", "mean", "fragile", "null", "d_per_kernel", "d_fragile", "d_other", "targeted"]
+    {
+        assert!(v.get(key).is_some(), "dropout.json lacks {key}");
+    }
+    let o = run(&["sweep", "--model", path(&model), "--data", path(data.path()), "--steps", "4"]);
+    assert!(stderr(&o).contains("odd and at least 3"), "{}", stderr(&o));
+}
+
+#[test]
+fn train_resume_landscape_and_selective_run_end_to_end() {
+    let data = tiny_mnist();
+    let runs = tempfile::tempdir().unwrap();
+    let card_text = std::fs::read_to_string(fixtures().join("analysis/tiny_cnn.json"))
+        .unwrap()
+        .replace("\"key\": \"features.0\"", "\"key\": \"features.0\", \"out_channels\": 4, \"kernel\": 3")
+        .replace("\"key\": \"features.4\"", "\"key\": \"features.4\", \"out_channels\": 8, \"kernel\": 3")
+        .replace("\"key\": \"classifier.0\"", "\"key\": \"classifier.0\", \"out_features\": 16");
+    let card = runs.path().join("tiny.json");
+    std::fs::write(&card, card_text).unwrap();
+    let ckpts = runs.path().join("run");
+    let o = run(&[
+        "train",
+        "--model-card",
+        path(&card),
+        "--data",
+        path(data.path()),
+        "--epochs",
+        "1",
+        "--out",
+        path(&ckpts),
+        "--test-limit",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = ckpts.join("checkpoint-epoch-001.safetensors");
+    assert!(first.is_file() && ckpts.join("checkpoint-epoch-001.json").is_file() && ckpts.join("train.csv").is_file());
+    let o = run(&[
+        "train",
+        "--resume",
+        path(&first),
+        "--data",
+        path(data.path()),
+        "--epochs",
+        "2",
+        "--out",
+        path(&ckpts),
+        "--test-limit",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ckpts.join("checkpoint-epoch-002.safetensors").is_file());
+
+    let land = runs.path().join("landscape");
+    let o = run(&[
+        "landscape",
+        "--checkpoints",
+        path(&ckpts),
+        "--data",
+        path(data.path()),
+        "--steps",
+        "3",
+        "--layers",
+        "features.0",
+        "--out",
+        path(&land),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(land.join("landscape.json")).unwrap()).unwrap();
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 2);
+
+    let sel = runs.path().join("selective");
+    let o = run(&[
+        "selective",
+        "--checkpoint",
+        path(&first),
+        "--data",
+        path(data.path()),
+        "--epochs",
+        "2",
+        "--steps",
+        "3",
+        "--out",
+        path(&sel),
+        "--test-limit",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(sel.join("selective.json").is_file() && sel.join("regular/checkpoint-epoch-002.safetensors").is_file());
+}

@@ -44,7 +44,7 @@ pub struct AttackArgs {
     pub random_start: bool,
     /// Seed for PGD's random start
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    pub pgd_seed: u64,
     /// Batch-norm statistics: `running` (evaluation mode) or `batch` (as the papers' code)
     #[arg(long, value_enum, default_value_t = BnMode::Running)]
     pub bn: BnMode,
@@ -63,7 +63,7 @@ impl AttackArgs {
             pgd_steps: self.pgd_steps,
             pgd_step: self.pgd_step,
             pgd_random_start: self.random_start,
-            seed: self.seed,
+            seed: self.pgd_seed,
         }
     }
 }

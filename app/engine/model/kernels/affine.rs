@@ -19,14 +19,16 @@ impl ChannelAffine {
         }
         let p: usize = dims[2..].iter().product();
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(p.max(1)).zip(x.par_chunks(p.max(1))).with_min_len(super::min_planes(p)).enumerate().for_each(|(i, (out, inp))| {
-            let ch = i % c;
-            let (a, b) = (self.alpha[ch], if with_beta { self.beta[ch] } else { 0.0 });
-            for (o, &v) in out.iter_mut().zip(inp) {
-                // The same two roundings as x * alpha then + beta.
-                *o = v * a + b;
-            }
-        });
+        y.par_chunks_mut(p.max(1)).zip(x.par_chunks(p.max(1))).with_min_len(super::min_planes(p)).enumerate().for_each(
+            |(i, (out, inp))| {
+                let ch = i % c;
+                let (a, b) = (self.alpha[ch], if with_beta { self.beta[ch] } else { 0.0 });
+                for (o, &v) in out.iter_mut().zip(inp) {
+                    // The same two roundings as x * alpha then + beta.
+                    *o = v * a + b;
+                }
+            },
+        );
         Ok(y)
     }
 }

@@ -59,15 +59,17 @@ impl CustomOp3 for BatchNorm {
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
         let (mean, var) = channel_stats(&x, n, c, p);
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(p.max(1)).zip(x.par_chunks(p.max(1))).with_min_len(super::min_planes(p)).enumerate().for_each(|(i, (out, inp))| {
-            let ch = i % c;
-            let inv_std = 1.0 / (var[ch] as f64 + self.eps).sqrt() as f32;
-            let alpha = w[ch] * inv_std;
-            let beta = b[ch] - mean[ch] * alpha;
-            for (o, &v) in out.iter_mut().zip(inp) {
-                *o = v * alpha + beta;
-            }
-        });
+        y.par_chunks_mut(p.max(1)).zip(x.par_chunks(p.max(1))).with_min_len(super::min_planes(p)).enumerate().for_each(
+            |(i, (out, inp))| {
+                let ch = i % c;
+                let inv_std = 1.0 / (var[ch] as f64 + self.eps).sqrt() as f32;
+                let alpha = w[ch] * inv_std;
+                let beta = b[ch] - mean[ch] * alpha;
+                for (o, &v) in out.iter_mut().zip(inp) {
+                    *o = v * alpha + beta;
+                }
+            },
+        );
         if let Ok(mut s) = self.stats.lock() {
             *s = Some((mean, var));
         }

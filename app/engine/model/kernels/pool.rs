@@ -71,7 +71,12 @@ impl Geo {
             let (r0, r1) = (&x[2 * oy * w..], &x[(2 * oy + 1) * w..]);
             for ox in 0..self.ow {
                 let c = 2 * ox;
-                let cand = [(r0[c], 2 * oy * w + c), (r0[c + 1], 2 * oy * w + c + 1), (r1[c], (2 * oy + 1) * w + c), (r1[c + 1], (2 * oy + 1) * w + c + 1)];
+                let cand = [
+                    (r0[c], 2 * oy * w + c),
+                    (r0[c + 1], 2 * oy * w + c + 1),
+                    (r1[c], (2 * oy + 1) * w + c),
+                    (r1[c + 1], (2 * oy + 1) * w + c + 1),
+                ];
                 let (mut best, mut at) = cand[0];
                 for &(v, i) in &cand[1..] {
                     if v > best || v.is_nan() {
