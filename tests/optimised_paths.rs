@@ -23,7 +23,10 @@ fn both<T>(f: impl Fn() -> T) -> (T, T) {
     (plain, f())
 }
 
-fn sweep_counts(r: &SweepResult) -> Vec<(String, FilterKind, Vec<usize>, Vec<usize>, Vec<usize>)> {
+/// Per record: layer, filter, removed, clean and adversarial counts.
+type Counts = (String, FilterKind, Vec<usize>, Vec<usize>, Vec<usize>);
+
+fn sweep_counts(r: &SweepResult) -> Vec<Counts> {
     r.records
         .iter()
         .map(|x| (x.layer.clone(), x.filter, x.removed.clone(), x.clean_correct.clone(), x.adv_correct.clone()))
