@@ -261,17 +261,40 @@ fn main() -> Result<()> {
     let models = arg(&args, "--models").unwrap_or_else(|| "mnist_cnn,resnet18_cifar,resnet18_tv28".into());
     let batches = arg(&args, "--batches").unwrap_or_else(|| "64,256".into());
     let works = arg(&args, "--work").unwrap_or_else(|| "forward,fgsm,train".into());
-    let dev = Device::Cpu;
+    // Each configuration runs in a child process, so its peak memory is its own.
+    if let Some(row) = arg(&args, "--row") {
+        let parts: Vec<&str> = row.split(',').collect();
+        anyhow::ensure!(parts.len() == 3, "--row takes MODEL,BATCH,WORK");
+        let batch: usize = parts[1].parse()?;
+        let net = model(parts[0], &Device::Cpu)?;
+        let (rate, peak) = bench(&net, batch, parts[2], repeats)?;
+        println!(
+            "{}",
+            serde_json::to_string(&Row {
+                model: parts[0].into(),
+                batch,
+                work: parts[2].into(),
+                images_per_s: rate,
+                peak_mb: peak
+            })?
+        );
+        return Ok(());
+    }
+    let me = std::env::current_exe()?;
     let mut ours = Vec::new();
     for m in models.split(',') {
         for b in batches.split(',') {
-            let b: usize = b.parse()?;
             for w in works.split(',') {
-                // A fresh network per row, so training steps never change another row's weights.
-                let net = model(m, &dev)?;
-                let (rate, peak) = bench(&net, b, w, repeats).with_context(|| format!("{m} {w} batch {b}"))?;
-                eprintln!("ours   {m:>15} {w:>8} batch {b:>4}: {rate:>9.1} img/s, peak {peak:.0} MB");
-                ours.push(Row { model: m.into(), batch: b, work: w.into(), images_per_s: rate, peak_mb: peak });
+                let out = Command::new(&me)
+                    .args(["--row", &format!("{m},{b},{w}"), "--repeats", &repeats.to_string()])
+                    .output()?;
+                anyhow::ensure!(out.status.success(), "{m} {w} batch {b}: {}", String::from_utf8_lossy(&out.stderr));
+                let r: Row = serde_json::from_slice(&out.stdout)?;
+                eprintln!(
+                    "ours   {m:>15} {w:>8} batch {b:>4}: {:>9.1} img/s, peak {:.0} MB",
+                    r.images_per_s, r.peak_mb
+                );
+                ours.push(r);
             }
         }
     }

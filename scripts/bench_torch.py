@@ -12,6 +12,7 @@ one warm-up; peak resident memory per configuration (VmHWM, reset before each).
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -217,15 +218,25 @@ def main():
     ap.add_argument("--models", default="mnist_cnn,resnet18_cifar,resnet18_tv28")
     ap.add_argument("--batches", default="64,256")
     ap.add_argument("--work", default="forward,fgsm,train")
+    ap.add_argument("--row", help="MODEL,BATCH,WORK: measure one configuration (used by the driver)")
     a = ap.parse_args()
     if a.sweep:
         run_sweep(a)
+        return
+    if a.row:
+        m, b, w = a.row.split(",")
+        rate, peak = bench(m, int(b), w, a.repeats)
+        print(json.dumps({"model": m, "batch": int(b), "work": w, "images_per_s": rate, "peak_mb": peak}))
         return
     rows = []
     for m in a.models.split(","):
         for b in map(int, a.batches.split(",")):
             for w in a.work.split(","):
-                rate, peak = bench(m, b, w, a.repeats)
+                # A child process per configuration, so its peak memory is its own.
+                out = subprocess.run([sys.executable, __file__, "--row", f"{m},{b},{w}", "--repeats", str(a.repeats)],
+                                     check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                rate, peak = r["images_per_s"], r["peak_mb"]
                 print(f"torch  {m:>15} {w:>8} batch {b:>4}: {rate:>9.1f} img/s, peak {peak:.0} MB", file=sys.stderr)
                 rows.append({"model": m, "batch": b, "work": w, "images_per_s": rate, "peak_mb": peak})
     if a.json:
@@ -233,5 +244,6 @@ def main():
 
 
 if __name__ == "__main__":
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+    if "--row" not in sys.argv:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
     main()

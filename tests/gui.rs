@@ -21,7 +21,7 @@ fn app(dialogs: Arc<ScriptedDialogs>, size: [f32; 2]) -> Harness<'static, Explor
             fresh: true,
             // Small evaluations keep the tests quick on two cores.
             eval_images: Some(100),
-            dialogs: Some(Box::new(dialogs)),
+            dialogs: Some(dialogs),
             ..AppOptions::default()
         };
         ExplorerApp::new(cc, options).expect("the app starts")

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::actions::Action;
-use super::dialogs::{Dialogs, RfdDialogs};
+use super::dialogs::{Dialogs, Pending, RfdDialogs};
 use super::panels::Panels;
 use super::session::Session;
 use super::settings::{Settings, Tab};
@@ -38,7 +38,7 @@ pub struct AppOptions {
     /// Evaluation images and thresholds per sweep, instead of the stored ones.
     pub eval_images: Option<usize>,
     pub steps: Option<usize>,
-    pub dialogs: Option<Box<dyn Dialogs>>,
+    pub dialogs: Option<Arc<dyn Dialogs>>,
 }
 
 /// A screenshot being taken for `--screenshot`.
@@ -56,7 +56,10 @@ pub struct ExplorerApp {
     pub jobs: JobTracker,
     pub panels: Panels,
     pub(super) worker: Worker,
-    pub(super) dialogs: Box<dyn Dialogs>,
+    pub(super) dialogs: Arc<dyn Dialogs>,
+    /// The file dialog being shown, if any (one at a time).
+    pub(super) dialog: Option<Pending>,
+    pub(super) ctx: egui::Context,
     pub(super) actions: Vec<Action>,
     /// When the debounced evaluation is due.
     pub(super) eval_due: Option<Instant>,
@@ -81,7 +84,8 @@ impl ExplorerApp {
             None => false,
         };
         let ctx = cc.egui_ctx.clone();
-        let worker = Worker::spawn(options.device, move || ctx.request_repaint())?;
+        let repaint = ctx.clone();
+        let worker = Worker::spawn(options.device, move || repaint.request_repaint())?;
         if let Some(t) = options.tab {
             settings.layout.tab = t;
         }
@@ -102,7 +106,9 @@ impl ExplorerApp {
             jobs: JobTracker::default(),
             panels: Panels::default(),
             worker,
-            dialogs: options.dialogs.take().unwrap_or_else(|| Box::new(RfdDialogs)),
+            dialogs: options.dialogs.take().unwrap_or_else(|| Arc::new(RfdDialogs)),
+            dialog: None,
+            ctx,
             actions: Vec::new(),
             eval_due: None,
             filter_version: 0,
@@ -135,7 +141,7 @@ impl ExplorerApp {
 
     /// Whether nothing is running and the model is shown: tests and screenshots wait for this.
     pub fn is_idle(&self) -> bool {
-        !self.jobs.any_running() && self.eval_due.is_none() && self.session.layer.is_some()
+        !self.jobs.any_running() && self.eval_due.is_none() && self.session.layer.is_some() && self.dialog.is_none()
     }
 
     fn drain_events(&mut self, ctx: &egui::Context) {
@@ -242,6 +248,7 @@ impl eframe::App for ExplorerApp {
         self.dropped_files(&ctx);
         self.debounce(&ctx);
         self.run_autorun();
+        self.dialog_answered();
         let mut panels = std::mem::take(&mut self.panels);
         panels.show(ui, self);
         self.panels = panels;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::actions::{Action, FigureId};
 use super::app::{DEBOUNCE, ExplorerApp};
+use super::dialogs::{Pending, Purpose};
 use super::figures;
 use super::settings::Tab;
 use crate::engine::analysis::dropout::DropoutConfig;
@@ -153,21 +154,9 @@ impl ExplorerApp {
 
     pub(super) fn apply(&mut self, action: Action) {
         match action {
-            Action::OpenModelDialog => {
-                if let Some(p) = self.dialogs.open_model() {
-                    self.open(Some(Source::Path(p)), None);
-                }
-            }
-            Action::OpenModelFolderDialog => {
-                if let Some(p) = self.dialogs.open_model_folder() {
-                    self.open(Some(Source::Path(p)), None);
-                }
-            }
-            Action::OpenDataDialog => {
-                if let Some(p) = self.dialogs.open_data() {
-                    self.open(None, Some(Source::Path(p)));
-                }
-            }
+            Action::OpenModelDialog => self.ask(Purpose::OpenModel),
+            Action::OpenModelFolderDialog => self.ask(Purpose::OpenModelFolder),
+            Action::OpenDataDialog => self.ask(Purpose::OpenData),
             Action::OpenModel(p) => self.open(Some(Source::Path(p)), None),
             Action::OpenData(p) => self.open(None, Some(Source::Path(p))),
             Action::OpenEmbedded => self.open(Some(Source::Embedded), Some(Source::Embedded)),
@@ -203,21 +192,37 @@ impl ExplorerApp {
             }
             Action::Train => self.train(),
             Action::Cancel(kind) => self.jobs.cancel(kind),
-            Action::Export(id) => {
-                if let Some(dir) = self.dialogs.save_folder() {
-                    self.export(dir, &[id]);
-                }
-            }
-            Action::ExportAll => {
-                if let Some(dir) = self.dialogs.save_folder() {
-                    let stamp =
-                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                    self.export(dir.join(format!("fragility-explorer-{stamp}")), &FigureId::ALL);
-                }
-            }
+            Action::Export(id) => self.ask(Purpose::Export(id)),
+            Action::ExportAll => self.ask(Purpose::ExportAll),
             Action::SaveCard { checkpoint, card } => {
                 self.session.card_request = None;
                 self.send(JobKind::Load, |job| Command::SaveCardAndOpen { job, checkpoint, card });
+            }
+        }
+    }
+
+    /// Shows a file dialog beside the UI; its answer is acted on when it comes.
+    fn ask(&mut self, purpose: Purpose) {
+        if self.dialog.is_some() {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        self.dialog = Some(Pending::ask(&self.dialogs, purpose, move || ctx.request_repaint()));
+    }
+
+    /// Acts on the answer of the dialog being shown, once the user has given it.
+    pub(super) fn dialog_answered(&mut self) {
+        let Some(answer) = self.dialog.as_ref().and_then(Pending::answer) else { return };
+        let purpose = self.dialog.take().map(|d| d.purpose);
+        let (Some(purpose), Some(path)) = (purpose, answer) else { return };
+        match purpose {
+            Purpose::OpenModel | Purpose::OpenModelFolder => self.open(Some(Source::Path(path)), None),
+            Purpose::OpenData => self.open(None, Some(Source::Path(path))),
+            Purpose::Export(id) => self.export(path, &[id]),
+            Purpose::ExportAll => {
+                let stamp =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                self.export(path.join(format!("fragility-explorer-{stamp}")), &FigureId::ALL);
             }
         }
     }

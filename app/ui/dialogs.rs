@@ -1,10 +1,15 @@
-//! File dialogs behind a trait: rfd in the app, a script in tests.
+//! File dialogs behind a trait: rfd in the app, a script in tests. The app asks on a
+//! thread of its own, so an open dialog never stops the window from painting.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-pub trait Dialogs {
+use crossbeam_channel::{Receiver, TryRecvError, bounded};
+
+use super::actions::FigureId;
+
+pub trait Dialogs: Send + Sync {
     /// A checkpoint file.
     fn open_model(&self) -> Option<PathBuf>;
     /// A folder of checkpoints (a training run).
@@ -72,6 +77,57 @@ impl Dialogs for ScriptedDialogs {
     }
     fn save_folder(&self) -> Option<PathBuf> {
         Self::next(&self.folders)
+    }
+}
+
+/// What a dialog's answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    OpenModel,
+    OpenModelFolder,
+    OpenData,
+    Export(FigureId),
+    ExportAll,
+}
+
+/// A dialog being shown; its answer arrives on a channel.
+pub struct Pending {
+    pub purpose: Purpose,
+    answer: Receiver<Option<PathBuf>>,
+}
+
+impl Pending {
+    /// Shows the dialog for `purpose`; `done` runs when the user has answered (a repaint).
+    pub fn ask(dialogs: &Arc<dyn Dialogs>, purpose: Purpose, done: impl FnOnce() + Send + 'static) -> Self {
+        let (tx, answer) = bounded(1);
+        let dialogs = dialogs.clone();
+        let show = move || {
+            let path = match purpose {
+                Purpose::OpenModel => dialogs.open_model(),
+                Purpose::OpenModelFolder => dialogs.open_model_folder(),
+                Purpose::OpenData => dialogs.open_data(),
+                Purpose::Export(_) | Purpose::ExportAll => dialogs.save_folder(),
+            };
+            tx.send(path).ok();
+            done();
+        };
+        // macOS wants its dialogs on the main thread; elsewhere they run beside the UI. A
+        // thread that cannot start drops its sender, which reads as cancelled.
+        if cfg!(target_os = "macos") {
+            show();
+        } else {
+            let _ = std::thread::Builder::new().name("file-dialog".into()).spawn(show);
+        }
+        Self { purpose, answer }
+    }
+
+    /// The answer, once given: Some(None) means cancelled.
+    pub fn answer(&self) -> Option<Option<PathBuf>> {
+        match self.answer.try_recv() {
+            Ok(a) => Some(a),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(None),
+        }
     }
 }
 

@@ -142,6 +142,66 @@ fn col2im(d: &Dims, col: &[f32], stride: usize, offset: usize, dx: &mut [f32]) {
     }
 }
 
+/// Below this output width, patches are gathered through a table of source offsets: the
+/// row-by-row copies of `im2col` cost more in loop overhead than they move.
+const TABLE_BELOW_WIDTH: usize = 16;
+
+/// For each kernel tap t and output position o, the offset in an input plane it reads
+/// (`taps[t * p + o]`), or -1 where it reads padding.
+fn taps(d: &Dims) -> Vec<i32> {
+    let mut t = Vec::with_capacity(d.kh * d.kw * d.p());
+    for ky in 0..d.kh {
+        for kx in 0..d.kw {
+            for oy in 0..d.oh {
+                for ox in 0..d.ow {
+                    let iy = (oy * d.g.stride + ky * d.g.dilation) as isize - d.g.padding[0] as isize;
+                    let ix = (ox * d.g.stride + kx * d.g.dilation) as isize - d.g.padding[1] as isize;
+                    let inside = iy >= 0 && ix >= 0 && (iy as usize) < d.h && (ix as usize) < d.w;
+                    t.push(if inside { (iy as usize * d.w + ix as usize) as i32 } else { -1 });
+                }
+            }
+        }
+    }
+    t
+}
+
+/// `chunk_cols` through the tap table: rows are written contiguously across images.
+fn table_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps: &[i32], col: &mut [f32]) {
+    let (p, hw, nt) = (d.p(), d.h * d.w, d.kh * d.kw);
+    let width = imgs.len() * p;
+    for c in 0..d.cin_g() {
+        for t in 0..nt {
+            let tap = &taps[t * p..(t + 1) * p];
+            let row = &mut col[(c * nt + t) * width..][..width];
+            for (j, i) in imgs.clone().enumerate() {
+                let plane = &x[(i * d.c_in + g * d.cin_g() + c) * hw..][..hw];
+                for (o, &ix) in row[j * p..(j + 1) * p].iter_mut().zip(tap) {
+                    *o = if ix >= 0 { plane[ix as usize] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// `col2im` for a whole chunk through the tap table; `dx` holds the chunk's images.
+fn table_col2im(d: &Dims, col: &[f32], width: usize, images: usize, g: usize, taps: &[i32], dx: &mut [f32]) {
+    let (p, hw, nt) = (d.p(), d.h * d.w, d.kh * d.kw);
+    for c in 0..d.cin_g() {
+        for t in 0..nt {
+            let tap = &taps[t * p..(t + 1) * p];
+            let row = &col[(c * nt + t) * width..][..width];
+            for j in 0..images {
+                let plane = &mut dx[(j * d.c_in + g * d.cin_g() + c) * hw..][..hw];
+                for (&v, &ix) in row[j * p..(j + 1) * p].iter().zip(tap) {
+                    if ix >= 0 {
+                        plane[ix as usize] += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How images are grouped into one matrix product: a chunk's column matrices sit side by
 /// side, so late layers with few positions per image still make wide products.
 #[derive(Debug, Clone, Copy)]
@@ -199,10 +259,13 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
 }
 
 /// The column matrix [k, bn * p] of group `g` of images `imgs` (column blocks per image).
-fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, col: &mut Vec<f32>) {
+fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps: &[i32], col: &mut Vec<f32>) {
     let (k, p, hw) = (d.k(), d.p(), d.h * d.w);
     let width = imgs.len() * p;
     col.resize(k * width, 0.0);
+    if !d.pointwise() && d.ow < TABLE_BELOW_WIDTH {
+        return table_cols(d, x, imgs, g, taps, col);
+    }
     for (j, i) in imgs.clone().enumerate() {
         let xg = &x[(i * d.c_in + g * d.cin_g()) * hw..][..d.cin_g() * hw];
         if d.pointwise() {
@@ -236,6 +299,7 @@ impl CustomOp3 for Forward {
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let plan = Plan::new(&d);
+        let taps = taps(&d);
         let mut y = vec![0f32; d.n * d.c_out * p];
         for_chunk_slices(plan, &mut y, d.c_out * p, |c, y_chunk| {
             let imgs = plan.images(c, d.n);
@@ -243,7 +307,7 @@ impl CustomOp3 for Forward {
             with_scratch(|col, out| {
                 out.resize(d.c_out * width, 0.0);
                 for g in 0..d.g.groups {
-                    chunk_cols(&d, &x, &imgs, g, col);
+                    chunk_cols(&d, &x, &imgs, g, &taps, col);
                     let og = &mut out[g * cg * width..(g + 1) * cg * width];
                     if self.2 {
                         // Start from the bias and let gemm accumulate onto it.
@@ -310,6 +374,7 @@ impl CustomOp2 for BackwardInput {
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
         let plan = Plan::new(&d);
         let in_img = d.c_in * hw;
+        let taps = taps(&d);
         let mut dx = vec![0f32; d.n * in_img];
         for_chunk_slices(plan, &mut dx, in_img, |c, dx| {
             let imgs = plan.images(c, d.n);
@@ -320,6 +385,10 @@ impl CustomOp2 for BackwardInput {
                     chunk_grad(&d, &dy, &imgs, g, g_mat);
                     let wg = &w[g * cg * k..(g + 1) * cg * k];
                     matmul(k, width, cg, col, false, wg, (1, k), g_mat, (width, 1), !plan.by_chunk);
+                    if !d.pointwise() && d.ow < TABLE_BELOW_WIDTH {
+                        table_col2im(&d, col, width, imgs.len(), g, &taps, dx);
+                        continue;
+                    }
                     for j in 0..imgs.len() {
                         let dxg = &mut dx[j * in_img + g * d.cin_g() * hw..][..d.cin_g() * hw];
                         if d.pointwise() {
@@ -351,28 +420,20 @@ impl CustomOp2 for BackwardWeight {
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let wlen = d.c_out * k;
         let plan = Plan::new(&d);
+        let taps = taps(&d);
         // Each chunk sums its images into its own buffer; the buffers are added at the end.
         let partial = for_chunks(plan, |c| {
             let imgs = plan.images(c, d.n);
             let width = imgs.len() * p;
-            let (mut col, mut g_mat) = (Vec::new(), Vec::new());
             let mut dw = vec![0f32; wlen];
-            for g in 0..d.g.groups {
-                chunk_cols(&d, &x, &imgs, g, &mut col);
-                chunk_grad(&d, &dy, &imgs, g, &mut g_mat);
-                matmul(
-                    cg,
-                    k,
-                    width,
-                    &mut dw[g * cg * k..(g + 1) * cg * k],
-                    false,
-                    &g_mat,
-                    (width, 1),
-                    &col,
-                    (1, width),
-                    !plan.by_chunk,
-                );
-            }
+            with_scratch(|col, g_mat| {
+                for g in 0..d.g.groups {
+                    chunk_cols(&d, &x, &imgs, g, &taps, col);
+                    chunk_grad(&d, &dy, &imgs, g, g_mat);
+                    let dwg = &mut dw[g * cg * k..(g + 1) * cg * k];
+                    matmul(cg, k, width, dwg, false, g_mat, (width, 1), col, (1, width), !plan.by_chunk);
+                }
+            });
             dw
         });
         let mut dw = vec![0f32; wlen];

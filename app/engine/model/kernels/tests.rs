@@ -45,6 +45,9 @@ fn conv_matches_candle_forward_and_backward() {
         ([5, 8, 4, 4], [5, 8, 1, 1], ConvGeometry { stride: 1, padding: [0, 0], dilation: 1, groups: 1 }),
         ([2, 8, 6, 6], [4, 8, 1, 1], ConvGeometry { stride: 2, padding: [0, 0], dilation: 1, groups: 1 }),
         ([3, 1, 11, 11], [2, 1, 7, 7], ConvGeometry { stride: 2, padding: [3, 3], dilation: 1, groups: 1 }),
+        // Wide outputs take the row-copy path of im2col, narrow ones the tap table.
+        ([2, 3, 20, 18], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
+        ([2, 2, 40, 36], [3, 2, 5, 5], ConvGeometry { stride: 2, padding: [2, 1], dilation: 1, groups: 1 }),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();
