@@ -13,7 +13,8 @@ struct Params {
     conv: vec4<u32>,
     // kernels per tile row, tile width, tile height, tile columns.
     tile: vec4<u32>,
-    // threshold, pulse width, sweep range lo, hi.
+    // The filter's edges, rounded on the CPU so that these f32 comparisons equal the
+    // engine's float64 ones: h0/h1 remove w <= x, h2 w >= x, h3 x <= w < y within [z, w].
     thresholds: vec4<f32>,
     // value range lo, hi (colormap), shade strength, unused.
     colour: vec4<f32>,
@@ -144,15 +145,12 @@ fn weight_index(x: u32, y: u32) -> i32 {
 
 // SPEC section 2: what the filter at the current threshold removes.
 fn removes(w: f32) -> bool {
-    let a = params.thresholds.x;
+    let t = params.thresholds;
     switch params.mode.y {
-        case 0u: { return abs(w) <= a; }
-        case 1u: { return w <= a; }
-        case 2u: { return w >= a; }
-        default: {
-            let half_width = params.thresholds.y * 0.5;
-            return a - half_width <= w && w < a + half_width && params.thresholds.z <= w && w <= params.thresholds.w;
-        }
+        case 0u: { return abs(w) <= t.x; }
+        case 1u: { return w <= t.x; }
+        case 2u: { return w >= t.x; }
+        default: { return t.x <= w && w < t.y && t.z <= w && w <= t.w; }
     }
 }
 

@@ -43,9 +43,10 @@ pub struct HeatmapStyle {
     /// Visible window in cells: min x, min y, width, height.
     pub view: [f32; 4],
     pub filter_kind: u32,
-    pub alpha: f32,
-    pub width: f32,
-    pub range: [f32; 2],
+    /// Threshold, pulse width and sweep range, in float64 as the engine compares them.
+    pub alpha: f64,
+    pub width: f64,
+    pub range: [f64; 2],
     pub value_range: [f32; 2],
     pub shade_removed: bool,
     /// 0 values, 1 classes (clean), 2 classes (adversarial).
@@ -65,13 +66,37 @@ impl Params {
             grid: [layout.cols, layout.rows, texture_width, n as u32],
             conv: [layout.out_ch, layout.in_ch, layout.kh, layout.kw],
             tile: [layout.in_cols, layout.tile_w, layout.tile_h, layout.tile_cols],
-            thresholds: [style.alpha, style.width, style.range[0], style.range[1]],
+            thresholds: edges(style.filter_kind, style.alpha, style.width, style.range),
             colour: [style.value_range[0], style.value_range[1], 0.78, 0.0],
             mode: [layout.kind as u32, style.filter_kind, style.view_mode, flags],
             cmap: [style.colormap, 0, 0, 0],
             background: [br, bg, bb, 1.0],
             shade: [sr, sg, sb, 1.0],
         }
+    }
+}
+
+/// The largest f32 not above `x`.
+fn floor32(x: f64) -> f32 {
+    let f = x as f32;
+    if f as f64 > x { f.next_down() } else { f }
+}
+
+/// The smallest f32 not below `x`.
+fn ceil32(x: f64) -> f32 {
+    let f = x as f32;
+    if (f as f64) < x { f.next_up() } else { f }
+}
+
+/// The filter's edges as f32 values that the shader's f32 comparisons of f32 weights turn
+/// into exactly the engine's float64 comparisons (SPEC section 2): h0 and h1 remove
+/// `w <= x`, h2 `w >= x`, h3 `x <= w < y` within `[z, w]`.
+pub fn edges(filter_kind: u32, alpha: f64, width: f64, range: [f64; 2]) -> [f32; 4] {
+    let [lo, hi] = range;
+    match filter_kind {
+        0 | 1 => [floor32(alpha), 0.0, ceil32(lo), floor32(hi)],
+        2 => [ceil32(alpha), 0.0, ceil32(lo), floor32(hi)],
+        _ => [ceil32(alpha - width / 2.0), ceil32(alpha + width / 2.0), ceil32(lo), floor32(hi)],
     }
 }
 
@@ -359,5 +384,40 @@ mod tests {
         assert_eq!(texture_size(320, 8192), (320, 1));
         assert_eq!(texture_size(0, 8192), (1, 1));
         assert_eq!(std::mem::size_of::<Params>(), 160);
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::edges;
+    use crate::engine::analysis::filter::{Filter, FilterKind};
+
+    /// The shader's test, in Rust: f32 weights against the f32 edges.
+    fn shader_removes(kind: u32, t: [f32; 4], w: f32) -> bool {
+        match kind {
+            0 => w.abs() <= t[0],
+            1 => w <= t[0],
+            2 => w >= t[0],
+            _ => t[0] <= w && w < t[1] && t[2] <= w && w <= t[3],
+        }
+    }
+
+    #[test]
+    fn f32_edges_reproduce_the_engines_float64_filters() {
+        let kinds = [FilterKind::H0, FilterKind::H1, FilterKind::H2, FilterKind::H3];
+        // Weights and thresholds chosen to fall on and beside f32 boundaries.
+        let weights: Vec<f32> =
+            (-2000..=2000).map(|i| i as f32 * 0.000_37).chain([0.1, -0.1, 0.3, -0.3, 0.25]).collect();
+        let alphas = [0.1f64, -0.3, 0.3, 0.25, 0.000_37 * 7.0, -0.4 + 1e-9, 0.123_456_789];
+        for (k, kind) in kinds.into_iter().enumerate() {
+            for &alpha in &alphas {
+                let (width, range) = (0.2 / 3.0, [-0.61, 0.7]);
+                let filter = Filter { kind, alpha, width, range };
+                let t = edges(k as u32, alpha, width, range);
+                for &w in &weights {
+                    assert_eq!(shader_removes(k as u32, t, w), filter.removes(w), "{kind:?} alpha {alpha} w {w}");
+                }
+            }
+        }
     }
 }

@@ -117,9 +117,9 @@ impl MaskView {
         let style = HeatmapStyle {
             view: window,
             filter_kind: filter_index(app.settings.filter),
-            alpha: app.settings.threshold as f32,
-            width: width as f32,
-            range: [range[0] as f32, range[1] as f32],
+            alpha: app.settings.threshold,
+            width,
+            range,
             value_range,
             shade_removed: app.settings.shade_removed,
             view_mode,
