@@ -34,7 +34,10 @@ impl Layout {
         let d = |i: usize| shape.get(i).copied().unwrap_or(1).max(1) as u32;
         if shape.len() == 4 {
             let (out_ch, in_ch, kh, kw) = (d(0), d(1), d(2), d(3));
-            let in_cols = (in_ch as f64).sqrt().ceil() as u32;
+            // Kernels per tile row: the divisor of the input channels nearest the square root
+            // at or above it (32 -> 8 x 4), so tiles are full rectangles; else the ceiling.
+            let root = (in_ch as f64).sqrt().ceil() as u32;
+            let in_cols = (root..=(2 * root).min(in_ch)).find(|c| in_ch % c == 0).unwrap_or(root);
             let in_rows = in_ch.div_ceil(in_cols);
             let tile_w = in_cols * kw + 1;
             let tile_h = in_rows * kh + 1;
