@@ -281,3 +281,81 @@ fn checkpoint_folders_with_mixed_architectures_are_refused() {
     let e = landscape::list_checkpoints(dir.path(), &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("the folder mixes architectures") && e.contains("b-epoch-2.safetensors"), "{e}");
 }
+
+#[test]
+fn kept_prefixes_give_the_same_counts() {
+    let (p, s) = quiet();
+    let ctrl = Ctrl { progress: &p, stop: &s };
+    let dir = fixtures().join("models");
+    let cases = [
+        ("analysis", fixtures().join("analysis/tiny_cnn.safetensors"), "classifier.0"),
+        ("resnet18_cifar", dir.join("resnet18_cifar.safetensors"), "layer3.1.conv2"),
+        ("shufflenet_v2", dir.join("shufflenet_v2.safetensors"), "stage3.2.branch2.3"),
+        ("squeezenet1_1", dir.join("squeezenet1_1.safetensors"), "features.10.expand3x3"),
+    ];
+    for (name, path, layer) in cases {
+        let net = Network::load(&path, None, &Device::Cpu).unwrap();
+        let [c, h, w] = net.card.input;
+        // Twelve images of the right shape: the fixture inputs, or MNIST digits.
+        let data = if name == "analysis" {
+            tiny().1
+        } else {
+            let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
+            let x = io["input"].clone();
+            let labels: Vec<u32> = io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect();
+            let norm = net.card.normalize.clone().unwrap();
+            let pixels: Vec<u8> = vec4(&x)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let (m, s) = norm.channel((i / (h * w)) % c);
+                    ((v * s + m) * 255.0).round().clamp(0.0, 255.0) as u8
+                })
+                .collect();
+            Dataset {
+                name: name.into(),
+                known: None,
+                source: path.clone(),
+                shape: [c, h, w],
+                images: pixels,
+                labels,
+                classes: None,
+                notes: vec![],
+            }
+        };
+        let norm = net.card.normalize.clone().unwrap_or(Normalize { mean: vec![0.1307], std: vec![0.3081] });
+        let fs = FilterSet::layer(&net, layer, false).unwrap();
+        let mut masker = Masker::new(&net);
+        let values = masker.values(&fs).unwrap();
+        let mask: Vec<f32> = values.iter().map(|v| if *v > 0.0 { 0.0 } else { 1.0 }).collect();
+        for transfer in [false, true] {
+            let attack = AttackConfig::fgsm(0.1);
+            let mut set = EvalSet::new(&net, &data, &norm, 4).unwrap();
+            if transfer {
+                set.freeze_attack(&net, BnMode::Running, &attack, ctrl).unwrap();
+            }
+            masker.apply(&fs, &mask).unwrap();
+            let plain = set.counts(&net, BnMode::Running, &attack, ctrl).unwrap();
+            masker.restore().unwrap();
+            set.keep_prefix(&net, &[layer], BnMode::Running, &attack).unwrap();
+            assert!(net.first_stage_with(&[layer]) > 0, "{name}: {layer} should have stages before it");
+            masker.apply(&fs, &mask).unwrap();
+            let kept = set.counts(&net, BnMode::Running, &attack, ctrl).unwrap();
+            masker.restore().unwrap();
+            assert_eq!(plain, kept, "{name} transfer {transfer}");
+        }
+        // The adversarial inputs themselves agree, bit for bit.
+        let (x, _) = data.batch(0..data.len().min(4), &norm, &Device::Cpu).unwrap();
+        let labels = &data.labels[..data.len().min(4)];
+        masker.apply(&fs, &mask).unwrap();
+        let attack = AttackConfig::fgsm(0.1);
+        let direct =
+            fragility_explorer::engine::attack::attack(&net, &x, labels, &norm, BnMode::Running, &attack).unwrap();
+        let from = net.first_stage_with(&[layer]);
+        let prefix = fragility_explorer::engine::attack::Prefix::new(&net, from, &x, BnMode::Running).unwrap();
+        let kept = prefix.fgsm(&net, labels, &norm, BnMode::Running, &attack).unwrap();
+        masker.restore().unwrap();
+        assert_eq!(vec4(&direct.x_adv), vec4(&kept.x_adv), "{name}: adversarial inputs");
+        assert_eq!(vec4(&direct.clean_logits), vec4(&kept.clean_logits), "{name}: logits");
+    }
+}

@@ -150,13 +150,68 @@ pub fn input_gradient(
     let xv = Var::from_tensor(x)?;
     let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
     let logits = net.forward(xv.as_tensor(), &mut ctx)?;
+    let (g, saturated) = gradient_of(&xv, &logits, labels, mode)?;
+    Ok((g, logits.detach(), saturated))
+}
+
+/// The gradient of the attack direction at `x`, given logits whose graph reaches it.
+fn gradient_of(x: &Var, logits: &Tensor, labels: &[u32], mode: GradMode) -> Result<(Tensor, usize)> {
     let (c, saturated) = cotangent(&logits.detach(), labels, mode)?;
     let grads = logits.mul(&c)?.sum_all()?.backward()?;
     let g = grads
-        .get(xv.as_tensor())
+        .get(x.as_tensor())
         .cloned()
         .ok_or_else(|| EngineError::model("the network's output does not depend on its input"))?;
-    Ok((g, logits.detach(), saturated))
+    Ok((g, saturated))
+}
+
+/// `x + eps * sign(g)`, clamped to the image when asked.
+fn fgsm_step(x: &Tensor, g: &Tensor, norm: &Normalize, cfg: &AttackConfig) -> Result<Tensor> {
+    let moved = signed_step(x, g, cfg.eps)?;
+    if !cfg.clamp {
+        return Ok(moved);
+    }
+    let (lo, hi) = image_bounds(norm, x.dim(1)?, x)?;
+    clamp_to(&moved, &lo, &hi)
+}
+
+/// Stages `..from` of the network applied to `x` once, kept with their graph so that
+/// attacks on networks filtered after them need only run the rest (sweeps).
+pub struct Prefix {
+    pub from: usize,
+    pub x: Var,
+    pub activations: Tensor,
+}
+
+impl Prefix {
+    pub fn new(net: &Network, from: usize, x: &Tensor, bn: BnMode) -> Result<Self> {
+        let xv = Var::from_tensor(x)?;
+        let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
+        let activations = net.forward_stages(0..from, xv.as_tensor(), &mut ctx)?;
+        Ok(Self { from, x: xv, activations })
+    }
+
+    /// Logits of the network as it is now, from the kept activations.
+    pub fn logits(&self, net: &Network, bn: BnMode) -> Result<Tensor> {
+        let activations = self.activations.detach();
+        Ok(net.forward_stages(self.from..usize::MAX, &activations, &mut ForwardCtx::with_bn(bn))?.detach())
+    }
+
+    /// FGSM against the network as it is now (the same result as [`attack`]).
+    pub fn fgsm(
+        &self,
+        net: &Network,
+        labels: &[u32],
+        norm: &Normalize,
+        bn: BnMode,
+        cfg: &AttackConfig,
+    ) -> Result<Attacked> {
+        let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
+        let logits = net.forward_stages(self.from..usize::MAX, &self.activations, &mut ctx)?;
+        let (g, saturated) = gradient_of(&self.x, &logits, labels, cfg.grad)?;
+        let x_adv = fgsm_step(self.x.as_tensor(), &g, norm, cfg)?;
+        Ok(Attacked { x_adv: x_adv.detach(), clean_logits: logits.detach(), saturated })
+    }
 }
 
 /// Per-channel bounds of the normalised image of [0, 1], shaped (1, C, 1, 1).
@@ -210,7 +265,7 @@ pub fn attack(
     };
     let (g, clean_logits, saturated) = input_gradient(net, x, labels, bn, cfg.grad)?;
     let x_adv = match cfg.kind {
-        AttackKind::Fgsm => finish(signed_step(x, &g, eps)?)?,
+        AttackKind::Fgsm => fgsm_step(x, &g, norm, cfg)?,
         AttackKind::Pgd => {
             let step = cfg.pgd_step_size();
             let mut cur = if cfg.pgd_random_start {

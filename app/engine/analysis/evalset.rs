@@ -3,12 +3,12 @@
 
 use candle_core::Tensor;
 
-use crate::engine::attack::{AttackConfig, attack};
+use crate::engine::attack::{AttackConfig, AttackKind, Prefix, attack};
 use crate::engine::card::Normalize;
 use crate::engine::data::Dataset;
 use crate::engine::error::Result;
 use crate::engine::eval::predictions;
-use crate::engine::model::{BnMode, Network};
+use crate::engine::model::{BnMode, ForwardCtx, Network};
 use crate::engine::progress::Ctrl;
 
 pub struct EvalSet {
@@ -16,7 +16,19 @@ pub struct EvalSet {
     pub norm: Normalize,
     pub n: usize,
     transfer: Option<Vec<Tensor>>,
+    prefix: Option<Prefixes>,
 }
+
+/// Per batch, the work before the filtered layers, done once (see [`EvalSet::keep_prefix`]).
+struct Prefixes {
+    clean: Vec<Prefix>,
+    /// Transfer attacks: the frozen adversarial inputs' prefixes.
+    adv: Vec<Prefix>,
+}
+
+/// Memory the kept prefixes may take: their graphs hold every activation before the
+/// filtered layer, for every batch.
+const PREFIX_BUDGET_BYTES: usize = 4 << 30;
 
 /// Correct counts of one evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,7 +51,7 @@ impl EvalSet {
             batches.push((x, data.labels[start..end].to_vec()));
             start = end;
         }
-        Ok(Self { batches, norm: norm.clone(), n: data.len(), transfer: None })
+        Ok(Self { batches, norm: norm.clone(), n: data.len(), transfer: None, prefix: None })
     }
 
     /// Fixes the adversarial inputs to those made on the network as it is now.
@@ -53,10 +65,51 @@ impl EvalSet {
         Ok(())
     }
 
+    /// Runs the stages before the first one holding `layers` once per batch and keeps them,
+    /// so that counts while only `layers` change skip that work. Skipped (and any kept
+    /// prefix dropped) when there is nothing before them, for PGD (every step needs a new
+    /// forward pass), and when the kept activations would exceed the memory budget.
+    pub fn keep_prefix(&mut self, net: &Network, layers: &[&str], bn: BnMode, attack_cfg: &AttackConfig) -> Result<()> {
+        self.prefix = None;
+        let from = net.first_stage_with(layers);
+        let regenerated_pgd = self.transfer.is_none() && attack_cfg.kind == AttackKind::Pgd && attack_cfg.eps > 0.0;
+        if from == 0 || regenerated_pgd || self.batches.is_empty() {
+            return Ok(());
+        }
+        // Estimate from the first batch: its stage outputs, twice over for what stages keep inside.
+        let (x0, _) = &self.batches[0];
+        let mut elements = 0usize;
+        let mut y = x0.clone();
+        for s in 0..from {
+            y = net.forward_stages(s..s + 1, &y, &mut ForwardCtx::with_bn(bn))?;
+            elements += y.elem_count();
+        }
+        let copies = if self.transfer.is_some() { 2 } else { 1 };
+        let bytes = 2 * 4 * elements * self.batches.len() * copies;
+        if bytes > PREFIX_BUDGET_BYTES {
+            return Ok(());
+        }
+        let clean = self.batches.iter().map(|(x, _)| Prefix::new(net, from, x, bn)).collect::<Result<Vec<_>>>()?;
+        let adv = match &self.transfer {
+            Some(adv) => adv.iter().map(|x| Prefix::new(net, from, x, bn)).collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        self.prefix = Some(Prefixes { clean, adv });
+        Ok(())
+    }
+
+    /// Forgets kept prefixes (before the network changes before the filtered layers).
+    pub fn drop_prefix(&mut self) {
+        self.prefix = None;
+    }
+
     /// Clean and adversarial correct counts of the network as it is now; the attack is
     /// made against it unless the inputs were frozen.
     pub fn counts(&self, net: &Network, bn: BnMode, attack_cfg: &AttackConfig, ctrl: Ctrl) -> Result<Counts> {
         let mut c = Counts::default();
+        if let Some(p) = &self.prefix {
+            return self.counts_from_prefix(p, net, bn, attack_cfg, ctrl);
+        }
         for (i, (x, labels)) in self.batches.iter().enumerate() {
             ctrl.check()?;
             match &self.transfer {
@@ -74,6 +127,34 @@ impl EvalSet {
                     c.clean += correct(&a.clean_logits, labels)?;
                     c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;
                 }
+            }
+        }
+        Ok(c)
+    }
+
+    fn counts_from_prefix(
+        &self,
+        p: &Prefixes,
+        net: &Network,
+        bn: BnMode,
+        attack_cfg: &AttackConfig,
+        ctrl: Ctrl,
+    ) -> Result<Counts> {
+        let mut c = Counts::default();
+        for (i, (_, labels)) in self.batches.iter().enumerate() {
+            ctrl.check()?;
+            let clean = &p.clean[i];
+            if !p.adv.is_empty() {
+                c.clean += correct(&clean.logits(net, bn)?, labels)?;
+                c.adv += correct(&p.adv[i].logits(net, bn)?, labels)?;
+            } else if attack_cfg.eps == 0.0 && !attack_cfg.clamp {
+                let k = correct(&clean.logits(net, bn)?, labels)?;
+                c.clean += k;
+                c.adv += k;
+            } else {
+                let a = clean.fgsm(net, labels, &self.norm, bn, attack_cfg)?;
+                c.clean += correct(&a.clean_logits, labels)?;
+                c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;
             }
         }
         Ok(c)

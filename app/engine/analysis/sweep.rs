@@ -313,6 +313,8 @@ pub fn run(
     let mut outside_range = None;
     'sets: for fs in &sets {
         let values = masker.values(fs)?;
+        let layers: Vec<&str> = fs.keys.iter().map(|k| k.rsplit_once('.').map_or(k.as_str(), |(l, _)| l)).collect();
+        set.keep_prefix(net, &layers, cfg.bn, &cfg.attack)?;
         let (lo, hi, max_abs) = match cfg.scope {
             Scope::Local => range_of(&values),
             Scope::Global => {
@@ -386,6 +388,7 @@ pub fn run(
             records.push(rec);
         }
     }
+    set.drop_prefix();
     masker.restore()?;
     let layer_classes = if cfg.scope == Scope::Local { classify_layers(&records, cfg.tau) } else { Vec::new() };
     Ok(SweepResult { config: cfg.clone(), baseline, records, layer_classes, outside_range, cancelled })

@@ -22,9 +22,17 @@ use crate::engine::card::{Architecture, ModelCard};
 use crate::engine::checkpoint::{self, StateDict};
 use crate::engine::error::{EngineError, Result};
 
-/// The forward computation of an architecture.
-pub trait Body: Send + Sync {
+/// A piece of an architecture's forward computation: a layer, a residual block, a head.
+pub trait Stage: Send + Sync {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor>;
+    /// Whether the parameterised layer `name` (a state_dict prefix) is inside.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// An architecture: its forward computation as a sequence of stages, so that work before a
+/// filtered layer can be done once and reused (sweeps).
+pub trait Body: Send + Sync {
+    fn stages(&self) -> Vec<&dyn Stage>;
 }
 
 /// Where the card of a network came from.
@@ -122,7 +130,22 @@ impl Network {
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        self.body.forward(x, ctx)
+        self.forward_stages(0..usize::MAX, x, ctx)
+    }
+
+    /// Runs the stages in `range` (clipped to the network's) on `x`.
+    pub fn forward_stages(&self, range: std::ops::Range<usize>, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let mut y = x.clone();
+        for stage in self.body.stages().into_iter().take(range.end).skip(range.start) {
+            y = stage.forward(&y, ctx)?;
+        }
+        Ok(y)
+    }
+
+    /// The first stage that contains any of `layers`: everything before it does not change
+    /// when they are filtered.
+    pub fn first_stage_with(&self, layers: &[&str]) -> usize {
+        self.body.stages().iter().position(|s| layers.iter().any(|l| s.contains(l))).unwrap_or(0)
     }
 
     /// Logits in evaluation mode with the given batch-norm statistics.

@@ -4,10 +4,10 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::Body;
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
+use super::{Body, Stage};
 use crate::engine::card::{Architecture, Stem};
 use crate::engine::error::{EngineError, Result};
 
@@ -29,6 +29,43 @@ impl ConvBn {
     fn out_channels(&self) -> usize {
         self.conv.out_channels()
     }
+    fn contains(&self, name: &str) -> bool {
+        self.conv.key == name || self.bn.key == name
+    }
+}
+
+/// The first convolution, its batch norm, ReLU and (torchvision stem) the max-pool.
+struct StemStage {
+    conv: ConvBn,
+    maxpool: Option<Pool2d>,
+}
+
+impl Stage for StemStage {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let y = ops::relu(&self.conv.forward(x, ctx)?)?;
+        match &self.maxpool {
+            Some(p) => ops::max_pool2d(&y, p),
+            None => Ok(y),
+        }
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.conv.contains(name)
+    }
+}
+
+/// Global average pooling and the classifier.
+struct Head {
+    fc: Linear,
+}
+
+impl Stage for Head {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let x = ops::adaptive_avg_pool2d(x, 1, 1)?.flatten_from(1)?;
+        self.fc.forward(&x, ctx)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.fc.key == name
+    }
 }
 
 struct Block {
@@ -36,7 +73,11 @@ struct Block {
     shortcut: Option<ConvBn>,
 }
 
-impl Block {
+impl Stage for Block {
+    fn contains(&self, name: &str) -> bool {
+        self.convs.iter().chain(&self.shortcut).any(|cb| cb.contains(name))
+    }
+
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
@@ -55,10 +96,9 @@ impl Block {
 }
 
 pub struct ResNet {
-    stem: ConvBn,
-    maxpool: Option<Pool2d>,
-    stages: Vec<Vec<Block>>,
-    fc: Linear,
+    stem: StemStage,
+    blocks: Vec<Block>,
+    head: Head,
 }
 
 /// Blocks per stage for each depth.
@@ -115,9 +155,8 @@ impl ResNet {
         let stem = ConvBn::load(l, "conv1", "bn1", stem_geo, in_channels)?;
         let shortcut_name = if l.has("layer2.0.shortcut.0.weight") { "shortcut" } else { "downsample" };
         let mut channels = stem.out_channels();
-        let mut stages = Vec::with_capacity(4);
+        let mut blocks = Vec::new();
         for (s, &n) in want.iter().enumerate() {
-            let mut blocks = Vec::with_capacity(n);
             for b in 0..n {
                 let p = format!("layer{}.{b}", s + 1);
                 let stride = if s > 0 && b == 0 { 2 } else { 1 };
@@ -155,26 +194,18 @@ impl ResNet {
                 channels = c;
                 blocks.push(Block { convs, shortcut });
             }
-            stages.push(blocks);
         }
         let fc_name = if l.has("linear.weight") { "linear" } else { "fc" };
         let fc = Linear::load(l, fc_name, Some(channels))?;
-        Ok(Self { stem, maxpool, stages, fc })
+        Ok(Self { stem: StemStage { conv: stem, maxpool }, blocks, head: Head { fc } })
     }
 }
 
 impl Body for ResNet {
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let mut x = ops::relu(&self.stem.forward(x, ctx)?)?;
-        if let Some(p) = &self.maxpool {
-            x = ops::max_pool2d(&x, p)?;
-        }
-        for stage in &self.stages {
-            for block in stage {
-                x = block.forward(&x, ctx)?;
-            }
-        }
-        let x = ops::adaptive_avg_pool2d(&x, 1, 1)?.flatten_from(1)?;
-        self.fc.forward(&x, ctx)
+    fn stages(&self) -> Vec<&dyn Stage> {
+        let mut v: Vec<&dyn Stage> = vec![&self.stem];
+        v.extend(self.blocks.iter().map(|b| b as &dyn Stage));
+        v.push(&self.head);
+        v
     }
 }

@@ -2,10 +2,10 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::Body;
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear, dropout};
 use super::ops::{self, Axis, Pool2d};
 use super::params::Loader;
+use super::{Body, Stage};
 use crate::engine::card::{LayerSpec, Pair};
 use crate::engine::error::{EngineError, Result};
 
@@ -25,8 +25,6 @@ enum Step {
 
 pub struct Sequential {
     steps: Vec<Step>,
-    /// The last map is (K, 1, 1): flatten it into class scores.
-    flatten_output: bool,
 }
 
 /// The activation shape between layers, for checking the card against the weights.
@@ -135,16 +133,17 @@ impl Sequential {
             };
             steps.push(step);
         }
-        let flatten_output = match shape {
-            Shape::Flat(_) => false,
-            Shape::Map(_, 1, 1) => true,
+        match shape {
+            Shape::Flat(_) => {}
+            // A last map of (K, 1, 1) is flattened into the class scores.
+            Shape::Map(_, 1, 1) => steps.push(Step::Flatten),
             other => {
                 return Err(EngineError::model(format!(
                     "the last layer gives {other}, not class scores; end the card with a flatten and a linear layer"
                 )));
             }
         };
-        Ok(Self { steps, flatten_output })
+        Ok(Self { steps })
     }
 }
 
@@ -155,24 +154,35 @@ fn kind_name(spec: &LayerSpec) -> String {
         .unwrap_or_default()
 }
 
-impl Body for Sequential {
+impl Stage for Step {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let mut x = x.clone();
-        for step in &self.steps {
-            x = match step {
-                Step::Conv(c) => c.forward(&x, ctx)?,
-                Step::Linear(l) => l.forward(&x, ctx)?,
-                Step::Bn(b) => b.forward(&x, ctx)?,
-                Step::Relu => ops::relu(&x)?,
-                Step::Tanh => x.tanh()?,
-                Step::Sigmoid => candle_nn::ops::sigmoid(&x)?,
-                Step::MaxPool(p) => ops::max_pool2d(&x, p)?,
-                Step::AvgPool(p) => ops::avg_pool2d(&x, p)?,
-                Step::Adaptive(h, w) => ops::adaptive_avg_pool2d(&x, *h, *w)?,
-                Step::Dropout(p) => dropout(&x, *p, ctx)?,
-                Step::Flatten => ops::flatten(&x)?,
-            };
+        match self {
+            Step::Conv(c) => c.forward(x, ctx),
+            Step::Linear(l) => l.forward(x, ctx),
+            Step::Bn(b) => b.forward(x, ctx),
+            Step::Relu => ops::relu(x),
+            Step::Tanh => x.tanh(),
+            Step::Sigmoid => candle_nn::ops::sigmoid(x),
+            Step::MaxPool(p) => ops::max_pool2d(x, p),
+            Step::AvgPool(p) => ops::avg_pool2d(x, p),
+            Step::Adaptive(h, w) => ops::adaptive_avg_pool2d(x, *h, *w),
+            Step::Dropout(p) => dropout(x, *p, ctx),
+            Step::Flatten => ops::flatten(x),
         }
-        if self.flatten_output { ops::flatten(&x) } else { Ok(x) }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Step::Conv(c) => c.key == name,
+            Step::Linear(l) => l.key == name,
+            Step::Bn(b) => b.key == name,
+            _ => false,
+        }
+    }
+}
+
+impl Body for Sequential {
+    fn stages(&self) -> Vec<&dyn Stage> {
+        self.steps.iter().map(|s| s as &dyn Stage).collect()
     }
 }

@@ -2,10 +2,10 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::Body;
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
+use super::{Body, Stage};
 use crate::engine::error::{EngineError, Result};
 
 /// A convolution, its batch norm, and whether a ReLU follows.
@@ -32,6 +32,9 @@ impl Unit {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let y = self.bn.forward(&self.conv.forward(x, ctx)?, ctx)?;
         if self.relu { ops::relu(&y) } else { Ok(y) }
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.conv.key == name || self.bn.key == name
     }
 }
 
@@ -76,6 +79,12 @@ impl InvertedResidual {
         ];
         Ok((Self { branch1, branch2 }, 2 * features))
     }
+}
+
+impl Stage for InvertedResidual {
+    fn contains(&self, name: &str) -> bool {
+        self.branch1.iter().chain(&self.branch2).any(|u| u.contains(name))
+    }
 
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let out = if self.branch1.is_empty() {
@@ -95,18 +104,46 @@ fn channel_shuffle(x: &Tensor, groups: usize) -> CResult<Tensor> {
     x.reshape((b, groups, c / groups, h, w))?.transpose(1, 2)?.contiguous()?.reshape((b, c, h, w))
 }
 
-pub struct ShuffleNetV2 {
-    conv1: Unit,
-    stages: Vec<Vec<InvertedResidual>>,
+/// The first convolution unit and the max-pool.
+struct Stem(Unit);
+
+impl Stage for Stem {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        ops::max_pool2d(&self.0.forward(x, ctx)?, &Pool2d::square(3, 2, 1))
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+}
+
+/// conv5, global average pooling and the classifier.
+struct Head {
     conv5: Unit,
     fc: Linear,
+}
+
+impl Stage for Head {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let x = self.conv5.forward(x, ctx)?;
+        let x = x.mean(3)?.mean(2)?;
+        self.fc.forward(&x, ctx)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.conv5.contains(name) || self.fc.key == name
+    }
+}
+
+pub struct ShuffleNetV2 {
+    stem: Stem,
+    blocks: Vec<InvertedResidual>,
+    head: Head,
 }
 
 impl ShuffleNetV2 {
     pub fn load(l: &mut Loader, in_channels: usize) -> Result<Self> {
         let conv1 = Unit::load(l, "conv1", 0, ConvGeometry::new(2, 1), in_channels, true)?;
         let mut c = conv1.conv.out_channels();
-        let mut stages = Vec::with_capacity(3);
+        let mut all = Vec::new();
         for s in 2..=4 {
             let mut blocks = Vec::new();
             let mut i = 0;
@@ -119,24 +156,19 @@ impl ShuffleNetV2 {
             if blocks.is_empty() {
                 return Err(EngineError::model(format!("the checkpoint has no blocks for `stage{s}`")));
             }
-            stages.push(blocks);
+            all.extend(blocks);
         }
         let conv5 = Unit::load(l, "conv5", 0, ConvGeometry::new(1, 0), c, true)?;
         let fc = Linear::load(l, "fc", Some(conv5.conv.out_channels()))?;
-        Ok(Self { conv1, stages, conv5, fc })
+        Ok(Self { stem: Stem(conv1), blocks: all, head: Head { conv5, fc } })
     }
 }
 
 impl Body for ShuffleNetV2 {
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let mut x = ops::max_pool2d(&self.conv1.forward(x, ctx)?, &Pool2d::square(3, 2, 1))?;
-        for stage in &self.stages {
-            for block in stage {
-                x = block.forward(&x, ctx)?;
-            }
-        }
-        let x = self.conv5.forward(&x, ctx)?;
-        let x = x.mean(3)?.mean(2)?;
-        self.fc.forward(&x, ctx)
+    fn stages(&self) -> Vec<&dyn Stage> {
+        let mut v: Vec<&dyn Stage> = vec![&self.stem];
+        v.extend(self.blocks.iter().map(|b| b as &dyn Stage));
+        v.push(&self.head);
+        v
     }
 }

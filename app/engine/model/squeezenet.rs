@@ -2,10 +2,10 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::Body;
 use super::layers::{Conv2d, ConvGeometry, ForwardCtx};
 use super::ops::{self, Axis, Pool2d};
 use super::params::Loader;
+use super::{Body, Stage};
 use crate::engine::error::Result;
 
 struct Fire {
@@ -25,6 +25,13 @@ impl Fire {
     fn out_channels(&self) -> usize {
         self.expand1x1.out_channels() + self.expand3x3.out_channels()
     }
+}
+
+impl Stage for Fire {
+    fn contains(&self, name: &str) -> bool {
+        [&self.squeeze, &self.expand1x1, &self.expand3x3].iter().any(|c| c.key == name)
+    }
+
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let s = ops::relu(&self.squeeze.forward(x, ctx)?)?;
         let a = ops::relu(&self.expand1x1.forward(&s, ctx)?)?;
@@ -33,15 +40,47 @@ impl Fire {
     }
 }
 
-enum Stage {
-    Pool,
-    Fire(Box<Fire>),
+/// A ceil-mode 3x3 stride-2 max-pool between Fire modules.
+struct Pool;
+
+impl Stage for Pool {
+    fn forward(&self, x: &Tensor, _ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        ops::max_pool2d(x, &ceil_pool())
+    }
+    fn contains(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+/// The first convolution, ReLU and max-pool.
+struct Stem(Conv2d);
+
+impl Stage for Stem {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        ops::max_pool2d(&ops::relu(&self.0.forward(x, ctx)?)?, &ceil_pool())
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.key == name
+    }
+}
+
+/// The 1x1 classifier convolution, ReLU and global average pooling.
+struct Head(Conv2d);
+
+impl Stage for Head {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let x = ops::relu(&self.0.forward(x, ctx)?)?;
+        ops::adaptive_avg_pool2d(&x, 1, 1)?.flatten_from(1)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.0.key == name
+    }
 }
 
 pub struct SqueezeNet {
-    conv0: Conv2d,
-    stages: Vec<Stage>,
-    classifier: Conv2d,
+    stem: Stem,
+    stages: Vec<Box<dyn Stage>>,
+    head: Head,
 }
 
 /// SqueezeNet 1.1's `features` indices 3..=12: max-pools at 5 and 8, Fire modules elsewhere.
@@ -56,32 +95,26 @@ impl SqueezeNet {
     pub fn load(l: &mut Loader, in_channels: usize) -> Result<Self> {
         let conv0 = Conv2d::load(l, "features.0", ConvGeometry::new(2, 0), Some(in_channels))?;
         let mut c = conv0.out_channels();
-        let mut stages = Vec::new();
+        let mut stages: Vec<Box<dyn Stage>> = Vec::new();
         for i in 3..=12 {
             if POOL_INDICES.contains(&i) {
-                stages.push(Stage::Pool);
+                stages.push(Box::new(Pool));
             } else {
                 let fire = Fire::load(l, &format!("features.{i}"), c)?;
                 c = fire.out_channels();
-                stages.push(Stage::Fire(Box::new(fire)));
+                stages.push(Box::new(fire));
             }
         }
         let classifier = Conv2d::load(l, "classifier.1", ConvGeometry::new(1, 0), Some(c))?;
-        Ok(Self { conv0, stages, classifier })
+        Ok(Self { stem: Stem(conv0), stages, head: Head(classifier) })
     }
 }
 
 impl Body for SqueezeNet {
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let pool = ceil_pool();
-        let mut x = ops::max_pool2d(&ops::relu(&self.conv0.forward(x, ctx)?)?, &pool)?;
-        for stage in &self.stages {
-            x = match stage {
-                Stage::Pool => ops::max_pool2d(&x, &pool)?,
-                Stage::Fire(f) => f.forward(&x, ctx)?,
-            };
-        }
-        let x = ops::relu(&self.classifier.forward(&x, ctx)?)?;
-        ops::adaptive_avg_pool2d(&x, 1, 1)?.flatten_from(1)
+    fn stages(&self) -> Vec<&dyn Stage> {
+        let mut v: Vec<&dyn Stage> = vec![&self.stem];
+        v.extend(self.stages.iter().map(|s| s.as_ref()));
+        v.push(&self.head);
+        v
     }
 }
