@@ -286,10 +286,18 @@ fn final_sweep(o: &Outcome) -> &SweepResult {
     o.landscape.sweeps.last().expect("a landscape has at least one sweep")
 }
 
-fn report(outcomes: &[Outcome], args: &str) -> String {
+fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(w, "# A study of fragility on MNIST and Fashion-MNIST\n");
+    if !pending.is_empty() {
+        let _ = writeln!(
+            w,
+            "**Incomplete:** the study has not yet finished {}. The sections below cover only the \
+             models it finished; the same command resumes from the cached stages.\n",
+            pending.join(", ")
+        );
+    }
     let _ = writeln!(
         w,
         "Measured by `cargo run --release --example study{args}` (examples/study.rs) on this project's \
@@ -541,17 +549,30 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let stop = StopFlag::new();
     let ctrl = Ctrl { progress: &Log, stop: &stop };
+    let shown_args: String = args.iter().skip(1).map(|a| format!(" {a}")).collect();
+    let shown_args = if shown_args.is_empty() { String::new() } else { format!(" --{shown_args}") };
+    let datasets = [(Known::Mnist, "mnist"), (Known::FashionMnist, "fashion-mnist")];
+    // Both small CNNs first: the ResNets take most of the time, and the report is rewritten
+    // after every model so an interrupted study still documents what it finished.
+    let mut pending: Vec<String> = SPECS
+        .iter()
+        .flat_map(|spec| datasets.iter().map(move |(known, _)| format!("{}/{}", known.name(), spec.model)))
+        .filter(|key| only.as_ref().is_none_or(|o| o == key))
+        .collect();
     let mut outcomes = Vec::new();
-    for (known, folder) in [(Known::Mnist, "mnist"), (Known::FashionMnist, "fashion-mnist")] {
-        let train_subset = if quick { Subset::First { n: 1000 } } else { Subset::All };
-        let train_data =
-            data::load(&DataSpec { split: Split::Train, subset: train_subset, ..DataSpec::new(root.join(folder)) })?;
-        let test_all = data::load(&DataSpec::new(root.join(folder)))?;
-        for spec in &SPECS {
+    for spec in &SPECS {
+        for (known, folder) in datasets {
             let key = format!("{}/{}", known.name(), spec.model);
             if only.as_ref().is_some_and(|o| *o != key) {
                 continue;
             }
+            let train_subset = if quick { Subset::First { n: 1000 } } else { Subset::All };
+            let train_data = data::load(&DataSpec {
+                split: Split::Train,
+                subset: train_subset,
+                ..DataSpec::new(root.join(folder))
+            })?;
+            let test_all = data::load(&DataSpec::new(root.join(folder)))?;
             eprintln!("== {key}");
             let dir = out.join(known.name()).join(spec.model);
             std::fs::create_dir_all(&dir)?;
@@ -589,13 +610,12 @@ fn main() -> Result<()> {
             };
             o.figures = figures(&o, &dir)?;
             outcomes.push(o);
+            pending.retain(|k| *k != key);
+            let text = report(&outcomes, &pending, &shown_args);
+            fragility_explorer::engine::fsutil::write_atomic(&out.join("..").join("STUDY.md"), text.as_bytes())?;
+            eprintln!("wrote {} ({} models pending)", out.join("../STUDY.md").display(), pending.len());
         }
     }
-    let shown_args: String = args.iter().skip(1).map(|a| format!(" {a}")).collect();
-    let shown_args = if shown_args.is_empty() { String::new() } else { format!(" --{shown_args}") };
-    let text = report(&outcomes, &shown_args);
     eprintln!("study finished in {:.1} h", started.elapsed().as_secs_f64() / 3600.0);
-    fragility_explorer::engine::fsutil::write_atomic(&out.join("..").join("STUDY.md"), text.as_bytes())?;
-    eprintln!("wrote {}", out.join("../STUDY.md").display());
     Ok(())
 }
