@@ -497,7 +497,12 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
         "\nSelective training ends with higher FGSM accuracy than regular training in {} of {} matched epochs.\n",
         helped.0, helped.1
     );
-    let _ = writeln!(w, "## Compute time\n\n| dataset | model | stage | wall seconds |\n|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "## Compute time\n\nWall-clock seconds of each stage on the shared 2-core machine, upper bounds: the \
+         study was at times paused (SIGSTOP) while benchmarks ran, and the stages count those pauses.\n\n\
+         | dataset | model | stage | wall seconds |\n|---|---|---|---|"
+    );
     for o in outcomes {
         for (stage, secs) in &o.timings {
             let _ = writeln!(w, "| {} | {} | {stage} | {secs:.0} |", o.known.name(), o.model);
