@@ -92,8 +92,11 @@ where
         let (x, y) = chart.backend_coord(&(x1, *v));
         legend::tag(root, pen, name, (x - pen.px(4.0), y - pen.px(1.0)), palette::INK, HPos::Right)?;
     }
+    // Markers are neutral: the series' colours mean clean and adversarial.
+    let marker_colour = palette::lighten(palette::INK, 0.15);
+    let mut normalised = Vec::new();
     for m in &p.markers {
-        let style = pen.line(palette::HIGHLIGHT, 1.5);
+        let style = pen.line(marker_colour, 1.5);
         chart.draw_series(std::iter::once(DashedPathElement::new(
             vec![(m.x, y0), (m.x, y1)],
             pen.px(4.0),
@@ -102,12 +105,14 @@ where
         )))?;
         if !m.label.is_empty() {
             let (x, y) = chart.backend_coord(&(m.x, y1));
-            legend::tag(root, pen, &m.label, (x + pen.px(4.0), y + pen.px(18.0)), palette::HIGHLIGHT, HPos::Left)?;
+            legend::tag(root, pen, &m.label, (x + pen.px(4.0), y + pen.px(18.0)), marker_colour, HPos::Left)?;
+            // The label's span near the top counts as occupied when the legend picks a corner.
+            let left = (m.x - x0) / (x1 - x0);
+            normalised.extend((0..12).map(|k| (left + 0.02 * k as f64, 0.97)));
         }
     }
 
     let identity = |v: f64| v;
-    let mut normalised = Vec::new();
     let all =
         p.series.iter().map(|s| (s, runs(s, &identity))).chain(y2_series.iter().map(|s| (s, runs(s, &to_primary))));
     for (s, runs) in all {
