@@ -30,6 +30,8 @@ struct Kernels {
     names: Vec<String>,
     colours: Vec<Option<[u8; 3]>>,
     legend: Vec<(String, [u8; 3])>,
+    /// The legend name of the uncoloured bars; empty when every kernel is fragile or null.
+    others: String,
 }
 
 fn kernels(r: &DropoutResult, n: usize) -> Kernels {
@@ -46,7 +48,9 @@ fn kernels(r: &DropoutResult, n: usize) -> Kernels {
     if !r.null.is_empty() {
         legend.push(("Null kernel (A_k ≥ baseline)".to_string(), NULL));
     }
-    Kernels { names: (0..n).map(|k| k.to_string()).collect(), colours: (0..n).map(colour).collect(), legend }
+    let colours: Vec<_> = (0..n).map(colour).collect();
+    let others = if colours.iter().any(Option::is_none) { "Other kernels".to_string() } else { String::new() };
+    Kernels { names: (0..n).map(|k| k.to_string()).collect(), colours, legend, others }
 }
 
 /// A_k, the clean accuracy with kernel k removed, per kernel, with the mean and the baseline.
@@ -62,7 +66,7 @@ pub fn dropout_accuracy(r: &DropoutResult) -> Built {
         categories: k.names,
         x_label: "Kernel k".into(),
         y_label: "Clean accuracy A_k".into(),
-        series: vec![("Other kernels".into(), acc.clone(), palette::BLUE)],
+        series: vec![(k.others, acc.clone(), palette::BLUE)],
         hlines: vec![
             (r.mean, format!("Mean {:.4}", r.mean)),
             (r.baseline_accuracy, format!("Baseline {:.4}", r.baseline_accuracy)),
@@ -92,7 +96,7 @@ pub fn dropout_targeting(r: &DropoutResult) -> Built {
         categories: k.names,
         x_label: "Kernel k".into(),
         y_label: "Mean |z_k(x_adv) − z_k(x)|".into(),
-        series: vec![("Other kernels".into(), r.d_per_kernel.clone(), palette::BLUE)],
+        series: vec![(k.others, r.d_per_kernel.clone(), palette::BLUE)],
         hlines,
         bar_colours: k.colours,
         legend_extra: k.legend,

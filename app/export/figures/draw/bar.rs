@@ -81,7 +81,9 @@ where
         vec![(-0.5, base), (n as f64 - 0.5, base)],
         pen.line(palette::INK, 1.0),
     )))?;
-    for (v, name) in &p.hlines {
+    let ends: Vec<_> = p.hlines.iter().map(|(v, _)| chart.backend_coord(&(n as f64 - 0.5, *v))).collect();
+    let rows = legend::tag_rows(&ends.iter().map(|e| e.1).collect::<Vec<_>>(), legend::tag_height(root, pen)?);
+    for (((v, name), (x, _)), row) in p.hlines.iter().zip(ends).zip(rows) {
         let style = pen.line(palette::lighten(palette::INK, 0.2), 1.5);
         chart.draw_series(std::iter::once(DashedPathElement::new(
             vec![(-0.5, *v), (n as f64 - 0.5, *v)],
@@ -89,8 +91,7 @@ where
             pen.px(4.0),
             style,
         )))?;
-        let (x, y) = chart.backend_coord(&(n as f64 - 0.5, *v));
-        legend::tag(root, pen, name, (x - pen.px(4.0), y - pen.px(1.0)), palette::INK, HPos::Right)?;
+        legend::tag(root, pen, name, (x - pen.px(4.0), row), palette::INK, HPos::Right)?;
     }
 
     // Category labels (and class chips) under the axis, in the class colour where there is one.

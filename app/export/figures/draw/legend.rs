@@ -87,6 +87,30 @@ pub fn box_swatch<'a, DB: DrawingBackend + 'a>(anno: &mut SeriesAnno<'a, DB>, pe
     anno.legend(move |(x, y)| Rectangle::new([(x + 3, y - h), (x + 3 + w, y + h)], style));
 }
 
+/// The height of a [`tag`], box included.
+pub fn tag_height<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, pen: &Pen) -> Result<i32>
+where
+    DB::ErrorType: 'static,
+{
+    let style = pen.anchored(TICK, palette::INK, HPos::Left, VPos::Bottom);
+    Ok(root.estimate_text_size("Ag", &style)?.1 as i32 + 2 * pen.px(2.0))
+}
+
+/// Bottom rows for tags of horizontal lines at pixel rows `ys`: just above each line, except that
+/// a tag which would overlap the one above it goes below its line instead.
+pub fn tag_rows(ys: &[i32], height: i32) -> Vec<i32> {
+    let mut order: Vec<usize> = (0..ys.len()).collect();
+    order.sort_by_key(|&i| ys[i]);
+    let mut rows = vec![0; ys.len()];
+    let mut last = i32::MIN / 2;
+    for i in order {
+        let above = ys[i] - 1;
+        rows[i] = if above - height >= last { above } else { (ys[i] + height + 1).max(last + height) };
+        last = rows[i];
+    }
+    rows
+}
+
 /// Draws `text` starting (`HPos::Left`) or ending at `at` (pixels of `root`), just above it, on a
 /// translucent white box so it stays legible over bars and lines.
 pub fn tag<DB: DrawingBackend>(
@@ -108,4 +132,17 @@ where
     root.draw(&Rectangle::new([(x0 - side, y1 - h - 2 * pad), (x0 + w + side, y1)], WHITE.mix(0.9).filled()))?;
     root.draw_text(text, &style, (at.0, y1 - pad))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_rows;
+
+    #[test]
+    fn close_lines_get_tags_on_either_side() {
+        // Far apart: each tag just above its line.
+        assert_eq!(tag_rows(&[100, 300], 20), vec![99, 299]);
+        // Three lines within a tag's height: the first above, the others pushed below.
+        assert_eq!(tag_rows(&[205, 200, 210], 20), vec![226, 199, 246]);
+    }
 }
