@@ -429,7 +429,9 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
         "Nodal dropout of the first convolution (SPEC section 7): each kernel removed in turn. Fragile \
          kernels cost more accuracy than the average; d_F and d_N are the mean absolute change of fragile \
          and other kernels' raw outputs under FGSM. The papers report that attacks target fragile \
-         kernels (d_F > d_N).\n"
+         kernels (d_F > d_N). Null kernels are those whose removal costs nothing (A_k at or above the \
+         unfiltered accuracy); when removing a kernel improves accuracy on average, the mean lies above \
+         the baseline and a kernel can be both fragile and null.\n"
     );
     let _ = writeln!(
         w,
