@@ -231,3 +231,35 @@ fn train_resume_landscape_and_selective_run_end_to_end() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(sel.join("selective.json").is_file() && sel.join("regular/checkpoint-epoch-002.safetensors").is_file());
 }
+
+#[test]
+fn ctrl_c_stops_a_sweep_and_keeps_its_finished_steps() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
+        .args(["sweep", "--limit", "300", "--out", out.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The announcement comes after the Ctrl-C handler is installed.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("Ctrl-C stops"), "{line}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill only sends SIGINT to the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("cancelled: the steps finished so far are kept"), "{rest}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(v["cancelled"], true);
+    let steps: usize =
+        v["records"].as_array().unwrap().iter().map(|r| r["clean_correct"].as_array().unwrap().len()).sum();
+    assert!(steps < 4 * 3 * 25, "the sweep stopped early ({steps} steps)");
+}

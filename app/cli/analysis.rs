@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::common::{DataArgs, ModelArgs, group};
 use super::eval::AttackArgs;
-use super::progress::{Bar, ctrl_c_flag};
+use super::progress::{self, Bar, ctrl_c_flag};
 use crate::engine::analysis::dropout::{self, DropoutConfig};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::landscape;
@@ -122,6 +122,7 @@ pub fn run_sweep(a: &SweepCmd) -> Result<()> {
     let cfg = a.sweep.config(a.scope, attack);
     let out = out_dir(&a.out)?;
     let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    eprintln!("sweeping on {} images; Ctrl-C stops after the current batch and keeps the finished steps", data.len());
     let result = sweep::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop }, &|_| {});
     bar.finish();
     let result = result?;
@@ -134,10 +135,7 @@ pub fn run_sweep(a: &SweepCmd) -> Result<()> {
     if let Some(dir) = &out {
         println!("wrote {}", dir.join("sweep.json").display());
     }
-    if result.cancelled {
-        eprintln!("cancelled: the steps finished so far are kept");
-    }
-    Ok(())
+    progress::finished(result.cancelled, "the steps finished so far are kept")
 }
 
 fn fmt_score(v: Option<f64>) -> String {
@@ -230,10 +228,7 @@ pub fn run_dropout(a: &DropoutCmd) -> Result<()> {
         f(r.d_other),
         if r.targeted { "targets" } else { "does not target" }
     );
-    if r.cancelled {
-        eprintln!("cancelled: the kernels finished so far are kept");
-    }
-    Ok(())
+    progress::finished(r.cancelled, "the kernels finished so far are kept")
 }
 
 #[derive(Args, Debug)]
@@ -278,8 +273,5 @@ pub fn run_landscape(a: &LandscapeCmd) -> Result<()> {
         let fragile: Vec<usize> = c.influential_adv.iter().map(|row| row.iter().filter(|b| **b).count()).collect();
         println!("  {:16} influential steps (adversarial) per epoch: {fragile:?}", c.layer);
     }
-    if r.cancelled {
-        eprintln!("cancelled: the checkpoints finished so far are kept");
-    }
-    Ok(())
+    progress::finished(r.cancelled, "the checkpoints finished so far are kept")
 }

@@ -66,6 +66,10 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<progress::StoppedEarly>() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) if matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Cancelled)) => {
             eprintln!("cancelled");
             ExitCode::from(130)

@@ -36,6 +36,19 @@ impl Progress for Bar {
     }
 }
 
+/// A command stopped by Ctrl-C after saving what it finished; it exits with code 130.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled: {0}")]
+pub struct StoppedEarly(pub &'static str);
+
+/// Ends a command whose results are saved: says what was kept when Ctrl-C stopped it early.
+pub fn finished(cancelled: bool, kept: &'static str) -> anyhow::Result<()> {
+    if cancelled {
+        return Err(StoppedEarly(kept).into());
+    }
+    Ok(())
+}
+
 /// A stop flag raised by Ctrl-C, so loops end cleanly between batches.
 pub fn ctrl_c_flag() -> StopFlag {
     let flag = StopFlag::new();

@@ -8,7 +8,7 @@ use clap::Args;
 use super::analysis::{DEFAULT_EVAL_IMAGES, SweepArgs, attack_config};
 use super::common::{DataArgs, group};
 use super::eval::AttackArgs;
-use super::progress::{Bar, ctrl_c_flag};
+use super::progress::{self, Bar, ctrl_c_flag};
 use crate::engine::analysis::selective::{self, Selection, SelectiveConfig};
 use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::AttackKind;
@@ -156,10 +156,7 @@ pub fn run_train(a: &TrainCmd) -> Result<()> {
     for c in &r.checkpoints {
         println!("checkpoint {}", c.display());
     }
-    if r.cancelled {
-        eprintln!("cancelled: finished epochs and their checkpoints are kept");
-    }
-    Ok(())
+    progress::finished(r.cancelled, "finished epochs and their checkpoints are kept")
 }
 
 #[derive(Args, Debug)]
@@ -242,8 +239,5 @@ pub fn run_selective(a: &SelectiveCmd) -> Result<()> {
             100.0 * s.frozen_fraction
         );
     }
-    if r.cancelled {
-        eprintln!("cancelled: finished epochs are kept");
-    }
-    Ok(())
+    progress::finished(r.cancelled, "finished epochs are kept")
 }
