@@ -165,16 +165,6 @@ fn gradient_of(x: &Var, logits: &Tensor, labels: &[u32], mode: GradMode) -> Resu
     Ok((g, saturated))
 }
 
-/// `x + eps * sign(g)`, clamped to the image when asked.
-fn fgsm_step(x: &Tensor, g: &Tensor, norm: &Normalize, cfg: &AttackConfig) -> Result<Tensor> {
-    let moved = signed_step(x, g, cfg.eps)?;
-    if !cfg.clamp {
-        return Ok(moved);
-    }
-    let (lo, hi) = image_bounds(norm, x.dim(1)?, x)?;
-    clamp_to(&moved, &lo, &hi)
-}
-
 /// Stages `..from` of the network applied to `x` once, kept with their graph so that
 /// attacks on networks filtered after them need only run the rest (sweeps).
 pub struct Prefix {
@@ -209,7 +199,8 @@ impl Prefix {
         let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
         let logits = net.forward_stages(self.from..usize::MAX, &self.activations, &mut ctx)?;
         let (g, saturated) = gradient_of(&self.x, &logits, labels, cfg.grad)?;
-        let x_adv = fgsm_step(self.x.as_tensor(), &g, norm, cfg)?;
+        let x = self.x.as_tensor();
+        let x_adv = within(signed_step(x, &g, cfg.eps)?, clamp_bounds(norm, x, cfg)?.as_ref())?;
         Ok(Attacked { x_adv: x_adv.detach(), clean_logits: logits.detach(), saturated })
     }
 }
@@ -238,6 +229,22 @@ fn clamp_to(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_maximum(lo)?.broadcast_minimum(hi)?)
 }
 
+/// The image's per-channel bounds when the attack clamps to it.
+fn clamp_bounds(norm: &Normalize, x: &Tensor, cfg: &AttackConfig) -> Result<Option<(Tensor, Tensor)>> {
+    if !cfg.clamp {
+        return Ok(None);
+    }
+    Ok(Some(image_bounds(norm, x.dim(1)?, x)?))
+}
+
+/// `x` clamped to `bounds`, if any.
+fn within(x: Tensor, bounds: Option<&(Tensor, Tensor)>) -> Result<Tensor> {
+    match bounds {
+        Some((lo, hi)) => clamp_to(&x, lo, hi),
+        None => Ok(x),
+    }
+}
+
 /// An attack's output for one batch.
 pub struct Attacked {
     pub x_adv: Tensor,
@@ -256,16 +263,11 @@ pub fn attack(
     cfg: &AttackConfig,
 ) -> Result<Attacked> {
     let eps = cfg.eps;
-    let bounds = if cfg.clamp { Some(image_bounds(norm, x.dim(1)?, x)?) } else { None };
-    let finish = |x: Tensor| -> Result<Tensor> {
-        match &bounds {
-            Some((lo, hi)) => clamp_to(&x, lo, hi),
-            None => Ok(x),
-        }
-    };
+    let bounds = clamp_bounds(norm, x, cfg)?;
+    let finish = |x: Tensor| within(x, bounds.as_ref());
     let (g, clean_logits, saturated) = input_gradient(net, x, labels, bn, cfg.grad)?;
     let x_adv = match cfg.kind {
-        AttackKind::Fgsm => fgsm_step(x, &g, norm, cfg)?,
+        AttackKind::Fgsm => finish(signed_step(x, &g, eps)?)?,
         AttackKind::Pgd => {
             let step = cfg.pgd_step_size();
             let mut cur = if cfg.pgd_random_start {

@@ -98,63 +98,37 @@ impl EvalSet {
         Ok(())
     }
 
-    /// Forgets kept prefixes (before the network changes before the filtered layers).
-    pub fn drop_prefix(&mut self) {
-        self.prefix = None;
-    }
-
     /// Clean and adversarial correct counts of the network as it is now; the attack is
-    /// made against it unless the inputs were frozen.
+    /// made against it unless the inputs were frozen. Kept prefixes stand in for the
+    /// stages before the filtered layers.
     pub fn counts(&self, net: &Network, bn: BnMode, attack_cfg: &AttackConfig, ctrl: Ctrl) -> Result<Counts> {
+        let logits = |x: &Tensor, kept: Option<&Prefix>| match kept {
+            Some(p) => p.logits(net, bn),
+            None => Ok(net.logits(x, bn)?),
+        };
         let mut c = Counts::default();
-        if let Some(p) = &self.prefix {
-            return self.counts_from_prefix(p, net, bn, attack_cfg, ctrl);
-        }
         for (i, (x, labels)) in self.batches.iter().enumerate() {
             ctrl.check()?;
+            let kept = self.prefix.as_ref().map(|p| &p.clean[i]);
             match &self.transfer {
                 Some(adv) => {
-                    c.clean += correct(&net.logits(x, bn)?, labels)?;
-                    c.adv += correct(&net.logits(&adv[i], bn)?, labels)?;
+                    c.clean += correct(&logits(x, kept)?, labels)?;
+                    let kept_adv = self.prefix.as_ref().and_then(|p| p.adv.get(i));
+                    c.adv += correct(&logits(&adv[i], kept_adv)?, labels)?;
                 }
                 None if attack_cfg.eps == 0.0 && !attack_cfg.clamp => {
-                    let k = correct(&net.logits(x, bn)?, labels)?;
+                    let k = correct(&logits(x, kept)?, labels)?;
                     c.clean += k;
                     c.adv += k;
                 }
                 None => {
-                    let a = attack(net, x, labels, &self.norm, bn, attack_cfg)?;
+                    let a = match kept {
+                        Some(p) => p.fgsm(net, labels, &self.norm, bn, attack_cfg)?,
+                        None => attack(net, x, labels, &self.norm, bn, attack_cfg)?,
+                    };
                     c.clean += correct(&a.clean_logits, labels)?;
                     c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;
                 }
-            }
-        }
-        Ok(c)
-    }
-
-    fn counts_from_prefix(
-        &self,
-        p: &Prefixes,
-        net: &Network,
-        bn: BnMode,
-        attack_cfg: &AttackConfig,
-        ctrl: Ctrl,
-    ) -> Result<Counts> {
-        let mut c = Counts::default();
-        for (i, (_, labels)) in self.batches.iter().enumerate() {
-            ctrl.check()?;
-            let clean = &p.clean[i];
-            if !p.adv.is_empty() {
-                c.clean += correct(&clean.logits(net, bn)?, labels)?;
-                c.adv += correct(&p.adv[i].logits(net, bn)?, labels)?;
-            } else if attack_cfg.eps == 0.0 && !attack_cfg.clamp {
-                let k = correct(&clean.logits(net, bn)?, labels)?;
-                c.clean += k;
-                c.adv += k;
-            } else {
-                let a = clean.fgsm(net, labels, &self.norm, bn, attack_cfg)?;
-                c.clean += correct(&a.clean_logits, labels)?;
-                c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;
             }
         }
         Ok(c)

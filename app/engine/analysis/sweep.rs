@@ -388,7 +388,6 @@ pub fn run(
             records.push(rec);
         }
     }
-    set.drop_prefix();
     masker.restore()?;
     let layer_classes = if cfg.scope == Scope::Local { classify_layers(&records, cfg.tau) } else { Vec::new() };
     Ok(SweepResult { config: cfg.clone(), baseline, records, layer_classes, outside_range, cancelled })
