@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
@@ -81,18 +80,8 @@ where
         vec![(-0.5, base), (n as f64 - 0.5, base)],
         pen.line(palette::INK, 1.0),
     )))?;
-    let ends: Vec<_> = p.hlines.iter().map(|(v, _)| chart.backend_coord(&(n as f64 - 0.5, *v))).collect();
-    let rows = legend::tag_rows(&ends.iter().map(|e| e.1).collect::<Vec<_>>(), legend::tag_height(root, pen)?);
-    for (((v, name), (x, _)), row) in p.hlines.iter().zip(ends).zip(rows) {
-        let style = pen.line(palette::lighten(palette::INK, 0.2), 1.5);
-        chart.draw_series(std::iter::once(DashedPathElement::new(
-            vec![(-0.5, *v), (n as f64 - 0.5, *v)],
-            pen.px(6.0),
-            pen.px(4.0),
-            style,
-        )))?;
-        legend::tag(root, pen, name, (x - pen.px(4.0), row), palette::INK, HPos::Right)?;
-    }
+    let style = pen.line(palette::lighten(palette::INK, 0.2), 1.5);
+    legend::reference_lines(root, &mut chart, pen, &p.hlines, [-0.5, n as f64 - 0.5], style)?;
 
     // Category labels (and class chips) under the axis, in the class colour where there is one.
     for &i in &shown {

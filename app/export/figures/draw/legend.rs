@@ -9,6 +9,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::pen::{LEGEND, Pen, TICK};
+use super::ticks::Axis;
 use crate::export::figures::palette;
 
 /// The corner of the plot where a legend of `entries` lines covers the fewest of `points`,
@@ -88,7 +89,7 @@ pub fn box_swatch<'a, DB: DrawingBackend + 'a>(anno: &mut SeriesAnno<'a, DB>, pe
 }
 
 /// The height of a [`tag`], box included.
-pub fn tag_height<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, pen: &Pen) -> Result<i32>
+fn tag_height<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, pen: &Pen) -> Result<i32>
 where
     DB::ErrorType: 'static,
 {
@@ -98,7 +99,7 @@ where
 
 /// Bottom rows for tags of horizontal lines at pixel rows `ys`: just above each line, except that
 /// a tag which would overlap the one above it goes below its line instead.
-pub fn tag_rows(ys: &[i32], height: i32) -> Vec<i32> {
+fn tag_rows(ys: &[i32], height: i32) -> Vec<i32> {
     let mut order: Vec<usize> = (0..ys.len()).collect();
     order.sort_by_key(|&i| ys[i]);
     let mut rows = vec![0; ys.len()];
@@ -109,6 +110,33 @@ pub fn tag_rows(ys: &[i32], height: i32) -> Vec<i32> {
         last = rows[i];
     }
     rows
+}
+
+/// Dashed horizontal reference lines from `x0` to `x1`, each tagged with its name at the right
+/// end, the tags of close lines kept apart.
+pub fn reference_lines<'a, DB: DrawingBackend + 'a>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut ChartContext<'a, DB, Cartesian2d<Axis, Axis>>,
+    pen: &Pen,
+    lines: &[(f64, String)],
+    [x0, x1]: [f64; 2],
+    style: ShapeStyle,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let ends: Vec<_> = lines.iter().map(|(v, _)| chart.backend_coord(&(x1, *v))).collect();
+    let rows = tag_rows(&ends.iter().map(|e| e.1).collect::<Vec<_>>(), tag_height(root, pen)?);
+    for (((v, name), (x, _)), row) in lines.iter().zip(ends).zip(rows) {
+        chart.draw_series(std::iter::once(DashedPathElement::new(
+            vec![(x0, *v), (x1, *v)],
+            pen.px(6.0),
+            pen.px(4.0),
+            style,
+        )))?;
+        tag(root, pen, name, (x - pen.px(4.0), row), palette::INK, HPos::Right)?;
+    }
+    Ok(())
 }
 
 /// Draws `text` starting (`HPos::Left`) or ending at `at` (pixels of `root`), just above it, on a

@@ -82,17 +82,7 @@ where
     }
 
     let reference = pen.line(palette::lighten(palette::INK, 0.3), 1.0);
-    let ends: Vec<_> = p.hlines.iter().map(|(v, _)| chart.backend_coord(&(x1, *v))).collect();
-    let rows = legend::tag_rows(&ends.iter().map(|e| e.1).collect::<Vec<_>>(), legend::tag_height(root, pen)?);
-    for (((v, name), (x, _)), row) in p.hlines.iter().zip(ends).zip(rows) {
-        chart.draw_series(std::iter::once(DashedPathElement::new(
-            vec![(x0, *v), (x1, *v)],
-            pen.px(6.0),
-            pen.px(4.0),
-            reference,
-        )))?;
-        legend::tag(root, pen, name, (x - pen.px(4.0), row), palette::INK, HPos::Right)?;
-    }
+    legend::reference_lines(root, &mut chart, pen, &p.hlines, [x0, x1], reference)?;
     // Markers are neutral: the series' colours mean clean and adversarial.
     let marker_colour = palette::lighten(palette::INK, 0.15);
     let mut normalised = Vec::new();
