@@ -18,6 +18,7 @@ use candle_core::Device;
 use fragility_explorer::engine::analysis::dropout::{self, DropoutConfig, DropoutResult, fragile_at_every};
 use fragility_explorer::engine::analysis::filter::FilterKind;
 use fragility_explorer::engine::analysis::landscape::{self, CheckpointEntry, LandscapeResult};
+use fragility_explorer::engine::analysis::scores::Class;
 use fragility_explorer::engine::analysis::selective::{self, Selection, SelectiveConfig, SelectiveResult};
 use fragility_explorer::engine::analysis::sweep::{Scope, SweepConfig, SweepResult};
 use fragility_explorer::engine::attack::AttackConfig;
@@ -26,7 +27,7 @@ use fragility_explorer::engine::data::{self, DataSpec, Dataset, Known, Split, Su
 use fragility_explorer::engine::model::init::initial_state;
 use fragility_explorer::engine::model::{CardOrigin, Network};
 use fragility_explorer::engine::progress::{Ctrl, Progress, StopFlag};
-use fragility_explorer::engine::train::{self, TrainConfig, TrainResult, Trainer};
+use fragility_explorer::engine::train::{self, EpochLog, TrainConfig, TrainResult, Trainer};
 use fragility_explorer::export::figures::builders::{self, Built, View};
 use fragility_explorer::export::figures::render_png;
 use fragility_explorer::export::tables::write_json;
@@ -286,6 +287,28 @@ fn final_sweep(o: &Outcome) -> &SweepResult {
     o.landscape.sweeps.last().expect("a landscape has at least one sweep")
 }
 
+impl Outcome {
+    /// (layer, filter) sweeps of the last checkpoint where the attack makes filtering hurt more.
+    fn s_diff_negative(&self) -> usize {
+        final_sweep(self).records.iter().filter(|x| x.s_diff.is_some_and(|d| d < 0.0)).count()
+    }
+
+    /// Checkpoints at which the attack targets fragile kernels.
+    fn targeted(&self) -> usize {
+        self.dropout.iter().filter(|d| d.targeted).count()
+    }
+
+    /// Regular and selective training logs of the same epochs.
+    fn selective_pairs(&self) -> impl Iterator<Item = (&EpochLog, &EpochLog)> {
+        self.selective.regular.iter().zip(&self.selective.selective)
+    }
+
+    /// Matched epochs in which selective training has the higher FGSM accuracy.
+    fn selective_better(&self) -> usize {
+        self.selective_pairs().filter(|(g, s)| s.test_adv_accuracy > g.test_adv_accuracy).count()
+    }
+}
+
 /// The papers' claims against what each model shows, counted from the results below.
 fn findings(w: &mut String, outcomes: &[Outcome]) {
     let _ = writeln!(w, "\n## Findings\n");
@@ -308,12 +331,11 @@ fn findings(w: &mut String, outcomes: &[Outcome]) {
             floors.push(format!("{} {} ({:.0} %)", o.known.name(), o.model, 100.0 * adv_base));
         }
         let fragile: Vec<&str> =
-            r.layer_classes.iter().filter(|c| c.class.name() == "fragile").map(|c| c.layer.as_str()).collect();
-        let negative = r.records.iter().filter(|x| x.s_diff.is_some_and(|d| d < 0.0)).count();
-        let targeted = o.dropout.iter().filter(|d| d.targeted).count();
-        let pairs: Vec<_> = o.selective.regular.iter().zip(&o.selective.selective).collect();
-        let better = pairs.iter().filter(|(g, s)| s.test_adv_accuracy > g.test_adv_accuracy).count();
-        let last_gap = pairs.last().and_then(|(g, s)| Some(100.0 * (s.test_adv_accuracy? - g.test_adv_accuracy?)));
+            r.layer_classes.iter().filter(|c| c.class == Class::Fragile).map(|c| c.layer.as_str()).collect();
+        let (negative, targeted, better) = (o.s_diff_negative(), o.targeted(), o.selective_better());
+        let pairs = o.selective_pairs().count();
+        let last_gap =
+            o.selective_pairs().last().and_then(|(g, s)| Some(100.0 * (s.test_adv_accuracy? - g.test_adv_accuracy?)));
         let _ = writeln!(
             w,
             "| {} | {} | {:.1} % | {} of {}{} | {negative} of {} | {targeted} of {} checkpoints | {better} of {} epochs{} |",
@@ -325,7 +347,7 @@ fn findings(w: &mut String, outcomes: &[Outcome]) {
             if fragile.is_empty() { String::new() } else { format!(": {}", fragile.join(", ")) },
             r.records.len(),
             o.dropout.len(),
-            pairs.len(),
+            pairs,
             last_gap.map_or(String::new(), |g| format!(" ({g:+.1} points at the last)"))
         );
     }
@@ -441,10 +463,10 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
             let class = r.layer_classes.iter().find(|c| c.layer == layer).map_or("-", |c| c.class.name());
             let _ = writeln!(w, "| {layer} | {} | {} | {} | {class} |", three(0), three(1), three(2));
         }
-        let negative = r.records.iter().filter(|x| x.s_diff.is_some_and(|d| d < 0.0)).count();
         let _ = writeln!(
             w,
-            "\nS_diff < 0 (the attack makes filtering hurt more) in {negative} of {} (layer, filter) sweeps.\n",
+            "\nS_diff < 0 (the attack makes filtering hurt more) in {} of {} (layer, filter) sweeps.\n",
+            o.s_diff_negative(),
             r.records.len()
         );
         for (title, file) in o.figures.iter().filter(|(t, _)| t.starts_with("char")) {
@@ -492,11 +514,8 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
         w,
         "| dataset | model | epoch | kernels | fragile | null | d_F | d_N | targeted |\n|---|---|---|---|---|---|---|---|---|"
     );
-    let mut targeted = (0, 0);
     for o in outcomes {
         for (c, d) in o.epochs.iter().zip(&o.dropout) {
-            targeted.1 += 1;
-            targeted.0 += d.targeted as usize;
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} | {} | {:.4} | {:.4} | {} |",
@@ -512,7 +531,9 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
             );
         }
     }
-    let _ = writeln!(w, "\nThe attack targets fragile kernels in {} of {} checkpoints.\n", targeted.0, targeted.1);
+    let targeted: usize = outcomes.iter().map(Outcome::targeted).sum();
+    let checkpoints: usize = outcomes.iter().map(|o| o.dropout.len()).sum();
+    let _ = writeln!(w, "\nThe attack targets fragile kernels in {targeted} of {checkpoints} checkpoints.\n");
     let _ = writeln!(w, "Kernels fragile at every checkpoint:\n");
     for o in outcomes {
         let _ = writeln!(w, "- {} {}: {:?}", o.known.name(), o.model, fragile_at_every(&o.dropout));
@@ -528,13 +549,8 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
         w,
         "| dataset | model | epoch | regular clean | regular FGSM | selective clean | selective FGSM | frozen |\n|---|---|---|---|---|---|---|---|"
     );
-    let mut helped = (0, 0);
     for o in outcomes {
-        for (g, s) in o.selective.regular.iter().zip(&o.selective.selective) {
-            helped.1 += 1;
-            if s.test_adv_accuracy > g.test_adv_accuracy {
-                helped.0 += 1;
-            }
+        for (g, s) in o.selective_pairs() {
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} | {} | {} | {:.1} % |",
@@ -552,7 +568,8 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
     let _ = writeln!(
         w,
         "\nSelective training ends with higher FGSM accuracy than regular training in {} of {} matched epochs.\n",
-        helped.0, helped.1
+        outcomes.iter().map(Outcome::selective_better).sum::<usize>(),
+        outcomes.iter().map(|o| o.selective_pairs().count()).sum::<usize>()
     );
     let _ = writeln!(
         w,
