@@ -12,8 +12,6 @@ use bytemuck::{Pod, Zeroable};
 use egui_wgpu::wgpu;
 use egui_wgpu::{CallbackResources, CallbackTrait, ScreenDescriptor};
 
-#[cfg(test)]
-use super::colormap::Colormap;
 use super::layout::Layout;
 
 const SHADER: &str = include_str!("../../shaders/heatmap.wgsl");
@@ -345,7 +343,8 @@ impl CallbackTrait for HeatmapCallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::colormap::{CLASS_COLOURS, DIVERGING, GREY, VIRIDIS};
+    use crate::engine::analysis::filter::{Filter, FilterKind};
+    use crate::render::colormap::{CLASS_COLOURS, Colormap, DIVERGING, GREY, VIRIDIS};
 
     /// The stops of `const NAME: array<vec3<f32>, N> = ...;` in the shader, as bytes.
     fn wgsl_table(name: &str) -> Vec<[u8; 3]> {
@@ -385,12 +384,6 @@ mod tests {
         assert_eq!(texture_size(0, 8192), (1, 1));
         assert_eq!(std::mem::size_of::<Params>(), 160);
     }
-}
-
-#[cfg(test)]
-mod edge_tests {
-    use super::edges;
-    use crate::engine::analysis::filter::{Filter, FilterKind};
 
     /// The shader's test, in Rust: f32 weights against the f32 edges.
     fn shader_removes(kind: u32, t: [f32; 4], w: f32) -> bool {
