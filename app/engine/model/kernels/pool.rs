@@ -91,11 +91,6 @@ impl Geo {
     }
 }
 
-/// Planes per parallel task, so small planes are not scheduled one by one.
-fn planes_per_task(plane_len: usize) -> usize {
-    (16 * 1024 / plane_len.max(1)).max(1)
-}
-
 /// The op keeps the forward pass's argmax indices (per plane) for its backward pass.
 struct MaxPool {
     p: Pool2d,
@@ -113,7 +108,7 @@ impl CustomOp1 for MaxPool {
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         let mut y = vec![0f32; planes * ohw];
         let mut idx = vec![0u32; planes * ohw];
-        let per = planes_per_task(hw);
+        let per = super::min_planes(hw);
         y.par_chunks_mut(ohw * per).zip(idx.par_chunks_mut(ohw * per)).enumerate().for_each(|(t, (out, ix))| {
             for (j, (o, i)) in out.chunks_mut(ohw).zip(ix.chunks_mut(ohw)).enumerate() {
                 let plane = t * per + j;
@@ -155,7 +150,7 @@ impl CustomOp1 for MaxPoolBackward {
             candle_core::bail!("max_pool2d backward: gradient of the wrong size")
         }
         let mut dx = vec![0f32; planes * hw];
-        let per = planes_per_task(hw);
+        let per = super::min_planes(hw);
         dx.par_chunks_mut(hw * per).enumerate().for_each(|(t, block)| {
             for (k, out) in block.chunks_mut(hw).enumerate() {
                 let i = t * per + k;
