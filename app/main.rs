@@ -1,4 +1,4 @@
 fn main() -> std::process::ExitCode {
-    fragility_explorer::tune_allocator();
+    fragility_explorer::tune_runtime();
     fragility_explorer::cli::main()
 }

@@ -252,7 +252,7 @@ fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
 }
 
 fn main() -> Result<()> {
-    fragility_explorer::tune_allocator();
+    fragility_explorer::tune_runtime();
     let args: Vec<String> = std::env::args().collect();
     if let Some(name) = arg(&args, "--sweep") {
         return run_sweep_bench(&args, &name);

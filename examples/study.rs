@@ -619,7 +619,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn main() -> Result<()> {
-    fragility_explorer::tune_allocator();
+    fragility_explorer::tune_runtime();
     let args: Vec<String> = std::env::args().collect();
     let root = PathBuf::from(arg(&args, "--data").unwrap_or_else(|| "../shared/data".into()));
     let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "docs/study".into()));

@@ -3,7 +3,7 @@
 
 mod common;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use common::*;
 use fragility_explorer::embedded;
 use fragility_explorer::engine::analysis::filter::FilterKind;
@@ -15,6 +15,9 @@ use fragility_explorer::engine::model::kernels;
 use fragility_explorer::engine::model::{BnMode, Network};
 use fragility_explorer::engine::progress::{Ctrl, quiet};
 use fragility_explorer::engine::setup;
+use fragility_explorer::engine::train::{Adam, AdamConfig, train_step, trainable_vars};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 fn both<T>(f: impl Fn() -> T) -> (T, T) {
     kernels::set_enabled(false);
@@ -97,6 +100,49 @@ fn optimised_kernels_give_the_plain_results() {
                 assert!(err <= (2.0 * torch_err).max(1e-4), "{name} {path}: {err} from float64, PyTorch {torch_err}");
             }
         }
+    }
+
+    // Batches large enough for the direct convolution of small maps (ResNet-18's 4x4 to 1x1
+    // stages on 1x28x28 inputs with the torchvision stem): the fixture's five inputs
+    // repeated. Logits, FGSM and a few Adam steps in training mode against the plain path.
+    let name = "resnet18_tv";
+    let net_path = dir.join(format!("{name}.safetensors"));
+    let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
+    let copies = (8 * candle_core::utils::get_num_threads()).div_ceil(5) + 1;
+    let x = Tensor::cat(&vec![&io["input"]; copies], 0).unwrap();
+    let labels: Vec<u32> =
+        io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect::<Vec<_>>().repeat(copies);
+    let (plain, fast) = both(|| {
+        let net = Network::load(&net_path, None, &Device::Cpu).unwrap();
+        let n = net.card.normalize.clone().unwrap();
+        let a = fragility_explorer::engine::attack::attack(
+            &net,
+            &x,
+            &labels,
+            &n,
+            BnMode::Running,
+            &AttackConfig::fgsm(0.1),
+        )
+        .unwrap();
+        (a.clean_logits, argmax_rows(&net.logits(&a.x_adv, BnMode::Running).unwrap()))
+    });
+    assert!(max_rel_diff(&fast.0, &plain.0, 1.0) < 1e-4, "{name}: logits at batch {}", x.dim(0).unwrap());
+    assert_eq!(plain.1, fast.1, "{name}: adversarial predictions");
+    let y = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+    let (plain, fast) = both(|| {
+        let net = Network::load(&net_path, None, &Device::Cpu).unwrap();
+        let mut opt = Adam::new(trainable_vars(&net), AdamConfig::default()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let losses: Vec<f32> = (0..3).map(|_| train_step(&net, &mut opt, &x, &y, &mut rng).unwrap()).collect();
+        (losses, trainable_vars(&net).into_iter().map(|(k, v)| (k, v.as_tensor().copy().unwrap())).collect::<Vec<_>>())
+    });
+    for (a, b) in plain.0.iter().zip(&fast.0) {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{name}: losses {:?} vs {:?}", plain.0, fast.0);
+    }
+    for ((key, a), (_, b)) in plain.1.iter().zip(&fast.1) {
+        // Three Adam steps move each weight by about 3e-3; the paths may differ by rounding.
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-4, "{name}: {key} differs by {diff} after three training steps");
     }
 
     // Real data when present: the shared CNN on 1,000 MNIST test images.

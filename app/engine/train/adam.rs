@@ -5,6 +5,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
 use crate::engine::error::Result;
+use crate::engine::model::kernels::{self, AdamStep};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
@@ -23,8 +24,9 @@ impl Default for AdamConfig {
 struct Slot {
     key: String,
     var: Var,
-    m: Tensor,
-    v: Tensor,
+    /// The first and second moments stacked: [2, ...variable shape], owned by this slot alone
+    /// (the CPU kernel updates them in place).
+    mv: Tensor,
     /// 1 where the element trains, 0 where it is frozen; None trains everything.
     mask: Option<Tensor>,
     /// Steps taken by this tensor (for bias correction, as PyTorch counts per tensor).
@@ -42,8 +44,10 @@ impl Adam {
         let slots = vars
             .into_iter()
             .map(|(key, var)| {
-                let zeros = var.as_tensor().zeros_like()?.detach();
-                Ok(Slot { key, m: zeros.clone(), v: zeros, var, mask: None, steps: 0 })
+                let mut shape = vec![2];
+                shape.extend_from_slice(var.dims());
+                let mv = Tensor::zeros(shape, var.dtype(), var.device())?;
+                Ok(Slot { key, mv, var, mask: None, steps: 0 })
             })
             .collect::<Result<_>>()?;
         Ok(Self { cfg, slots })
@@ -53,9 +57,10 @@ impl Adam {
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::with_capacity(3 * self.slots.len());
         for s in &self.slots {
-            out.push((format!("{}.exp_avg", s.key), s.m.clone()));
-            out.push((format!("{}.exp_avg_sq", s.key), s.v.clone()));
-            out.push((format!("{}.step", s.key), Tensor::new(s.steps as i64, s.m.device())?));
+            // Copies: the moments change in place at the next step.
+            out.push((format!("{}.exp_avg", s.key), s.mv.get(0)?.copy()?));
+            out.push((format!("{}.exp_avg_sq", s.key), s.mv.get(1)?.copy()?));
+            out.push((format!("{}.step", s.key), Tensor::new(s.steps as i64, s.mv.device())?));
         }
         Ok(out)
     }
@@ -69,14 +74,14 @@ impl Adam {
                 })
             };
             let (m, v) = (get("exp_avg")?, get("exp_avg_sq")?);
-            if m.dims() != s.m.dims() || v.dims() != s.v.dims() {
+            if m.dims() != s.var.dims() || v.dims() != s.var.dims() {
                 return Err(crate::engine::EngineError::model(format!(
                     "the optimiser state of `{}` has the wrong shape",
                     s.key
                 )));
             }
-            s.m = m.to_device(s.var.device())?;
-            s.v = v.to_device(s.var.device())?;
+            // A new tensor: the state dict's tensors must not change with the moments.
+            s.mv = Tensor::stack(&[m, v], 0)?.to_device(s.var.device())?.to_dtype(s.var.dtype())?;
             s.steps = get("step")?.to_dtype(DType::I64)?.to_scalar::<i64>()? as i32;
         }
         Ok(())
@@ -102,23 +107,32 @@ impl Adam {
                 continue;
             }
             slot.steps += 1;
-            let m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            let v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let bias1 = 1.0 - c.beta1.powi(slot.steps);
-            let bias2 = 1.0 - c.beta2.powi(slot.steps);
-            let denom = ((v.sqrt()? / bias2.sqrt())? + c.eps)?;
-            let update = ((&m / denom)? * (c.lr / bias1))?;
+            let step = AdamStep {
+                beta1: c.beta1,
+                beta2: c.beta2,
+                step_size: c.lr / (1.0 - c.beta1.powi(slot.steps)),
+                bias2_sqrt: (1.0 - c.beta2.powi(slot.steps)).sqrt(),
+                eps: c.eps,
+            };
             let p = slot.var.as_tensor();
+            if kernels::enabled_for(p) && p.dtype() == DType::F32 {
+                kernels::adam_update(p, &slot.mv, g, slot.mask.as_ref(), step)?;
+                continue;
+            }
+            let (m, v) = (slot.mv.get(0)?, slot.mv.get(1)?);
+            let new_m = ((&m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+            let new_v = ((&v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+            let denom = ((new_v.sqrt()? / step.bias2_sqrt)? + c.eps)?;
+            let update = ((&new_m / denom)? * step.step_size)?;
             let (m, v, next) = match &slot.mask {
-                None => (m, v, (p - update)?),
+                None => (new_m, new_v, (p - update)?),
                 Some(mask) => {
                     // Frozen elements keep value and state: blend old and new by the mask.
                     let keep = |new: &Tensor, old: &Tensor| -> Result<Tensor> { Ok((old + ((new - old)? * mask)?)?) };
-                    (keep(&m, &slot.m)?, keep(&v, &slot.v)?, (p - (update * mask)?)?)
+                    (keep(&new_m, &m)?, keep(&new_v, &v)?, (p - (update * mask)?)?)
                 }
             };
-            slot.m = m.detach();
-            slot.v = v.detach();
+            slot.mv = Tensor::stack(&[m, v], 0)?.detach();
             slot.var.set(&next.detach())?;
         }
         Ok(())
@@ -153,6 +167,6 @@ mod tests {
         }
         let v: Vec<f32> = w.as_tensor().to_vec1().unwrap();
         assert!(v[0] < 0.998 && v[1] == 1.0, "{v:?}");
-        assert_eq!(opt.slots[0].m.to_vec1::<f32>().unwrap()[1], 0.0);
+        assert_eq!(opt.slots[0].mv.get(0).unwrap().to_vec1::<f32>().unwrap()[1], 0.0);
     }
 }

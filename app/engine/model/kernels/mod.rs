@@ -7,6 +7,7 @@
 //! plain candle path, which tests use as the reference.
 
 mod act;
+mod adam;
 mod affine;
 mod batchnorm;
 mod conv;
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 
 pub use act::relu;
+pub use adam::{AdamStep, adam_update};
 pub use affine::channel_affine;
 pub use batchnorm::batch_norm;
 pub use conv::{Geometry as ConvGeometry, conv2d};
@@ -66,7 +68,8 @@ fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
 
-/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` with explicit row and column strides (in elements).
+/// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` into a row-major `dst`, with explicit row and
+/// column strides (in elements) for the operands.
 #[allow(clippy::too_many_arguments)]
 fn matmul(
     m: usize,
@@ -75,33 +78,60 @@ fn matmul(
     dst: &mut [f32],
     accumulate: bool,
     lhs: &[f32],
-    (lhs_rs, lhs_cs): (usize, usize),
+    lhs_strides: (usize, usize),
     rhs: &[f32],
-    (rhs_rs, rhs_cs): (usize, usize),
+    rhs_strides: (usize, usize),
     parallel: bool,
 ) {
-    debug_assert!(dst.len() >= m * n);
+    gemm_strided(m, n, k, (dst, (n, 1)), accumulate, (lhs, lhs_strides), (rhs, rhs_strides), parallel)
+}
+
+/// A matrix operand: its elements and its (row, column) strides.
+type Strided<'a, T> = (T, (usize, usize));
+
+/// `dst (+)= lhs @ rhs` for [m, k] and [k, n] operands with any strides.
+#[allow(clippy::too_many_arguments)]
+fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, (dst_rs, dst_cs)): Strided<&mut [f32]>,
+    accumulate: bool,
+    (lhs, (lhs_rs, lhs_cs)): Strided<&[f32]>,
+    (rhs, (rhs_rs, rhs_cs)): Strided<&[f32]>,
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(dst.len() > last(dst_rs, dst_cs, m, n), "gemm: destination too short");
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_rs + j * dst_cs] = 0.0;
+                }
+            }
         }
         return;
     }
+    assert!(
+        lhs.len() > last(lhs_rs, lhs_cs, m, k) && rhs.len() > last(rhs_rs, rhs_cs, k, n),
+        "gemm: operand too short"
+    );
     let parallelism =
         if parallel && threads() > 1 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
-    // SAFETY: the slices cover every element the strides address (checked by callers'
-    // shapes); dst does not alias lhs or rhs.
+    // SAFETY: the asserts above keep every addressed element inside its slice, and dst
+    // (borrowed mutably) cannot alias lhs or rhs.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lhs_cs as isize,

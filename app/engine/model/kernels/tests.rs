@@ -68,6 +68,40 @@ fn conv_matches_candle_forward_and_backward() {
 }
 
 #[test]
+fn direct_conv_for_small_maps_matches_candle() {
+    // Enough images for the direct path on this machine, and an odd count for uneven chunks.
+    let n = 8 * threads() + 3;
+    let g = |stride, padding| ConvGeometry { stride, padding, dilation: 1, groups: 1 };
+    let cases = [
+        // 1x1 maps: only the centre tap reads the image.
+        ([n, 6, 1, 1], [5, 6, 3, 3], g(1, [1, 1])),
+        ([n, 5, 2, 2], [7, 5, 3, 3], g(1, [1, 1])),
+        ([n, 4, 2, 2], [6, 4, 3, 3], g(2, [1, 1])),
+        ([n, 3, 7, 7], [4, 3, 3, 3], g(2, [1, 1])),
+        ([n, 4, 4, 4], [3, 4, 3, 3], g(1, [1, 0])),
+        ([n, 2, 5, 3], [3, 2, 2, 2], g(1, [0, 0])),
+    ];
+    for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
+        assert!(conv::is_direct(&xs, &ws, g), "case {i} takes the direct path");
+        let x = Var::from_tensor(&randn(&xs, 300 + i as u64)).unwrap();
+        let w = Var::from_tensor(&randn(&ws, 400 + i as u64)).unwrap();
+        let b = Var::from_tensor(&randn(&[ws[0]], 500 + i as u64)).unwrap();
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true).unwrap();
+        let plain =
+            plain_conv(x.as_tensor(), w.as_tensor(), g).broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
+        close(&fast, &plain, &format!("case {i} forward"));
+        let probe = randn(plain.dims(), 600 + i as u64);
+        let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for (v, what) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+            close(gf.get(v.as_tensor()).unwrap(), gp.get(v.as_tensor()).unwrap(), &format!("case {i} {what}"));
+        }
+    }
+    let few = [8 * threads() - 1, 6, 1, 1];
+    assert!(!conv::is_direct(&few, &[5, 6, 3, 3], g(1, [1, 1])), "small batches keep im2col");
+}
+
+#[test]
 fn linear_matches_matmul() {
     let x = Var::from_tensor(&randn(&[5, 7], 1)).unwrap();
     let w = Var::from_tensor(&randn(&[3, 7], 2)).unwrap();
@@ -189,4 +223,37 @@ fn channel_affine_is_bitwise_the_composed_ops() {
     let (f, p): (Vec<f32>, Vec<f32>) =
         (fast.flatten_all().unwrap().to_vec1().unwrap(), plain.flatten_all().unwrap().to_vec1().unwrap());
     assert_eq!(f, p);
+}
+
+#[test]
+fn adam_update_matches_the_formula_and_keeps_frozen_elements() {
+    let n = 200_000; // several parallel tasks
+    let p0: Vec<f32> = randn(&[n], 1).to_vec1().unwrap();
+    let g: Vec<f32> = randn(&[n], 2).to_vec1().unwrap();
+    let m0: Vec<f32> = randn(&[n], 3).to_vec1().unwrap();
+    let v0: Vec<f32> = randn(&[n], 4).to_vec1::<f32>().unwrap().iter().map(|v| v.abs()).collect();
+    let mask: Vec<f32> = (0..n).map(|i| (i % 3 != 0) as u8 as f32).collect();
+    let s = AdamStep { beta1: 0.9, beta2: 0.999, step_size: 1e-3 / 0.19, bias2_sqrt: 0.001999f64.sqrt(), eps: 1e-8 };
+    for masked in [false, true] {
+        let p = Tensor::new(p0.as_slice(), &Device::Cpu).unwrap();
+        let mv = Tensor::new([m0.as_slice(), v0.as_slice()].concat(), &Device::Cpu).unwrap().reshape((2, n)).unwrap();
+        let g_t = Tensor::new(g.as_slice(), &Device::Cpu).unwrap();
+        let k = Tensor::new(mask.as_slice(), &Device::Cpu).unwrap();
+        adam_update(&p, &mv, &g_t, masked.then_some(&k), s).unwrap();
+        let (p, mv): (Vec<f32>, Vec<Vec<f32>>) = (p.to_vec1().unwrap(), mv.to_vec2().unwrap());
+        for i in 0..n {
+            let frozen = masked && mask[i] == 0.0;
+            let (g, m0, v0) = (g[i] as f64, m0[i] as f64, v0[i] as f64);
+            let m = if frozen { m0 } else { 0.9 * m0 + 0.1 * g };
+            let v = if frozen { v0 } else { 0.999 * v0 + 0.001 * g * g };
+            let want =
+                if frozen { p0[i] as f64 } else { p0[i] as f64 - s.step_size * m / (v.sqrt() / s.bias2_sqrt + s.eps) };
+            for (what, got, want) in [("m", mv[0][i], m), ("v", mv[1][i], v), ("p", p[i], want)] {
+                assert!(
+                    (got as f64 - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "masked {masked}, {what}[{i}]: {got} vs {want}"
+                );
+            }
+        }
+    }
 }

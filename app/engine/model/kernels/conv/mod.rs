@@ -5,6 +5,8 @@ use rayon::prelude::*;
 
 use super::{f32_data, matmul, threads};
 
+mod direct;
+
 /// Convolution geometry (PyTorch's `nn.Conv2d` arguments, square stride and dilation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -297,6 +299,10 @@ impl CustomOp3 for Forward {
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
+        let shape = Shape::from((d.n, d.c_out, d.oh, d.ow));
+        if direct::suits(&d) {
+            return Ok((CpuStorage::F32(direct::forward(&d, &x, &w, self.2.then_some(&b[..]))), shape));
+        }
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let plan = Plan::new(&d);
         let taps = taps(&d);
@@ -326,7 +332,7 @@ impl CustomOp3 for Forward {
                 }
             });
         });
-        Ok((CpuStorage::F32(y), Shape::from((d.n, d.c_out, d.oh, d.ow))))
+        Ok((CpuStorage::F32(y), shape))
     }
 
     fn bwd(
@@ -371,6 +377,9 @@ impl CustomOp2 for BackwardInput {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(&self.1, l2.dims(), self.0)?;
         let (dy, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        if direct::suits(&d) {
+            return Ok((CpuStorage::F32(direct::backward_input(&d, &dy, &w)), Shape::from(self.1.clone())));
+        }
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
         let plan = Plan::new(&d);
         let in_img = d.c_in * hw;
@@ -417,6 +426,9 @@ impl CustomOp2 for BackwardWeight {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), &self.1, self.0)?;
         let (x, dy) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        if direct::suits(&d) {
+            return Ok((CpuStorage::F32(direct::backward_weight(&d, &x, &dy)), Shape::from(self.1.clone())));
+        }
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let wlen = d.c_out * k;
         let plan = Plan::new(&d);
@@ -467,6 +479,12 @@ impl CustomOp1 for ChannelSums {
         }
         Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from(c)))
     }
+}
+
+/// Whether a convolution of these shapes takes the direct path (tests check both paths).
+#[cfg(test)]
+pub(super) fn is_direct(x: &[usize], w: &[usize], g: Geometry) -> bool {
+    Dims::new(x, w, g).is_ok_and(|d| direct::suits(&d))
 }
 
 /// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O];

@@ -1,0 +1,220 @@
+//! Direct convolution for small output maps (a ResNet's 4x4 to 1x1 stages): one matrix
+//! product per (output position, kernel tap) pair whose tap reads inside the image, over
+//! a chunk of images at once. im2col would multiply its rows of padding zeros too: at a
+//! 1x1 map 8 of a 3x3 kernel's 9 taps read only padding, at 2x2 five of every nine.
+//!
+//! Per chunk, activations are transposed position-major ([position][image][channel]) so
+//! that every product reads and writes unit-stride rows.
+
+use rayon::prelude::*;
+
+use super::super::{gemm_strided, min_planes, threads};
+use super::{Dims, taps, with_scratch};
+
+/// Output maps of at most this many positions take the direct path.
+const MAX_POSITIONS: usize = 16;
+/// Fewer images per thread make products too narrow to beat one im2col product.
+const MIN_IMAGES_PER_THREAD: usize = 8;
+
+/// Whether the direct path computes this convolution.
+pub(super) fn suits(d: &Dims) -> bool {
+    d.g.groups == 1 && !d.pointwise() && d.p() <= MAX_POSITIONS && d.n >= MIN_IMAGES_PER_THREAD * threads()
+}
+
+/// The taps of a geometry that read inside the image for some output position, and every
+/// (output position, input offset, live tap index) triple where they do.
+struct Pairs {
+    live: Vec<usize>,
+    list: Vec<(usize, usize, usize)>,
+}
+
+impl Pairs {
+    fn new(d: &Dims) -> Self {
+        let (p, table) = (d.p(), taps(d));
+        let (mut live, mut list) = (Vec::new(), Vec::new());
+        for t in 0..d.kh * d.kw {
+            let row = &table[t * p..(t + 1) * p];
+            if row.iter().all(|&q| q < 0) {
+                continue;
+            }
+            for (s, &q) in row.iter().enumerate().filter(|(_, q)| **q >= 0) {
+                list.push((s, q as usize, live.len()));
+            }
+            live.push(t);
+        }
+        Self { live, list }
+    }
+}
+
+/// The live taps' weights as [c_out][live][c_in], in one sequential pass over `w`
+/// [c_out, c_in, kh, kw]. Tap l's matrix has unit stride along input channels, the
+/// dimension both products run over (forward: W_l as the right operand, read column by
+/// column; input gradient: W_l^T as the left one), so gemm reads it in place.
+fn gather_weight(d: &Dims, w: &[f32], live: &[usize]) -> Vec<f32> {
+    let (ci, nt, nl) = (d.c_in, d.kh * d.kw, live.len());
+    let mut out = vec![0f32; d.c_out * nl * ci];
+    out.par_chunks_mut(nl * ci).with_min_len(min_planes(nl * ci)).enumerate().for_each(|(o, row)| {
+        let src = &w[o * ci * nt..][..ci * nt];
+        for c in 0..ci {
+            for (l, &t) in live.iter().enumerate() {
+                row[l * ci + c] = src[c * nt + t];
+            }
+        }
+    });
+    out
+}
+
+/// Per-position layouts of a chunk of activations (`len` positions, `n` images, `ch`
+/// channels), chosen so that the products' vectors run along unit strides.
+#[derive(Clone, Copy)]
+enum Order {
+    /// [len][n][ch]
+    ImageMajor,
+    /// [len][ch][n]
+    ChannelMajor,
+}
+
+impl Order {
+    #[inline]
+    fn at(self, s: usize, j: usize, c: usize, n: usize, ch: usize) -> usize {
+        match self {
+            Order::ImageMajor => (s * n + j) * ch + c,
+            Order::ChannelMajor => (s * ch + c) * n + j,
+        }
+    }
+}
+
+/// [n, ch, len] (a chunk of planes) -> `order`.
+fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut Vec<f32>) {
+    dst.resize(n * ch * len, 0.0);
+    for j in 0..n {
+        for c in 0..ch {
+            for (s, &v) in src[(j * ch + c) * len..][..len].iter().enumerate() {
+                dst[order.at(s, j, c, n, ch)] = v;
+            }
+        }
+    }
+}
+
+/// `order` -> [n, ch, len].
+fn from_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut [f32]) {
+    for j in 0..n {
+        for c in 0..ch {
+            for (s, v) in dst[(j * ch + c) * len..][..len].iter_mut().enumerate() {
+                *v = src[order.at(s, j, c, n, ch)];
+            }
+        }
+    }
+}
+
+/// Images per chunk: one chunk per thread.
+fn chunk_images(d: &Dims) -> usize {
+    d.n.div_ceil(threads()).max(1)
+}
+
+/// `y` [n, c_out, p] = conv(x, w) + b.
+pub(super) fn forward(d: &Dims, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let (ci, co, p, hw) = (d.c_in, d.c_out, d.p(), d.h * d.w);
+    let pairs = Pairs::new(d);
+    let wl = gather_weight(d, w, &pairs.live);
+    let per = chunk_images(d);
+    let mut y = vec![0f32; d.n * co * p];
+    y.par_chunks_mut(per * co * p).zip(x.par_chunks(per * ci * hw)).for_each(|(y, x)| {
+        let nb = x.len() / (ci * hw);
+        with_scratch(|xt, acc| {
+            to_positions(x, nb, ci, hw, Order::ChannelMajor, xt);
+            acc.clear();
+            acc.resize(p * co * nb, 0.0);
+            if let Some(b) = b {
+                for (i, row) in acc.chunks_mut(nb).enumerate() {
+                    row.fill(b[i % co]);
+                }
+            }
+            for &(s, q, l) in &pairs.list {
+                // Y[s]^T (images x out) += X[q]^T W_l
+                gemm_strided(
+                    nb,
+                    co,
+                    ci,
+                    (&mut acc[s * co * nb..], (1, nb)),
+                    true,
+                    (&xt[q * ci * nb..], (1, nb)),
+                    (&wl[l * ci..], (1, pairs.live.len() * ci)),
+                    false,
+                );
+            }
+            from_positions(acc, nb, co, p, Order::ChannelMajor, y);
+        });
+    });
+    y
+}
+
+/// `dx` [n, c_in, h, w] from the output gradient `dy` [n, c_out, p].
+pub(super) fn backward_input(d: &Dims, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let (ci, co, p, hw) = (d.c_in, d.c_out, d.p(), d.h * d.w);
+    let pairs = Pairs::new(d);
+    let wl = gather_weight(d, w, &pairs.live);
+    let per = chunk_images(d);
+    let mut dx = vec![0f32; d.n * ci * hw];
+    dx.par_chunks_mut(per * ci * hw).zip(dy.par_chunks(per * co * p)).for_each(|(dx, dy)| {
+        let nb = dy.len() / (co * p);
+        with_scratch(|gt, acc| {
+            to_positions(dy, nb, co, p, Order::ImageMajor, gt);
+            acc.clear();
+            acc.resize(hw * nb * ci, 0.0);
+            for &(s, q, l) in &pairs.list {
+                // dX[:, q] += W_l^T dY[:, s]
+                gemm_strided(
+                    ci,
+                    nb,
+                    co,
+                    (&mut acc[q * nb * ci..], (1, ci)),
+                    true,
+                    (&wl[l * ci..], (1, pairs.live.len() * ci)),
+                    (&gt[s * nb * co..], (1, co)),
+                    false,
+                );
+            }
+            from_positions(acc, nb, ci, hw, Order::ImageMajor, dx);
+        });
+    });
+    dx
+}
+
+/// `dw` [c_out, c_in, kh, kw] from the input `x` and the output gradient `dy`.
+pub(super) fn backward_weight(d: &Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (ci, co, p, hw, n, nt) = (d.c_in, d.c_out, d.p(), d.h * d.w, d.n, d.kh * d.kw);
+    let pairs = Pairs::new(d);
+    let live = pairs.live.len();
+    let (mut xt, mut gt) = (Vec::new(), Vec::new());
+    to_positions(x, n, ci, hw, Order::ImageMajor, &mut xt);
+    to_positions(dy, n, co, p, Order::ImageMajor, &mut gt);
+    // Threads take disjoint bands of output channels: [c_out, live, c_in], tap-major per row.
+    let band = co.div_ceil(threads()).max(1);
+    let mut dwl = vec![0f32; co * live * ci];
+    dwl.par_chunks_mut(band * live * ci).enumerate().for_each(|(i, rows)| {
+        let (o0, m) = (i * band, rows.len() / (live * ci));
+        for &(s, q, l) in &pairs.list {
+            // dW_l[o, c] += sum over images of dY[o, s] X[c, q]
+            gemm_strided(
+                m,
+                ci,
+                n,
+                (&mut rows[l * ci..], (live * ci, 1)),
+                true,
+                (&gt[s * n * co + o0..], (1, co)),
+                (&xt[q * n * ci..], (ci, 1)),
+                false,
+            );
+        }
+    });
+    let mut dw = vec![0f32; co * ci * nt];
+    dw.par_chunks_mut(ci * nt).zip(dwl.par_chunks(live * ci)).for_each(|(dst, src)| {
+        for (l, &t) in pairs.live.iter().enumerate() {
+            for c in 0..ci {
+                dst[c * nt + t] = src[l * ci + c];
+            }
+        }
+    });
+    dw
+}
