@@ -28,6 +28,14 @@ fn span(a: Axis, o: usize, len: usize) -> (usize, usize) {
     (lo, hi)
 }
 
+/// A later candidate takes the place when larger, or when NaN (PyTorch's rule); written
+/// without branches so the compiler can vectorise the loops.
+#[inline(always)]
+fn pick(best: (f32, u32), cand: (f32, u32)) -> (f32, u32) {
+    let take = (cand.0 > best.0) | cand.0.is_nan();
+    (if take { cand.0 } else { best.0 }, if take { cand.1 } else { best.1 })
+}
+
 impl Geo {
     fn new(p: Pool2d, dims: &[usize]) -> Result<(usize, Self)> {
         let &[n, c, h, w] = dims else { candle_core::bail!("max_pool2d expects a 4-d input, got {dims:?}") };
@@ -37,29 +45,28 @@ impl Geo {
         Ok((n * c, Self { p, h, w, oh, ow }))
     }
 
-    /// Maxima and their indices for one plane.
-    fn plane(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+    /// Maxima and their indices for one plane; `cols` holds each output column's input
+    /// span (the same for every plane).
+    fn plane(&self, cols: &[(usize, usize)], x: &[f32], out: &mut [f32], idx: &mut [u32]) {
         let (a, b) = (self.p.h, self.p.w);
         if a.kernel == 2 && a.stride == 2 && b.kernel == 2 && b.stride == 2 && a.padding == 0 && b.padding == 0 {
             return self.plane_2x2(x, out, idx);
         }
-        let cols: Vec<(usize, usize)> = (0..self.ow).map(|ox| span(b, ox, self.w)).collect();
         for oy in 0..self.oh {
             let (y0, y1) = span(a, oy, self.h);
             for (ox, &(x0, x1)) in cols.iter().enumerate() {
-                let (mut best, mut at) = (f32::NEG_INFINITY, u32::MAX);
-                for y in y0..y1 {
-                    let row = &x[y * self.w..];
-                    for (xx, &v) in row[x0..x1].iter().enumerate() {
-                        // PyTorch's test: a larger value or a NaN takes the place.
-                        if at == u32::MAX || v > best || v.is_nan() {
-                            best = v;
-                            at = (y * self.w + x0 + xx) as u32;
+                let mut best = (f32::NEG_INFINITY, u32::MAX);
+                if y0 < y1 && x0 < x1 {
+                    // The window's first element, then every later one by PyTorch's rule.
+                    best = (x[y0 * self.w + x0], (y0 * self.w + x0) as u32);
+                    for y in y0..y1 {
+                        for (xx, &v) in x[y * self.w + x0..y * self.w + x1].iter().enumerate() {
+                            best = pick(best, (v, (y * self.w + x0 + xx) as u32));
                         }
                     }
                 }
-                out[oy * self.ow + ox] = best;
-                idx[oy * self.ow + ox] = at;
+                out[oy * self.ow + ox] = best.0;
+                idx[oy * self.ow + ox] = best.1;
             }
         }
     }
@@ -68,12 +75,6 @@ impl Geo {
     /// written without branches so the compiler can vectorise it.
     fn plane_2x2(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
         let w = self.w;
-        // Later candidates take the place when larger, or when NaN (PyTorch's rule).
-        #[inline(always)]
-        fn pick(best: (f32, u32), cand: (f32, u32)) -> (f32, u32) {
-            let take = (cand.0 > best.0) | cand.0.is_nan();
-            (if take { cand.0 } else { best.0 }, if take { cand.1 } else { best.1 })
-        }
         for oy in 0..self.oh {
             let (y0, y1) = (2 * oy * w, (2 * oy + 1) * w);
             let (r0, r1) = (&x[y0..y0 + 2 * self.ow], &x[y1..y1 + 2 * self.ow]);
@@ -109,10 +110,11 @@ impl CustomOp1 for MaxPool {
         let mut y = vec![0f32; planes * ohw];
         let mut idx = vec![0u32; planes * ohw];
         let per = super::min_planes(hw);
+        let cols: Vec<(usize, usize)> = (0..g.ow).map(|ox| span(g.p.w, ox, g.w)).collect();
         y.par_chunks_mut(ohw * per).zip(idx.par_chunks_mut(ohw * per)).enumerate().for_each(|(t, (out, ix))| {
             for (j, (o, i)) in out.chunks_mut(ohw).zip(ix.chunks_mut(ohw)).enumerate() {
                 let plane = t * per + j;
-                g.plane(&x[plane * hw..(plane + 1) * hw], o, i);
+                g.plane(&cols, &x[plane * hw..(plane + 1) * hw], o, i);
             }
         });
         if let Ok(mut slot) = self.indices.lock() {

@@ -84,27 +84,36 @@ impl Order {
     }
 }
 
-/// [n, ch, len] (a chunk of planes) -> `order`.
-fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut Vec<f32>) {
-    dst.resize(n * ch * len, 0.0);
-    for j in 0..n {
+/// Calls `f(plane index, position-layout index)` for every element of a chunk, visiting
+/// both sides in runs: image by image for `ImageMajor` (its planes and runs of channels
+/// are sequential), 16 images at a time for `ChannelMajor` (16 sequential planes on one
+/// side, runs of 16 images on the other).
+#[inline]
+fn for_each_element(n: usize, ch: usize, len: usize, order: Order, mut f: impl FnMut(usize, usize)) {
+    let block = match order {
+        Order::ImageMajor => 1,
+        Order::ChannelMajor => 16,
+    };
+    for j0 in (0..n).step_by(block) {
         for c in 0..ch {
-            for (s, &v) in src[(j * ch + c) * len..][..len].iter().enumerate() {
-                dst[order.at(s, j, c, n, ch)] = v;
+            for s in 0..len {
+                for j in j0..(j0 + block).min(n) {
+                    f((j * ch + c) * len + s, order.at(s, j, c, n, ch));
+                }
             }
         }
     }
 }
 
+/// [n, ch, len] (a chunk of planes) -> `order`.
+fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut Vec<f32>) {
+    dst.resize(n * ch * len, 0.0);
+    for_each_element(n, ch, len, order, |plane, pos| dst[pos] = src[plane]);
+}
+
 /// `order` -> [n, ch, len].
 fn from_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut [f32]) {
-    for j in 0..n {
-        for c in 0..ch {
-            for (s, v) in dst[(j * ch + c) * len..][..len].iter_mut().enumerate() {
-                *v = src[order.at(s, j, c, n, ch)];
-            }
-        }
-    }
+    for_each_element(n, ch, len, order, |plane, pos| dst[plane] = src[pos]);
 }
 
 /// Images per chunk: one chunk per thread.
