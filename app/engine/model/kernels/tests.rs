@@ -257,3 +257,17 @@ fn adam_update_matches_the_formula_and_keeps_frozen_elements() {
         }
     }
 }
+
+#[test]
+fn conv_skips_the_gradient_of_an_input_that_tracks_none() {
+    let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
+    let x = randn(&[2, 3, 6, 6], 11);
+    let w = Var::from_tensor(&randn(&[4, 3, 3, 3], 12)).unwrap();
+    let probe = randn(&[2, 4, 6, 6], 13);
+    let fast = conv2d(&x, w.as_tensor(), None, g, true).unwrap();
+    let plain = plain_conv(&x, w.as_tensor(), g);
+    let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(gf.get(&x).is_none(), "no input gradient for images that track none");
+    close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), "dw");
+}

@@ -344,13 +344,17 @@ impl CustomOp3 for Forward {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(&w.contiguous()?, &BackwardInput(self.0, x.dims().to_vec()))?;
+        // An input that tracks no gradient (the images, when training) needs none.
+        let dx = match x.track_op() {
+            true => Some(grad.apply_op2_no_bwd(&w.contiguous()?, &BackwardInput(self.0, x.dims().to_vec()))?),
+            false => None,
+        };
         if !self.1 {
-            return Ok((Some(dx), None, None));
+            return Ok((dx, None, None));
         }
         let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &BackwardWeight(self.0, w.dims().to_vec()))?;
         let db = if self.2 { Some(grad.apply_op1_no_bwd(&ChannelSums)?) } else { None };
-        Ok((Some(dx), Some(dw), db))
+        Ok((dx, Some(dw), db))
     }
 }
 
@@ -471,13 +475,14 @@ impl CustomOp1 for ChannelSums {
         let (n, c) = (dims[0], dims[1]);
         let p: usize = dims[2..].iter().product();
         let g = f32_data(s, l)?;
-        let mut sums = vec![0f64; c];
-        for i in 0..n {
-            for (ch, sum) in sums.iter_mut().enumerate() {
-                *sum += g[(i * c + ch) * p..(i * c + ch + 1) * p].iter().map(|&v| v as f64).sum::<f64>();
-            }
-        }
-        Ok((CpuStorage::F32(sums.into_iter().map(|v| v as f32).collect()), Shape::from(c)))
+        let sums: Vec<f32> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let plane = |i: usize| g[(i * c + ch) * p..(i * c + ch + 1) * p].iter().map(|&v| v as f64).sum::<f64>();
+                (0..n).map(plane).sum::<f64>() as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(c)))
     }
 }
 
