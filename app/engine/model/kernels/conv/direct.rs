@@ -3,8 +3,9 @@
 //! a chunk of images at once. im2col would multiply its rows of padding zeros too: at a
 //! 1x1 map 8 of a 3x3 kernel's 9 taps read only padding, at 2x2 five of every nine.
 //!
-//! Per chunk, activations are transposed position-major ([position][image][channel]) so
-//! that every product reads and writes unit-stride rows.
+//! Per chunk, activations are transposed position-major ([position][channel][image] in the
+//! forward pass, [position][image][channel] in the backward ones) so that every product
+//! reads and writes unit-stride vectors.
 
 use rayon::prelude::*;
 
