@@ -47,6 +47,18 @@ impl Pairs {
     }
 }
 
+/// Calls `f(index in a weight row [c_in, kh, kw], index in its live-tap row [live][c_in])`
+/// for every live weight of one output channel: the one map between the two layouts,
+/// walked by input channel so that the full row is read (or written) in order.
+#[inline]
+fn for_each_live_weight(ci: usize, nt: usize, live: &[usize], mut f: impl FnMut(usize, usize)) {
+    for c in 0..ci {
+        for (l, &t) in live.iter().enumerate() {
+            f(c * nt + t, l * ci + c);
+        }
+    }
+}
+
 /// The live taps' weights as [c_out][live][c_in], in one sequential pass over `w`
 /// [c_out, c_in, kh, kw]. Tap l's matrix has unit stride along input channels, the
 /// dimension both products run over (forward: W_l as the right operand, read column by
@@ -54,13 +66,8 @@ impl Pairs {
 fn gather_weight(d: &Dims, w: &[f32], live: &[usize]) -> Vec<f32> {
     let (ci, nt, nl) = (d.c_in, d.kh * d.kw, live.len());
     let mut out = vec![0f32; d.c_out * nl * ci];
-    out.par_chunks_mut(nl * ci).with_min_len(min_planes(nl * ci)).enumerate().for_each(|(o, row)| {
-        let src = &w[o * ci * nt..][..ci * nt];
-        for c in 0..ci {
-            for (l, &t) in live.iter().enumerate() {
-                row[l * ci + c] = src[c * nt + t];
-            }
-        }
+    out.par_chunks_mut(nl * ci).zip(w.par_chunks(ci * nt)).with_min_len(min_planes(nl * ci)).for_each(|(row, src)| {
+        for_each_live_weight(ci, nt, live, |full, tap| row[tap] = src[full]);
     });
     out
 }
@@ -218,13 +225,11 @@ pub(super) fn backward_weight(d: &Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
             );
         }
     });
+    // Back to [c_out, c_in, kh, kw]; dead taps keep their zero gradient.
     let mut dw = vec![0f32; co * ci * nt];
-    dw.par_chunks_mut(ci * nt).zip(dwl.par_chunks(live * ci)).for_each(|(dst, src)| {
-        for (l, &t) in pairs.live.iter().enumerate() {
-            for c in 0..ci {
-                dst[c * nt + t] = src[l * ci + c];
-            }
-        }
-    });
+    dw.par_chunks_mut(ci * nt)
+        .zip(dwl.par_chunks(live * ci))
+        .with_min_len(min_planes(ci * nt))
+        .for_each(|(dst, src)| for_each_live_weight(ci, nt, &pairs.live, |full, tap| dst[full] = src[tap]));
     dw
 }
