@@ -6,6 +6,7 @@ use candle_core::Tensor;
 
 use crate::engine::error::{EngineError, Result};
 use crate::engine::model::Network;
+use crate::engine::model::params::overwrite;
 
 /// The tensors one filter acts on together: one layer's weight (and bias, when biases
 /// are included), or every filterable tensor for a global sweep.
@@ -82,7 +83,7 @@ impl<'a> Masker<'a> {
             let n = orig.elem_count();
             let m = Tensor::from_slice(&mask[offset..offset + n], orig.shape(), orig.device())?;
             let masked = orig.mul(&m)?;
-            self.net.params.get(k).expect("checked in original").var.set(&masked)?;
+            overwrite(&self.net.params.get(k).expect("checked in original").var, &masked)?;
             offset += n;
             if !self.masked.contains(k) {
                 self.masked.push(k.clone());
@@ -95,7 +96,7 @@ impl<'a> Masker<'a> {
     pub fn restore(&mut self) -> Result<()> {
         for k in std::mem::take(&mut self.masked) {
             let (orig, _) = &self.originals[&k];
-            self.net.params.get(&k).expect("masked keys exist").var.set(orig)?;
+            overwrite(&self.net.params.get(&k).expect("masked keys exist").var, orig)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use candle_core::{DType, Result as CResult, Tensor, Var};
 use rand::Rng;
 
 use super::kernels;
-use super::params::{Expect, LayerKind, Loader, Role};
+use super::params::{Expect, LayerKind, Loader, Role, overwrite};
 use crate::engine::error::{EngineError, Result};
 
 /// How batch norm computes its statistics.
@@ -275,10 +275,10 @@ impl BatchNorm2d {
         let unbiased = (biased_var.detach() * (count / (count - 1.0).max(1.0)))?;
         let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
         let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
-        self.running_mean.set(&rm)?;
-        self.running_var.set(&rv)?;
+        overwrite(&self.running_mean, &rm)?;
+        overwrite(&self.running_var, &rv)?;
         if let Some(bc) = &self.batch_count {
-            bc.set(&(bc.as_tensor().to_dtype(DType::F64)? + 1.0)?.to_dtype(DType::I64)?)?;
+            overwrite(bc, &(bc.as_tensor().to_dtype(DType::F64)? + 1.0)?.to_dtype(DType::I64)?)?;
         }
         Ok(())
     }

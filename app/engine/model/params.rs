@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Tensor, Var};
 use serde::Serialize;
 
+use super::kernels;
 use crate::engine::checkpoint::StateDict;
 use crate::engine::error::{EngineError, Result};
 
@@ -52,6 +53,16 @@ pub struct Param {
     pub key: String,
     pub var: Var,
     pub role: Role,
+}
+
+/// Overwrites a parameter's values in place and tells the kernels, which keep rearranged
+/// copies of parameters between calls. The one way to change a `Var`: `clippy.toml`
+/// forbids `Var::set` elsewhere.
+pub fn overwrite(var: &Var, value: &Tensor) -> candle_core::Result<()> {
+    #[allow(clippy::disallowed_methods)]
+    let set = var.set(value);
+    kernels::params_changed();
+    set
 }
 
 /// A parameterised layer: its state_dict prefix, kind and weight shape.

@@ -6,6 +6,7 @@ use candle_core::{DType, Tensor, Var};
 
 use crate::engine::error::Result;
 use crate::engine::model::kernels::{self, AdamStep};
+use crate::engine::model::params::overwrite;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
@@ -133,7 +134,7 @@ impl Adam {
                 }
             };
             slot.mv = Tensor::stack(&[m, v], 0)?.detach();
-            slot.var.set(&next.detach())?;
+            overwrite(&slot.var, &next.detach())?;
         }
         Ok(())
     }

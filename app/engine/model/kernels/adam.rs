@@ -9,6 +9,7 @@ use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 use super::f32_data;
+use super::prepared::params_changed;
 
 /// Elements per parallel task: these passes are memory-bound, so only large tensors split.
 const PER_TASK: usize = 64 * 1024;
@@ -133,19 +134,18 @@ pub struct AdamStep {
 /// Updates `param` and its moments `mv` ([2, ...param shape], m then v) in place from the
 /// gradient `grad`; elements where `mask` is 0 keep their values. All three are contiguous
 /// CPU f32 tensors the caller owns alone (nothing else may share their storage).
+#[allow(clippy::disallowed_methods)] // the change is announced below
 pub fn adam_update(param: &Tensor, mv: &Tensor, grad: &Tensor, mask: Option<&Tensor>, s: AdamStep) -> Result<()> {
     let grad = grad.contiguous()?;
     let moments = InPlace(Moments { beta1: s.beta1 as f32, beta2: s.beta2 as f32 });
     let apply = InPlace(Apply { step_size: s.step_size as f32, bias2_sqrt: s.bias2_sqrt as f32, eps: s.eps as f32 });
-    match mask {
-        None => {
-            mv.inplace_op2(&grad, &moments)?;
-            param.inplace_op2(mv, &apply)
-        }
+    let updated = match mask {
+        None => mv.inplace_op2(&grad, &moments).and_then(|()| param.inplace_op2(mv, &apply)),
         Some(mask) => {
             let mask = mask.contiguous()?;
-            mv.inplace_op3(&grad, &mask, &moments)?;
-            param.inplace_op3(mv, &mask, &apply)
+            mv.inplace_op3(&grad, &mask, &moments).and_then(|()| param.inplace_op3(mv, &mask, &apply))
         }
-    }
+    };
+    params_changed();
+    updated
 }

@@ -13,6 +13,7 @@ mod batchnorm;
 mod conv;
 mod linear;
 mod pool;
+mod prepared;
 mod step;
 
 use std::borrow::Cow;
@@ -27,6 +28,7 @@ pub use batchnorm::batch_norm;
 pub use conv::{Geometry as ConvGeometry, conv2d};
 pub use linear::linear;
 pub use pool::max_pool2d;
+pub use prepared::params_changed;
 pub use step::signed_step;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);

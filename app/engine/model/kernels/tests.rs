@@ -101,6 +101,34 @@ fn direct_conv_for_small_maps_matches_candle() {
     assert!(!conv::is_direct(&few, &[5, 6, 3, 3], g(1, [1, 1])), "small batches keep im2col");
 }
 
+/// The direct path keeps a parameter's gathered taps between calls; changing the parameter
+/// (by `params::overwrite` or the Adam kernel) must drop them.
+#[test]
+fn direct_conv_sees_every_change_to_its_weights() {
+    let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
+    let (xs, ws) = ([8 * threads(), 6, 2, 2], [5, 6, 3, 3]);
+    assert!(conv::is_direct(&xs, &ws, g));
+    let x = Var::from_tensor(&randn(&xs, 700)).unwrap();
+    let w = Var::from_tensor(&randn(&ws, 701)).unwrap();
+    let probe = randn(&[xs[0], 5, 2, 2], 702);
+    let check = |what: &str| {
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), None, g, false).unwrap();
+        let plain = plain_conv(x.as_tensor(), &w.as_tensor().detach(), g);
+        close(&fast, &plain, &format!("{what}: forward"));
+        let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("{what}: dx"));
+    };
+    check("first call");
+    check("second call, from the kept taps");
+    crate::engine::model::params::overwrite(&w, &randn(&ws, 703)).unwrap();
+    check("after overwrite");
+    let mv = Tensor::zeros((2, 5, 6, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let s = AdamStep { beta1: 0.9, beta2: 0.999, step_size: 0.5, bias2_sqrt: 1.0, eps: 1e-8 };
+    adam_update(w.as_tensor(), &mv, &randn(&ws, 704), None, s).unwrap();
+    check("after an Adam step");
+}
+
 #[test]
 fn linear_matches_matmul() {
     let x = Var::from_tensor(&randn(&[5, 7], 1)).unwrap();

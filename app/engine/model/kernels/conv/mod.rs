@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col and gemm, forward and both backward passes.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, TensorId};
 use rayon::prelude::*;
 
 use super::{f32_data, matmul, threads};
@@ -280,8 +280,9 @@ fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps
     }
 }
 
-/// The convolution with its bias: (geometry, weight gradient wanted, has a bias).
-struct Forward(Geometry, bool, bool);
+/// The convolution with its bias: (geometry, weight gradient wanted, has a bias, the
+/// weight's id when it is a parameter).
+struct Forward(Geometry, bool, bool, Option<TensorId>);
 
 impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
@@ -301,7 +302,7 @@ impl CustomOp3 for Forward {
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
         let shape = Shape::from((d.n, d.c_out, d.oh, d.ow));
         if direct::suits(&d) {
-            return Ok((CpuStorage::F32(direct::forward(&d, &x, &w, self.2.then_some(&b[..]))), shape));
+            return Ok((CpuStorage::F32(direct::forward(&d, &x, &w, self.3, self.2.then_some(&b[..]))), shape));
         }
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let plan = Plan::new(&d);
@@ -346,7 +347,7 @@ impl CustomOp3 for Forward {
         let grad = grad.contiguous()?;
         // An input that tracks no gradient (the images, when training) needs none.
         let dx = match x.track_op() {
-            true => Some(grad.apply_op2_no_bwd(&w.contiguous()?, &BackwardInput(self.0, x.dims().to_vec()))?),
+            true => Some(grad.apply_op2_no_bwd(&w.contiguous()?, &BackwardInput(self.0, x.dims().to_vec(), self.3))?),
             false => None,
         };
         if !self.1 {
@@ -370,8 +371,9 @@ fn chunk_grad(d: &Dims, dy: &[f32], imgs: &std::ops::Range<usize>, g: usize, out
     }
 }
 
-/// dX from dY and W: the column gradient W^T dY, scattered back (col2im).
-struct BackwardInput(Geometry, Vec<usize>);
+/// dX from dY and W: the column gradient W^T dY, scattered back (col2im). Holds the
+/// input's dims and the weight's id when it is a parameter.
+struct BackwardInput(Geometry, Vec<usize>, Option<TensorId>);
 
 impl CustomOp2 for BackwardInput {
     fn name(&self) -> &'static str {
@@ -382,7 +384,7 @@ impl CustomOp2 for BackwardInput {
         let d = Dims::new(&self.1, l2.dims(), self.0)?;
         let (dy, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
         if direct::suits(&d) {
-            return Ok((CpuStorage::F32(direct::backward_input(&d, &dy, &w)), Shape::from(self.1.clone())));
+            return Ok((CpuStorage::F32(direct::backward_input(&d, &dy, &w, self.2)), Shape::from(self.1.clone())));
         }
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
         let plan = Plan::new(&d);
@@ -499,5 +501,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: Geometry, weight_gr
         Some(b) => b.contiguous()?,
         None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
     };
-    x.contiguous()?.apply_op3(&w.contiguous()?, &bias, Forward(g, weight_grad, b.is_some()))
+    let w = w.contiguous()?;
+    let id = w.is_variable().then(|| w.id());
+    x.contiguous()?.apply_op3(&w, &bias, Forward(g, weight_grad, b.is_some(), id))
 }
