@@ -145,16 +145,26 @@ impl Conv2d {
         Some((f(h, kh, self.padding[0])?, f(w, kw, self.padding[1])?))
     }
 
+    fn geometry(&self) -> kernels::ConvGeometry {
+        kernels::ConvGeometry {
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        }
+    }
+
+    /// The convolution followed by `then` in one op (CPU kernels only; no tap sees the
+    /// convolution's own output).
+    pub fn forward_then(&self, x: &Tensor, ctx: &ForwardCtx, then: kernels::Epilogue) -> CResult<Tensor> {
+        let weight_grad = !ctx.input_grad_only;
+        kernels::conv2d_then(x, &self.weight, self.bias.as_ref(), self.geometry(), weight_grad, Some(then))
+    }
+
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let [ph, pw] = self.padding;
         let y = if kernels::enabled_for(x) {
-            let geo = kernels::ConvGeometry {
-                stride: self.stride,
-                padding: self.padding,
-                dilation: self.dilation,
-                groups: self.groups,
-            };
-            let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), geo, !ctx.input_grad_only)?;
+            let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), self.geometry(), !ctx.input_grad_only)?;
             ctx.observe(&self.key, &y);
             return Ok(y);
         } else if ph == pw {
@@ -283,6 +293,30 @@ impl BatchNorm2d {
         Ok(())
     }
 
+    /// The per-channel `(alpha, beta)` of `y = x * alpha + beta` for these statistics,
+    /// folded as PyTorch's CPU kernels do.
+    fn fold(&self, mean: &Tensor, var: Tensor) -> CResult<(Tensor, Tensor)> {
+        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
+        let alpha = match &self.weight {
+            Some(w) => w.mul(&inv_std)?,
+            None => inv_std,
+        };
+        let beta = mean.mul(&alpha)?.neg()?;
+        let beta = match &self.bias {
+            Some(b) => b.add(&beta)?,
+            None => beta,
+        };
+        Ok((alpha, beta))
+    }
+
+    /// With running statistics, the layer as `x * alpha + beta` per channel (detached:
+    /// evaluation gives the input a gradient only).
+    pub fn running_affine(&self) -> CResult<(Vec<f32>, Vec<f32>)> {
+        let mean = self.running_mean.as_tensor().detach();
+        let (alpha, beta) = self.fold(&mean, self.running_var.as_tensor().detach())?;
+        Ok((alpha.detach().to_vec1()?, beta.detach().to_vec1()?))
+    }
+
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let c = x.dim(1)?;
         let count = (x.elem_count() / c.max(1)) as f64;
@@ -323,17 +357,7 @@ impl BatchNorm2d {
                 (mean, var)
             }
         };
-        // Folded as PyTorch's CPU kernels do: y = x * alpha + beta.
-        let inv_std = (var + self.eps)?.sqrt()?.recip()?;
-        let alpha = match &self.weight {
-            Some(w) => w.mul(&inv_std)?,
-            None => inv_std,
-        };
-        let beta = mean.mul(&alpha)?.neg()?;
-        let beta = match &self.bias {
-            Some(b) => b.add(&beta)?,
-            None => beta,
-        };
+        let (alpha, beta) = self.fold(&mean, var)?;
         if kernels::enabled_for(x) {
             // With running statistics only the input needs a gradient (training always
             // uses batch statistics): one fused pass.

@@ -25,7 +25,7 @@ pub use act::relu;
 pub use adam::{AdamStep, adam_update};
 pub use affine::channel_affine;
 pub use batchnorm::batch_norm;
-pub use conv::{Geometry as ConvGeometry, conv2d};
+pub use conv::{Epilogue, Geometry as ConvGeometry, conv2d, conv2d_then};
 pub use linear::linear;
 pub use pool::max_pool2d;
 pub use prepared::params_changed;

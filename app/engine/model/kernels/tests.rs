@@ -129,6 +129,42 @@ fn direct_conv_sees_every_change_to_its_weights() {
     check("after an Adam step");
 }
 
+/// Batch norm (running statistics) and ReLU inside the convolution's op give bitwise the
+/// values and gradients of the separate ops, on the im2col and the direct path.
+#[test]
+fn conv_epilogue_is_bitwise_the_separate_ops() {
+    let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
+    for (xs, direct) in [([3, 4, 6, 5], false), ([8 * threads() + 1, 4, 2, 2], true)] {
+        assert_eq!(conv::is_direct(&xs, &[6, 4, 3, 3], g), direct);
+        let x = Var::from_tensor(&randn(&xs, 800)).unwrap();
+        let w = Var::from_tensor(&randn(&[6, 4, 3, 3], 801)).unwrap();
+        let b = Var::from_tensor(&randn(&[6], 802)).unwrap();
+        let (alpha, beta) = (randn(&[6], 803), randn(&[6], 804));
+        for relu_after in [false, true] {
+            let then = Epilogue { alpha: alpha.to_vec1().unwrap(), beta: beta.to_vec1().unwrap(), relu: relu_after };
+            let fused = conv2d_then(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true, Some(then)).unwrap();
+            let conv = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true).unwrap();
+            let apart = channel_affine(&conv, &alpha, &beta).unwrap();
+            let apart = if relu_after { relu(&apart).unwrap() } else { apart };
+            let what = format!("direct {direct}, relu {relu_after}");
+            let bits = |t: &Tensor| {
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&fused), bits(&apart), "{what}: forward");
+            let probe = randn(fused.dims(), 805);
+            let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let ga = (apart * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for (v, name) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+                assert_eq!(
+                    bits(gf.get(v.as_tensor()).unwrap()),
+                    bits(ga.get(v.as_tensor()).unwrap()),
+                    "{what}: {name}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn linear_matches_matmul() {
     let x = Var::from_tensor(&randn(&[5, 7], 1)).unwrap();
@@ -193,7 +229,9 @@ fn relu_and_max_pool_match_the_plain_ops() {
             ceil_mode: false,
         },
     ];
-    for (i, p) in pools.iter().enumerate() {
+    // Values of five levels: most windows hold ties, which the gradient must resolve alike.
+    let ties = Var::from_tensor(&(randn(&[2, 3, 9, 7], 8) * 2.0).unwrap().round().unwrap()).unwrap();
+    for (i, (p, x)) in pools.iter().flat_map(|p| [(p, &x), (p, &ties)]).enumerate() {
         let fast = max_pool2d(x.as_tensor(), p).unwrap();
         set_enabled(false);
         let plain = crate::engine::model::ops::max_pool2d(x.as_tensor(), p).unwrap();

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::super::prepared::prepared;
 use super::super::{gemm_strided, min_planes, threads};
-use super::{Dims, taps, with_scratch};
+use super::{Dims, Epilogue, taps, with_scratch};
 
 /// Output maps of at most this many positions take the direct path.
 const MAX_POSITIONS: usize = 16;
@@ -135,9 +135,16 @@ fn chunk_images(d: &Dims) -> usize {
     d.n.div_ceil(threads()).max(1)
 }
 
-/// `y` [n, c_out, p] = conv(x, w) + b.
+/// `y` [n, c_out, p] = conv(x, w) + b, followed by `then`.
 /// `id` names `w` when it is a parameter (its gathered taps are then kept).
-pub(super) fn forward(d: &Dims, x: &[f32], w: &[f32], id: Option<TensorId>, b: Option<&[f32]>) -> Vec<f32> {
+pub(super) fn forward(
+    d: &Dims,
+    x: &[f32],
+    w: &[f32],
+    id: Option<TensorId>,
+    b: Option<&[f32]>,
+    then: Option<&Epilogue>,
+) -> Vec<f32> {
     let (ci, co, p, hw) = (d.c_in, d.c_out, d.p(), d.h * d.w);
     let pairs = Pairs::new(d);
     let wl = gather_weight(d, w, &pairs.live, id);
@@ -168,6 +175,9 @@ pub(super) fn forward(d: &Dims, x: &[f32], w: &[f32], id: Option<TensorId>, b: O
                 );
             }
             from_positions(acc, nb, co, p, Order::ChannelMajor, y);
+            if let Some(then) = then {
+                then.apply(y, p);
+            }
         });
     });
     y

@@ -6,6 +6,10 @@ use rayon::prelude::*;
 use super::{f32_data, matmul, threads};
 
 mod direct;
+mod epilogue;
+
+pub use epilogue::Epilogue;
+use epilogue::EpilogueBackward;
 
 /// Convolution geometry (PyTorch's `nn.Conv2d` arguments, square stride and dilation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,9 +284,15 @@ fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps
     }
 }
 
-/// The convolution with its bias: (geometry, weight gradient wanted, has a bias, the
-/// weight's id when it is a parameter).
-struct Forward(Geometry, bool, bool, Option<TensorId>);
+/// The convolution with its bias and what follows it in the same op.
+struct Forward {
+    g: Geometry,
+    weight_grad: bool,
+    has_bias: bool,
+    /// The weight's id when it is a parameter (the direct path then keeps its gathered taps).
+    weight_id: Option<TensorId>,
+    then: Option<Epilogue>,
+}
 
 impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
@@ -298,11 +308,16 @@ impl CustomOp3 for Forward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let d = Dims::new(l1.dims(), l2.dims(), self.0)?;
+        let d = Dims::new(l1.dims(), l2.dims(), self.g)?;
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
         let shape = Shape::from((d.n, d.c_out, d.oh, d.ow));
+        if let Some(then) = &self.then {
+            then.check(d.c_out)?;
+        }
+        let bias = self.has_bias.then_some(&b[..]);
         if direct::suits(&d) {
-            return Ok((CpuStorage::F32(direct::forward(&d, &x, &w, self.3, self.2.then_some(&b[..]))), shape));
+            let y = direct::forward(&d, &x, &w, self.weight_id, bias, self.then.as_ref());
+            return Ok((CpuStorage::F32(y), shape));
         }
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let plan = Plan::new(&d);
@@ -316,20 +331,23 @@ impl CustomOp3 for Forward {
                 for g in 0..d.g.groups {
                     chunk_cols(&d, &x, &imgs, g, &taps, col);
                     let og = &mut out[g * cg * width..(g + 1) * cg * width];
-                    if self.2 {
+                    if self.has_bias {
                         // Start from the bias and let gemm accumulate onto it.
                         for (ch, row) in og.chunks_mut(width).enumerate() {
                             row.fill(b[g * cg + ch]);
                         }
                     }
                     let wg = &w[g * cg * k..(g + 1) * cg * k];
-                    matmul(cg, width, k, og, self.2, wg, (k, 1), col, (width, 1), !plan.by_chunk);
+                    matmul(cg, width, k, og, self.has_bias, wg, (k, 1), col, (width, 1), !plan.by_chunk);
                 }
                 // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
                 for j in 0..imgs.len() {
                     for ch in 0..d.c_out {
                         y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&out[ch * width + j * p..][..p]);
                     }
+                }
+                if let Some(then) = &self.then {
+                    then.apply(y_chunk, p);
                 }
             });
         });
@@ -341,20 +359,26 @@ impl CustomOp3 for Forward {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = match &self.then {
+            Some(then) => grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &EpilogueBackward(then.clone()))?,
+            None => grad.contiguous()?,
+        };
         // An input that tracks no gradient (the images, when training) needs none.
         let dx = match x.track_op() {
-            true => Some(grad.apply_op2_no_bwd(&w.contiguous()?, &BackwardInput(self.0, x.dims().to_vec(), self.3))?),
+            true => {
+                let back = BackwardInput(self.g, x.dims().to_vec(), self.weight_id);
+                Some(grad.apply_op2_no_bwd(&w.contiguous()?, &back)?)
+            }
             false => None,
         };
-        if !self.1 {
+        if !self.weight_grad {
             return Ok((dx, None, None));
         }
-        let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &BackwardWeight(self.0, w.dims().to_vec()))?;
-        let db = if self.2 { Some(grad.apply_op1_no_bwd(&ChannelSums)?) } else { None };
+        let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &BackwardWeight(self.g, w.dims().to_vec()))?;
+        let db = if self.has_bias { Some(grad.apply_op1_no_bwd(&ChannelSums)?) } else { None };
         Ok((dx, Some(dw), db))
     }
 }
@@ -497,11 +521,24 @@ pub(super) fn is_direct(x: &[usize], w: &[usize], g: Geometry) -> bool {
 /// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O];
 /// weight and bias gradients are computed in backward only when `weight_grad` is set.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: Geometry, weight_grad: bool) -> Result<Tensor> {
+    conv2d_then(x, w, b, g, weight_grad, None)
+}
+
+/// [`conv2d`] followed by `then`, in one op.
+pub fn conv2d_then(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    g: Geometry,
+    weight_grad: bool,
+    then: Option<Epilogue>,
+) -> Result<Tensor> {
     let bias = match b {
         Some(b) => b.contiguous()?,
         None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
     };
     let w = w.contiguous()?;
-    let id = w.is_variable().then(|| w.id());
-    x.contiguous()?.apply_op3(&w, &bias, Forward(g, weight_grad, b.is_some(), id))
+    let weight_id = w.is_variable().then(|| w.id());
+    let op = Forward { g, weight_grad, has_bias: b.is_some(), weight_id, then };
+    x.contiguous()?.apply_op3(&w, &bias, op)
 }

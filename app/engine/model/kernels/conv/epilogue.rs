@@ -1,0 +1,65 @@
+//! What may follow a convolution inside its op: batch norm with running statistics
+//! (`x * alpha[c] + beta[c]`) and ReLU, applied to each chunk of the output while it is
+//! still in cache. Apart, each is a pass over the activations and a fresh tensor.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
+use rayon::prelude::*;
+
+use super::super::{f32_data, min_planes};
+
+#[derive(Debug, Clone)]
+pub struct Epilogue {
+    pub alpha: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub relu: bool,
+}
+
+impl Epilogue {
+    /// In place on whole images `y` [images, channels, p], with the roundings of the
+    /// separate ops (`channel_affine`, then `relu`).
+    pub(super) fn apply(&self, y: &mut [f32], p: usize) {
+        let c = self.alpha.len();
+        for (i, plane) in y.chunks_mut(p).enumerate() {
+            let (a, b) = (self.alpha[i % c], self.beta[i % c]);
+            for v in plane {
+                let z = *v * a + b;
+                *v = if !self.relu || z > 0.0 { z } else { 0.0 };
+            }
+        }
+    }
+
+    pub(super) fn check(&self, channels: usize) -> Result<()> {
+        if self.alpha.len() != channels || self.beta.len() != channels {
+            candle_core::bail!("conv epilogue: {channels} channels but {} scales", self.alpha.len())
+        }
+        Ok(())
+    }
+}
+
+/// The gradient at the convolution's output from the gradient at the epilogue's output
+/// `y`: ReLU's (kept where `y` > 0) then the scale's, with the separate ops' roundings.
+pub(super) struct EpilogueBackward(pub Epilogue);
+
+impl CustomOp2 for EpilogueBackward {
+    fn name(&self) -> &'static str {
+        "fe-conv-epilogue-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (g, y) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        let dims = l1.dims();
+        let (c, p) = (dims[1], dims[2..].iter().product::<usize>().max(1));
+        self.0.check(c)?;
+        let mut dz = vec![0f32; g.len()];
+        let planes = dz.par_chunks_mut(p).zip(g.par_chunks(p).zip(y.par_chunks(p)));
+        planes.with_min_len(min_planes(p)).enumerate().for_each(|(i, (out, (g, y)))| {
+            let a = self.0.alpha[i % c];
+            for (o, (&g, &y)) in out.iter_mut().zip(g.iter().zip(y)) {
+                let kept = if !self.0.relu || y > 0.0 { g } else { 0.0 };
+                // `+ 0.0` as the separate scale op computes it (x * alpha + 0).
+                *o = kept * a + 0.0;
+            }
+        });
+        Ok((CpuStorage::F32(dz), l1.shape().clone()))
+    }
+}
