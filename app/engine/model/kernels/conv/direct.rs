@@ -125,6 +125,33 @@ fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst:
     for_each_element(n, ch, len, order, |plane, pos| dst[pos] = src[plane]);
 }
 
+/// [n, ch, len] -> `ImageMajor` for a whole batch, with the images split across threads:
+/// each thread reads its images in order and writes its part of every position's block.
+fn to_positions_parallel(src: &[f32], n: usize, ch: usize, len: usize) -> Vec<f32> {
+    let per = n.div_ceil(threads()).max(1);
+    let mut dst = vec![0f32; n * ch * len];
+    let mut parts: Vec<Vec<&mut [f32]>> = Vec::new();
+    for block in dst.chunks_mut((n * ch).max(1)) {
+        for (t, piece) in block.chunks_mut(per * ch).enumerate() {
+            if t == parts.len() {
+                parts.push(Vec::with_capacity(len));
+            }
+            parts[t].push(piece);
+        }
+    }
+    parts.into_par_iter().enumerate().for_each(|(t, mut pieces)| {
+        let images = src.chunks(ch * len).skip(t * per).take(per);
+        for (j, image) in images.enumerate() {
+            for (c, plane) in image.chunks(len).enumerate() {
+                for (piece, &v) in pieces.iter_mut().zip(plane) {
+                    piece[j * ch + c] = v;
+                }
+            }
+        }
+    });
+    dst
+}
+
 /// `order` -> [n, ch, len].
 fn from_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut [f32]) {
     for_each_element(n, ch, len, order, |plane, pos| dst[plane] = src[pos]);
@@ -220,9 +247,7 @@ pub(super) fn backward_weight(d: &Dims, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (ci, co, p, hw, n, nt) = (d.c_in, d.c_out, d.p(), d.h * d.w, d.n, d.kh * d.kw);
     let pairs = Pairs::new(d);
     let live = pairs.live.len();
-    let (mut xt, mut gt) = (Vec::new(), Vec::new());
-    to_positions(x, n, ci, hw, Order::ImageMajor, &mut xt);
-    to_positions(dy, n, co, p, Order::ImageMajor, &mut gt);
+    let (xt, gt) = (to_positions_parallel(x, n, ci, hw), to_positions_parallel(dy, n, co, p));
     // Threads take disjoint bands of output channels: [c_out, live, c_in], tap-major per row.
     let band = co.div_ceil(threads()).max(1);
     let mut dwl = vec![0f32; co * live * ci];
