@@ -48,6 +48,10 @@ fn conv_matches_candle_forward_and_backward() {
         // Wide outputs take the row-copy path of im2col, narrow ones the tap table.
         ([2, 3, 20, 18], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
         ([2, 2, 40, 36], [3, 2, 5, 5], ConvGeometry { stride: 2, padding: [2, 1], dilation: 1, groups: 1 }),
+        // Wide maps with more patch elements than output channels per group: the weight
+        // gradient from patch rows, with groups and with dilation.
+        ([2, 4, 18, 17], [6, 2, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 2 }),
+        ([2, 3, 21, 20], [2, 3, 3, 3], ConvGeometry { stride: 1, padding: [0, 2], dilation: 2, groups: 1 }),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();
