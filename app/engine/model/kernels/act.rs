@@ -4,6 +4,18 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 
 use super::f32_data;
 
+/// ReLU of one element: every ReLU pass (also the convolution's epilogue) uses this.
+#[inline(always)]
+pub(super) fn relu_of(v: f32) -> f32 {
+    if v > 0.0 { v } else { 0.0 }
+}
+
+/// ReLU's gradient for one element, from the gradient `g` and the output `y`.
+#[inline(always)]
+pub(super) fn relu_grad(g: f32, y: f32) -> f32 {
+    if y > 0.0 { g } else { 0.0 }
+}
+
 struct Relu;
 
 impl CustomOp1 for Relu {
@@ -13,7 +25,7 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = f32_data(s, l)?;
-        let y: Vec<f32> = x.iter().map(|&v| if v > 0.0 { v } else { 0.0 }).collect();
+        let y: Vec<f32> = x.iter().map(|&v| relu_of(v)).collect();
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -32,7 +44,7 @@ impl CustomOp2 for ReluBackward {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (g, y) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
-        let dx: Vec<f32> = g.iter().zip(y.iter()).map(|(&g, &y)| if y > 0.0 { g } else { 0.0 }).collect();
+        let dx: Vec<f32> = g.iter().zip(y.iter()).map(|(&g, &y)| relu_grad(g, y)).collect();
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

@@ -6,6 +6,13 @@ use rayon::prelude::*;
 
 use super::f32_data;
 
+/// One element of `x * alpha + beta`: the two roundings every affine pass (also the
+/// convolution's epilogue, forward and backward) shares.
+#[inline(always)]
+pub(super) fn affine(v: f32, a: f32, b: f32) -> f32 {
+    v * a + b
+}
+
 struct ChannelAffine {
     alpha: Vec<f32>,
     beta: Vec<f32>,
@@ -24,8 +31,7 @@ impl ChannelAffine {
                 let ch = i % c;
                 let (a, b) = (self.alpha[ch], if with_beta { self.beta[ch] } else { 0.0 });
                 for (o, &v) in out.iter_mut().zip(inp) {
-                    // The same two roundings as x * alpha then + beta.
-                    *o = v * a + b;
+                    *o = affine(v, a, b);
                 }
             },
         );

@@ -5,6 +5,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
+use super::super::act::{relu_grad, relu_of};
+use super::super::affine::affine;
 use super::super::{f32_data, min_planes};
 
 #[derive(Debug, Clone)]
@@ -22,8 +24,8 @@ impl Epilogue {
         for (i, plane) in y.chunks_mut(p).enumerate() {
             let (a, b) = (self.alpha[i % c], self.beta[i % c]);
             for v in plane {
-                let z = *v * a + b;
-                *v = if !self.relu || z > 0.0 { z } else { 0.0 };
+                let z = affine(*v, a, b);
+                *v = if self.relu { relu_of(z) } else { z };
             }
         }
     }
@@ -55,9 +57,9 @@ impl CustomOp2 for EpilogueBackward {
         planes.with_min_len(min_planes(p)).enumerate().for_each(|(i, (out, (g, y)))| {
             let a = self.0.alpha[i % c];
             for (o, (&g, &y)) in out.iter_mut().zip(g.iter().zip(y)) {
-                let kept = if !self.0.relu || y > 0.0 { g } else { 0.0 };
-                // `+ 0.0` as the separate scale op computes it (x * alpha + 0).
-                *o = kept * a + 0.0;
+                let kept = if self.0.relu { relu_grad(g, y) } else { g };
+                // The separate scale op is the affine pass with beta 0.
+                *o = affine(kept, a, 0.0);
             }
         });
         Ok((CpuStorage::F32(dz), l1.shape().clone()))
