@@ -75,6 +75,7 @@ fn optimised_kernels_give_the_plain_results() {
         let net = Network::load(&dir.join(format!("{name}.safetensors")), None, &Device::Cpu).unwrap();
         let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
         let x = &io["input"];
+        assert!(!net.logits(x, BnMode::Running).unwrap().track_op(), "{name}: evaluation keeps no graph");
         let labels: Vec<u32> = io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect();
         let n = net.card.normalize.clone().unwrap();
         let (plain, fast) = both(|| {

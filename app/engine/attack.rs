@@ -148,7 +148,7 @@ pub fn input_gradient(
     mode: GradMode,
 ) -> Result<(Tensor, Tensor, usize)> {
     let xv = Var::from_tensor(x)?;
-    let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
+    let mut ctx = ForwardCtx::input_grad(bn);
     let logits = net.forward(xv.as_tensor(), &mut ctx)?;
     let (g, saturated) = gradient_of(&xv, &logits, labels, mode)?;
     Ok((g, logits.detach(), saturated))
@@ -176,7 +176,7 @@ pub struct Prefix {
 impl Prefix {
     pub fn new(net: &Network, from: usize, x: &Tensor, bn: BnMode) -> Result<Self> {
         let xv = Var::from_tensor(x)?;
-        let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
+        let mut ctx = ForwardCtx::input_grad(bn);
         let activations = net.forward_stages(0..from, xv.as_tensor(), &mut ctx)?;
         Ok(Self { from, x: xv, activations })
     }
@@ -184,7 +184,7 @@ impl Prefix {
     /// Logits of the network as it is now, from the kept activations.
     pub fn logits(&self, net: &Network, bn: BnMode) -> Result<Tensor> {
         let activations = self.activations.detach();
-        Ok(net.forward_stages(self.from..usize::MAX, &activations, &mut ForwardCtx::with_bn(bn))?.detach())
+        Ok(net.forward_stages(self.from..usize::MAX, &activations, &mut ForwardCtx::eval(bn))?)
     }
 
     /// FGSM against the network as it is now (the same result as [`attack`]).
@@ -196,7 +196,7 @@ impl Prefix {
         bn: BnMode,
         cfg: &AttackConfig,
     ) -> Result<Attacked> {
-        let mut ctx = ForwardCtx { input_grad_only: true, ..ForwardCtx::with_bn(bn) };
+        let mut ctx = ForwardCtx::input_grad(bn);
         let logits = net.forward_stages(self.from..usize::MAX, &self.activations, &mut ctx)?;
         let (g, saturated) = gradient_of(&self.x, &logits, labels, cfg.grad)?;
         let x = self.x.as_tensor();

@@ -81,7 +81,7 @@ impl EvalSet {
         let mut elements = 0usize;
         let mut y = x0.clone();
         for s in 0..from {
-            y = net.forward_stages(s..s + 1, &y, &mut ForwardCtx::with_bn(bn))?;
+            y = net.forward_stages(s..s + 1, &y, &mut ForwardCtx::eval(bn))?;
             elements += y.elem_count();
         }
         let copies = if self.transfer.is_some() { 2 } else { 1 };

@@ -3,7 +3,7 @@
 use candle_core::{DType, Result as CResult, Tensor, Var};
 use rand::Rng;
 
-use super::kernels;
+use super::kernels::{self, Grads};
 use super::params::{Expect, LayerKind, Loader, Role, overwrite};
 use crate::engine::error::{EngineError, Result};
 
@@ -29,8 +29,8 @@ pub struct ForwardCtx<'a> {
     /// Dropout is active only when a random source is given (training).
     pub dropout_rng: Option<&'a mut rand_chacha::ChaCha8Rng>,
     pub tap: Option<Tap>,
-    /// Only the input's gradient will be asked for (attacks): layers skip weight gradients.
-    pub input_grad_only: bool,
+    /// The gradients the backward pass will be asked for.
+    pub grads: Grads,
 }
 
 /// Captures the output of the layer named `layer` (before batch norm and activation).
@@ -43,6 +43,16 @@ pub struct Tap {
 impl ForwardCtx<'_> {
     pub fn with_bn(bn: BnMode) -> Self {
         Self { bn, ..Self::default() }
+    }
+
+    /// Evaluation: no gradient, so no graph is kept.
+    pub fn eval(bn: BnMode) -> Self {
+        Self { bn, grads: Grads::None, ..Self::default() }
+    }
+
+    /// Attacks: the input's gradient only.
+    pub fn input_grad(bn: BnMode) -> Self {
+        Self { bn, grads: Grads::Input, ..Self::default() }
     }
 
     fn observe(&mut self, layer: &str, y: &Tensor) {
@@ -157,14 +167,13 @@ impl Conv2d {
     /// The convolution followed by `then` in one op (CPU kernels only; no tap sees the
     /// convolution's own output).
     pub fn forward_then(&self, x: &Tensor, ctx: &ForwardCtx, then: kernels::Epilogue) -> CResult<Tensor> {
-        let weight_grad = !ctx.input_grad_only;
-        kernels::conv2d_then(x, &self.weight, self.bias.as_ref(), self.geometry(), weight_grad, Some(then))
+        kernels::conv2d_then(x, &self.weight, self.bias.as_ref(), self.geometry(), ctx.grads, Some(then))
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let [ph, pw] = self.padding;
         let y = if kernels::enabled_for(x) {
-            let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), self.geometry(), !ctx.input_grad_only)?;
+            let y = kernels::conv2d(x, &self.weight, self.bias.as_ref(), self.geometry(), ctx.grads)?;
             ctx.observe(&self.key, &y);
             return Ok(y);
         } else if ph == pw {
@@ -228,7 +237,7 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         if kernels::enabled_for(x) {
-            let y = kernels::linear(x, &self.weight, self.bias.as_ref(), !ctx.input_grad_only)?;
+            let y = kernels::linear(x, &self.weight, self.bias.as_ref(), ctx.grads)?;
             ctx.observe(&self.key, &y);
             return Ok(y);
         }
@@ -337,7 +346,7 @@ impl BatchNorm2d {
                     &zeros
                 }
             };
-            let (y, (mean, var)) = kernels::batch_norm(x, w, b, self.eps, !ctx.input_grad_only)?;
+            let (y, (mean, var)) = kernels::batch_norm(x, w, b, self.eps, ctx.grads)?;
             if ctx.bn == BnMode::Train {
                 let t = |v: Vec<f32>| Tensor::from_vec(v, c, x.device());
                 self.update_running(&t(mean)?, &t(var)?, count)?;
@@ -358,6 +367,10 @@ impl BatchNorm2d {
             }
         };
         let (alpha, beta) = self.fold(&mean, var)?;
+        let (alpha, beta) = match ctx.grads {
+            Grads::None => (alpha.detach(), beta.detach()),
+            _ => (alpha, beta),
+        };
         if kernels::enabled_for(x) {
             // With running statistics only the input needs a gradient (training always
             // uses batch statistics): one fused pass.

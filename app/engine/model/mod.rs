@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Result as CResult, Tensor};
 
+pub use kernels::Grads;
 pub use layers::{BnMode, ForwardCtx, Tap};
 pub use params::{LayerInfo, LayerKind, Param, ParamStore, Role};
 
@@ -150,7 +151,7 @@ impl Network {
 
     /// Logits in evaluation mode with the given batch-norm statistics.
     pub fn logits(&self, x: &Tensor, bn: BnMode) -> CResult<Tensor> {
-        self.forward(x, &mut ForwardCtx::with_bn(bn))
+        self.forward(x, &mut ForwardCtx::eval(bn))
     }
 
     /// Whether the input height and width may differ from the card's (true for

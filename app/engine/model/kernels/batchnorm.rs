@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_data;
+use super::{Grads, apply3, f32_data};
 
 /// Per-channel batch statistics of the last forward pass: (mean, biased variance).
 pub type Stats = (Vec<f32>, Vec<f32>);
@@ -132,10 +132,10 @@ impl CustomOp3 for BatchNorm {
 
 /// Normalises `x` with its own batch statistics, then scales by `w` and shifts by `b`.
 /// Returns the output and the statistics (for updating running averages).
-pub fn batch_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, param_grads: bool) -> Result<(Tensor, Stats)> {
+pub fn batch_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, grads: Grads) -> Result<(Tensor, Stats)> {
     let stats = Arc::new(Mutex::new(None));
-    let op = BatchNorm { eps, param_grads, stats: stats.clone() };
-    let y = x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, op)?;
+    let op = BatchNorm { eps, param_grads: grads.weights(), stats: stats.clone() };
+    let y = apply3(&x.contiguous()?, &w.contiguous()?, &b.contiguous()?, op, grads)?;
     let stats = stats.lock().ok().and_then(|s| s.clone());
     let Some(stats) = stats else { candle_core::bail!("batch norm ran without statistics") };
     Ok((y, stats))

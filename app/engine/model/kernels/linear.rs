@@ -2,7 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{f32_data, matmul};
+use super::{Grads, apply3, f32_data, matmul};
 
 /// (weight gradient wanted, has a bias).
 struct Forward(bool, bool);
@@ -62,12 +62,11 @@ impl CustomOp3 for Forward {
     }
 }
 
-/// `x` [N, in] times `w` [out, in] transposed, plus `b` [out]; weight and bias gradients
-/// are computed only when `weight_grad` is set.
-pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, weight_grad: bool) -> Result<Tensor> {
+/// `x` [N, in] times `w` [out, in] transposed, plus `b` [out], with the gradients `grads`.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, grads: Grads) -> Result<Tensor> {
     let bias = match b {
         Some(b) => b.contiguous()?,
         None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
     };
-    x.contiguous()?.apply_op3(&w.contiguous()?, &bias, Forward(weight_grad, b.is_some()))
+    apply3(&x.contiguous()?, &w.contiguous()?, &bias, Forward(grads.weights(), b.is_some()), grads)
 }

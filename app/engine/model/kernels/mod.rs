@@ -31,6 +31,40 @@ pub use pool::max_pool2d;
 pub use prepared::params_changed;
 pub use step::signed_step;
 
+/// The gradients a forward pass's backward pass will be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Grads {
+    /// None (evaluation): the ops record no graph, so each activation is freed as soon as
+    /// the next layer has read it instead of living until the logits are dropped.
+    None,
+    /// The input's only (attacks): layers skip their weights' gradients.
+    Input,
+    /// Every parameter's (training).
+    #[default]
+    All,
+}
+
+impl Grads {
+    /// Whether the parameters' gradients are wanted.
+    pub fn weights(self) -> bool {
+        self == Grads::All
+    }
+}
+
+/// Applies a custom op with its backward pass unless no gradient is wanted.
+fn apply3(
+    x: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    op: impl candle_core::CustomOp3 + Send + Sync + 'static,
+    grads: Grads,
+) -> Result<Tensor> {
+    match grads {
+        Grads::None => x.apply_op3_no_bwd(a, b, &op),
+        _ => x.apply_op3(a, b, op),
+    }
+}
+
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Whether the custom kernels run (CPU tensors only). On by default; the environment

@@ -57,14 +57,14 @@ fn conv_matches_candle_forward_and_backward() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();
         let w = Var::from_tensor(&randn(&ws, 100 + i as u64)).unwrap();
         let probe = randn(plain_conv(x.as_tensor(), w.as_tensor(), g).dims(), 200 + i as u64);
-        let fast = conv2d(x.as_tensor(), w.as_tensor(), None, g, true).unwrap();
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), None, g, Grads::All).unwrap();
         let plain = plain_conv(x.as_tensor(), w.as_tensor(), g);
         close(&fast, &plain, &format!("case {i} forward"));
         let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         close(gf.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("case {i} dx"));
         close(gf.get(w.as_tensor()).unwrap(), gp.get(w.as_tensor()).unwrap(), &format!("case {i} dw"));
-        let input_only = conv2d(x.as_tensor(), w.as_tensor(), None, g, false).unwrap();
+        let input_only = conv2d(x.as_tensor(), w.as_tensor(), None, g, Grads::Input).unwrap();
         let gi = (input_only * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(gi.get(w.as_tensor()).is_none(), "no weight gradient when not asked for");
         close(gi.get(x.as_tensor()).unwrap(), gp.get(x.as_tensor()).unwrap(), &format!("case {i} dx (input only)"));
@@ -90,7 +90,7 @@ fn direct_conv_for_small_maps_matches_candle() {
         let x = Var::from_tensor(&randn(&xs, 300 + i as u64)).unwrap();
         let w = Var::from_tensor(&randn(&ws, 400 + i as u64)).unwrap();
         let b = Var::from_tensor(&randn(&[ws[0]], 500 + i as u64)).unwrap();
-        let fast = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true).unwrap();
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All).unwrap();
         let plain =
             plain_conv(x.as_tensor(), w.as_tensor(), g).broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
         close(&fast, &plain, &format!("case {i} forward"));
@@ -116,7 +116,7 @@ fn direct_conv_sees_every_change_to_its_weights() {
     let w = Var::from_tensor(&randn(&ws, 701)).unwrap();
     let probe = randn(&[xs[0], 5, 2, 2], 702);
     let check = |what: &str| {
-        let fast = conv2d(x.as_tensor(), w.as_tensor(), None, g, false).unwrap();
+        let fast = conv2d(x.as_tensor(), w.as_tensor(), None, g, Grads::Input).unwrap();
         let plain = plain_conv(x.as_tensor(), &w.as_tensor().detach(), g);
         close(&fast, &plain, &format!("{what}: forward"));
         let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
@@ -146,8 +146,9 @@ fn conv_epilogue_is_bitwise_the_separate_ops() {
         let (alpha, beta) = (randn(&[6], 803), randn(&[6], 804));
         for relu_after in [false, true] {
             let then = Epilogue { alpha: alpha.to_vec1().unwrap(), beta: beta.to_vec1().unwrap(), relu: relu_after };
-            let fused = conv2d_then(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true, Some(then)).unwrap();
-            let conv = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true).unwrap();
+            let fused =
+                conv2d_then(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All, Some(then)).unwrap();
+            let conv = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All).unwrap();
             let apart = channel_affine(&conv, &alpha, &beta).unwrap();
             let apart = if relu_after { relu(&apart).unwrap() } else { apart };
             let what = format!("direct {direct}, relu {relu_after}");
@@ -175,7 +176,7 @@ fn linear_matches_matmul() {
     let w = Var::from_tensor(&randn(&[3, 7], 2)).unwrap();
     let probe = randn(&[5, 3], 3);
     let b = Var::from_tensor(&randn(&[3], 4)).unwrap();
-    let fast = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), true).unwrap();
+    let fast = linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), Grads::All).unwrap();
     let plain = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap().broadcast_add(b.as_tensor()).unwrap();
     close(&fast, &plain, "forward");
     let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
@@ -185,13 +186,40 @@ fn linear_matches_matmul() {
     close(gf.get(b.as_tensor()).unwrap(), gp.get(b.as_tensor()).unwrap(), "db");
 }
 
+/// Evaluation records no graph (so activations are freed layer by layer) and gives the
+/// same values, bit for bit, as a pass that records one.
+#[test]
+fn evaluation_ops_record_no_graph() {
+    let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
+    let x = randn(&[3, 2, 5, 5], 30);
+    let w = Var::from_tensor(&randn(&[4, 2, 3, 3], 31)).unwrap();
+    let b = Var::from_tensor(&randn(&[4], 32)).unwrap();
+    let bits =
+        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let conv = |grads| conv2d(&x, w.as_tensor(), Some(b.as_tensor()), g, grads).unwrap();
+    let (eval, recorded) = (conv(Grads::None), conv(Grads::All));
+    assert!(recorded.track_op() && !eval.track_op(), "the convolution records a graph only when asked");
+    assert_eq!(bits(&eval), bits(&recorded), "convolution");
+    let (lw, lb) = (Var::from_tensor(&randn(&[3, 100], 33)).unwrap(), Var::from_tensor(&randn(&[3], 34)).unwrap());
+    let flat = eval.flatten_from(1).unwrap();
+    let lin = |grads| linear(&flat, lw.as_tensor(), Some(lb.as_tensor()), grads).unwrap();
+    let (eval_l, recorded_l) = (lin(Grads::None), lin(Grads::All));
+    assert!(recorded_l.track_op() && !eval_l.track_op(), "the linear layer records a graph only when asked");
+    assert_eq!(bits(&eval_l), bits(&recorded_l), "linear");
+    let (bw, bb) = (Var::from_tensor(&randn(&[4], 35)).unwrap(), Var::from_tensor(&randn(&[4], 36)).unwrap());
+    let bn = |grads| batch_norm(&eval, bw.as_tensor(), bb.as_tensor(), 1e-5, grads).unwrap().0;
+    let (eval_b, recorded_b) = (bn(Grads::None), bn(Grads::All));
+    assert!(recorded_b.track_op() && !eval_b.track_op(), "batch norm records a graph only when asked");
+    assert_eq!(bits(&eval_b), bits(&recorded_b), "batch norm");
+}
+
 #[test]
 fn conv_bias_is_fused_with_its_gradient() {
     let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
     let x = Var::from_tensor(&randn(&[3, 2, 5, 5], 9)).unwrap();
     let w = Var::from_tensor(&randn(&[4, 2, 3, 3], 10)).unwrap();
     let b = Var::from_tensor(&randn(&[4], 11)).unwrap();
-    let fast = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, true).unwrap();
+    let fast = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All).unwrap();
     let plain = plain_conv(x.as_tensor(), w.as_tensor(), g)
         .broadcast_add(&b.as_tensor().reshape((1, 4, 1, 1)).unwrap())
         .unwrap();
@@ -259,7 +287,7 @@ fn batch_norm_matches_the_composed_formula() {
     let w = Var::from_tensor(&randn(&[3], 21)).unwrap();
     let b = Var::from_tensor(&randn(&[3], 22)).unwrap();
     let eps = 1e-5;
-    let (fast, (mean, var)) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, true).unwrap();
+    let (fast, (mean, var)) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, Grads::All).unwrap();
     let plain = {
         let per = x.as_tensor().transpose(0, 1).unwrap().flatten_from(1).unwrap();
         let m = per.mean(1).unwrap();
@@ -334,7 +362,7 @@ fn conv_skips_the_gradient_of_an_input_that_tracks_none() {
     let x = randn(&[2, 3, 6, 6], 11);
     let w = Var::from_tensor(&randn(&[4, 3, 3, 3], 12)).unwrap();
     let probe = randn(&[2, 4, 6, 6], 13);
-    let fast = conv2d(&x, w.as_tensor(), None, g, true).unwrap();
+    let fast = conv2d(&x, w.as_tensor(), None, g, Grads::All).unwrap();
     let plain = plain_conv(&x, w.as_tensor(), g);
     let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();
     let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();

@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, TensorId};
 use rayon::prelude::*;
 
-use super::{f32_data, gemm_strided, matmul, threads};
+use super::{Grads, apply3, f32_data, gemm_strided, matmul, threads};
 
 mod direct;
 mod epilogue;
@@ -285,20 +285,63 @@ fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps
 }
 
 /// The patches of group `g` of images `imgs` as rows, [bn * p, k]: one output position per
-/// row, the transpose of `chunk_cols`. In the weight gradient's product gemm then gathers
-/// the output gradient while packing instead of the larger column matrix (that gather took
-/// 15 % of a ResNet-18 training step on 32x32 images).
-fn chunk_patches(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps: &[i32], out: &mut Vec<f32>) {
-    let (k, p, hw, nt, cig) = (d.k(), d.p(), d.h * d.w, d.kh * d.kw, d.cin_g());
+/// row, the transpose of `chunk_cols` but with each row in tap-major order (tap, channel),
+/// see [`untap`]. In the weight gradient's product gemm then gathers the output gradient
+/// while packing instead of the larger column matrix (that gather took 15 % of a ResNet-18
+/// training step on 32x32 images). Each row is copied as whole channel runs from a
+/// zero-bordered channel-last copy of the image, `padded` (an element-wise gather through
+/// the tap table took 8 % of that step).
+fn chunk_patches(
+    d: &Dims,
+    x: &[f32],
+    imgs: &std::ops::Range<usize>,
+    g: usize,
+    out: &mut Vec<f32>,
+    padded: &mut Vec<f32>,
+) {
+    let (k, p, hw, cig, s, dil) = (d.k(), d.p(), d.h * d.w, d.cin_g(), d.g.stride, d.g.dilation);
+    let pw = d.g.padding[1];
+    let wp = d.w + 2 * pw;
     out.resize(imgs.len() * p * k, 0.0);
     for (rows, i) in out.chunks_mut(p * k).zip(imgs.clone()) {
-        let xg = &x[(i * d.c_in + g * cig) * hw..][..cig * hw];
+        channels_last_padded(d, &x[(i * d.c_in + g * cig) * hw..][..cig * hw], padded);
         for (o, row) in rows.chunks_mut(k).enumerate() {
-            for (plane, taps_of_channel) in xg.chunks(hw).zip(row.chunks_mut(nt)) {
-                for (t, v) in taps_of_channel.iter_mut().enumerate() {
-                    let ix = taps[t * p + o];
-                    *v = if ix >= 0 { plane[ix as usize] } else { 0.0 };
-                }
+            let (oy, ox) = (o / d.ow, o % d.ow);
+            for (t, run) in row.chunks_mut(cig).enumerate() {
+                let (ky, kx) = (t / d.kw, t % d.kw);
+                let at = ((oy * s + ky * dil) * wp + ox * s + kx * dil) * cig;
+                run.copy_from_slice(&padded[at..at + cig]);
+            }
+        }
+    }
+}
+
+/// One image's group `xg` [cig, h, w] as [h + 2 ph, w + 2 pw, cig], zero on the border.
+fn channels_last_padded(d: &Dims, xg: &[f32], padded: &mut Vec<f32>) {
+    let (cig, [ph, pw]) = (d.cin_g(), d.g.padding);
+    let wp = d.w + 2 * pw;
+    padded.resize((d.h + 2 * ph) * wp * cig, 0.0);
+    padded[..ph * wp * cig].fill(0.0);
+    padded[(ph + d.h) * wp * cig..].fill(0.0);
+    for iy in 0..d.h {
+        let line = &mut padded[(ph + iy) * wp * cig..][..wp * cig];
+        line[..pw * cig].fill(0.0);
+        line[(pw + d.w) * cig..].fill(0.0);
+        for (c, src) in xg.chunks(d.h * d.w).enumerate() {
+            for (ix, &v) in src[iy * d.w..(iy + 1) * d.w].iter().enumerate() {
+                line[(pw + ix) * cig + c] = v;
+            }
+        }
+    }
+}
+
+/// Reorders a group's weight gradient from tap-major rows (`chunk_patches`' order, [cg,
+/// taps, cig]) to the weight's own [cg, cig, taps].
+fn untap(tap_major: &[f32], cig: usize, taps: usize, dwg: &mut [f32]) {
+    for (src, dst) in tap_major.chunks(cig * taps).zip(dwg.chunks_mut(cig * taps)) {
+        for (t, run) in src.chunks(cig).enumerate() {
+            for (c, &v) in run.iter().enumerate() {
+                dst[c * taps + t] = v;
             }
         }
     }
@@ -346,8 +389,15 @@ impl CustomOp3 for Forward {
         for_chunk_slices(plan, &mut y, d.c_out * p, |c, y_chunk| {
             let imgs = plan.images(c, d.n);
             let width = imgs.len() * p;
-            with_scratch(|col, out| {
-                out.resize(d.c_out * width, 0.0);
+            with_scratch(|col, scratch| {
+                // A chunk of one image has the output's own layout: gemm writes into it.
+                let single = imgs.len() == 1;
+                let out = if single {
+                    &mut y_chunk[..]
+                } else {
+                    scratch.resize(d.c_out * width, 0.0);
+                    &mut scratch[..]
+                };
                 for g in 0..d.g.groups {
                     chunk_cols(&d, &x, &imgs, g, &taps, col);
                     let og = &mut out[g * cg * width..(g + 1) * cg * width];
@@ -361,9 +411,11 @@ impl CustomOp3 for Forward {
                     matmul(cg, width, k, og, self.has_bias, wg, (k, 1), col, (width, 1), !plan.by_chunk);
                 }
                 // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
-                for j in 0..imgs.len() {
-                    for ch in 0..d.c_out {
-                        y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&out[ch * width + j * p..][..p]);
+                if !single {
+                    for j in 0..imgs.len() {
+                        for ch in 0..d.c_out {
+                            y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&scratch[ch * width + j * p..][..p]);
+                        }
                     }
                 }
                 if let Some(then) = &self.then {
@@ -403,9 +455,19 @@ impl CustomOp3 for Forward {
     }
 }
 
-/// The output gradient of group `g` of images `imgs` as one [cg, bn * p] matrix.
-fn chunk_grad(d: &Dims, dy: &[f32], imgs: &std::ops::Range<usize>, g: usize, out: &mut Vec<f32>) {
+/// The output gradient of group `g` of images `imgs` as one [cg, bn * p] matrix: `dy`'s
+/// own block for a single image, else gathered into `out`.
+fn chunk_grad<'a>(
+    d: &Dims,
+    dy: &'a [f32],
+    imgs: &std::ops::Range<usize>,
+    g: usize,
+    out: &'a mut Vec<f32>,
+) -> &'a [f32] {
     let (p, cg) = (d.p(), d.cout_g());
+    if imgs.len() == 1 {
+        return &dy[(imgs.start * d.c_out + g * cg) * p..][..cg * p];
+    }
     let width = imgs.len() * p;
     out.resize(cg * width, 0.0);
     for (j, i) in imgs.clone().enumerate() {
@@ -413,6 +475,7 @@ fn chunk_grad(d: &Dims, dy: &[f32], imgs: &std::ops::Range<usize>, g: usize, out
             out[ch * width + j * p..][..p].copy_from_slice(&dy[(i * d.c_out + g * cg + ch) * p..][..p]);
         }
     }
+    out
 }
 
 /// dX from dY and W: the column gradient W^T dY, scattered back (col2im). Holds the
@@ -441,9 +504,9 @@ impl CustomOp2 for BackwardInput {
             with_scratch(|g_mat, col| {
                 col.resize(k * width, 0.0);
                 for g in 0..d.g.groups {
-                    chunk_grad(&d, &dy, &imgs, g, g_mat);
+                    let dyg = chunk_grad(&d, &dy, &imgs, g, g_mat);
                     let wg = &w[g * cg * k..(g + 1) * cg * k];
-                    matmul(k, width, cg, col, false, wg, (1, k), g_mat, (width, 1), !plan.by_chunk);
+                    matmul(k, width, cg, col, false, wg, (1, k), dyg, (width, 1), !plan.by_chunk);
                     if !d.pointwise() && d.ow < TABLE_BELOW_WIDTH {
                         table_col2im(&d, col, width, imgs.len(), g, &taps, dx);
                         continue;
@@ -488,21 +551,25 @@ impl CustomOp2 for BackwardWeight {
             let imgs = plan.images(c, d.n);
             let width = imgs.len() * p;
             let mut dw = vec![0f32; wlen];
+            let (mut padded, mut tap_major) = (Vec::new(), Vec::new());
             with_scratch(|cols, g_mat| {
                 for g in 0..d.g.groups {
-                    chunk_grad(&d, &dy, &imgs, g, g_mat);
+                    let dyg = chunk_grad(&d, &dy, &imgs, g, g_mat);
                     let dwg = &mut dw[g * cg * k..(g + 1) * cg * k];
                     // gemm gathers one operand while packing it: the smaller one, for maps
                     // wide enough for row-wise im2col (on the MNIST CNN's 14x14 maps the
                     // patch rows measured slower).
                     if k > cg && d.ow >= TABLE_BELOW_WIDTH {
-                        // dW^T [k, cg] = patches^T [k, width] dY^T [width, cg], stored as dW [cg, k].
-                        chunk_patches(&d, &x, &imgs, g, &taps, cols);
-                        let (patches, dy_t) = ((&cols[..], (1, k)), (&g_mat[..], (1, width)));
-                        gemm_strided(k, cg, width, (dwg, (1, k)), false, patches, dy_t, !plan.by_chunk);
+                        // dW^T [k, cg] = patches^T [k, width] dY^T [width, cg], stored as dW [cg, k]
+                        // with tap-major rows, then reordered.
+                        chunk_patches(&d, &x, &imgs, g, cols, &mut padded);
+                        let (patches, dy_t) = ((&cols[..], (1, k)), (dyg, (1, width)));
+                        tap_major.resize(cg * k, 0.0);
+                        gemm_strided(k, cg, width, (&mut tap_major, (1, k)), false, patches, dy_t, !plan.by_chunk);
+                        untap(&tap_major, d.cin_g(), d.kh * d.kw, dwg);
                     } else {
                         chunk_cols(&d, &x, &imgs, g, &taps, cols);
-                        matmul(cg, k, width, dwg, false, g_mat, (width, 1), cols, (1, width), !plan.by_chunk);
+                        matmul(cg, k, width, dwg, false, dyg, (width, 1), cols, (1, width), !plan.by_chunk);
                     }
                 }
             });
@@ -548,10 +615,10 @@ pub(super) fn is_direct(x: &[usize], w: &[usize], g: Geometry) -> bool {
     Dims::new(x, w, g).is_ok_and(|d| direct::suits(&d))
 }
 
-/// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O];
-/// weight and bias gradients are computed in backward only when `weight_grad` is set.
-pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: Geometry, weight_grad: bool) -> Result<Tensor> {
-    conv2d_then(x, w, b, g, weight_grad, None)
+/// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O], with
+/// the gradients `grads`.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: Geometry, grads: Grads) -> Result<Tensor> {
+    conv2d_then(x, w, b, g, grads, None)
 }
 
 /// [`conv2d`] followed by `then`, in one op.
@@ -560,7 +627,7 @@ pub fn conv2d_then(
     w: &Tensor,
     b: Option<&Tensor>,
     g: Geometry,
-    weight_grad: bool,
+    grads: Grads,
     then: Option<Epilogue>,
 ) -> Result<Tensor> {
     let bias = match b {
@@ -569,6 +636,6 @@ pub fn conv2d_then(
     };
     let w = w.contiguous()?;
     let weight_id = w.is_variable().then(|| w.id());
-    let op = Forward { g, weight_grad, has_bias: b.is_some(), weight_id, then };
-    x.contiguous()?.apply_op3(&w, &bias, op)
+    let op = Forward { g, weight_grad: grads.weights(), has_bias: b.is_some(), weight_id, then };
+    apply3(&x.contiguous()?, &w, &bias, op, grads)
 }
