@@ -12,7 +12,7 @@ use fragility_explorer::engine::attack::{AttackConfig, AttackKind};
 use fragility_explorer::engine::data::{self, DataSpec, Subset};
 use fragility_explorer::engine::eval::{EvalConfig, EvalReport, evaluate};
 use fragility_explorer::engine::model::kernels;
-use fragility_explorer::engine::model::{BnMode, Network};
+use fragility_explorer::engine::model::{BnMode, ForwardCtx, Network, Tap};
 use fragility_explorer::engine::progress::{Ctrl, quiet};
 use fragility_explorer::engine::setup;
 use fragility_explorer::engine::train::{Adam, AdamConfig, train_step, trainable_vars};
@@ -49,6 +49,20 @@ fn optimised_kernels_give_the_plain_results() {
     let net = embedded::network(&Device::Cpu).unwrap();
     let data = embedded::dataset().unwrap().subset(Subset::First { n: 400 }).unwrap();
     let norm = setup::normalization(&net, Some(&data)).unwrap();
+
+    // A convolution and the ReLU after it run as one op, unless a tap wants the
+    // convolution's own output: the same logits, bit for bit.
+    let (x, _) = data.batch(0..64, &norm, &Device::Cpu).unwrap();
+    let bits =
+        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let fused = net.logits(&x, BnMode::Running).unwrap();
+    for layer in ["features.0", "features.3"] {
+        let tap = Some(Tap { layer: layer.into(), output: None });
+        let mut ctx = ForwardCtx { tap, ..ForwardCtx::eval(BnMode::Running) };
+        let apart = net.forward(&x, &mut ctx).unwrap();
+        assert!(ctx.tap.is_some_and(|t| t.output.is_some()), "the tap on {layer} saw its output");
+        assert!(bits(&fused) == bits(&apart), "logits with {layer}'s ReLU fused and apart differ");
+    }
     for (attack, bn) in [
         (AttackConfig::fgsm(0.3), BnMode::Running),
         (AttackConfig { kind: AttackKind::Pgd, pgd_steps: 3, ..AttackConfig::fgsm(0.2) }, BnMode::Running),

@@ -170,6 +170,16 @@ impl Conv2d {
         kernels::conv2d_then(x, &self.weight, self.bias.as_ref(), self.geometry(), ctx.grads, Some(then))
     }
 
+    /// The convolution and a ReLU in one op, on the CPU kernels when no tap wants the
+    /// convolution's own output (else `None`: run them apart).
+    pub fn forward_relu(&self, x: &Tensor, ctx: &ForwardCtx) -> Option<CResult<Tensor>> {
+        let tapped = ctx.tap.as_ref().is_some_and(|t| t.layer == self.key);
+        if tapped || !kernels::enabled_for(x) {
+            return None;
+        }
+        Some(self.forward_then(x, ctx, kernels::Epilogue::relu(self.out_channels())))
+    }
+
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let [ph, pw] = self.padding;
         let y = if kernels::enabled_for(x) {

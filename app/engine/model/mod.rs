@@ -28,6 +28,14 @@ pub trait Stage: Send + Sync {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor>;
     /// Whether the parameterised layer `name` (a state_dict prefix) is inside.
     fn contains(&self, name: &str) -> bool;
+    /// This stage and a ReLU after it in one op, where the stage can (else `None`).
+    fn forward_then_relu(&self, _x: &Tensor, _ctx: &mut ForwardCtx) -> Option<CResult<Tensor>> {
+        None
+    }
+    /// Whether the stage is a ReLU, which the stage before may absorb.
+    fn is_relu(&self) -> bool {
+        false
+    }
 }
 
 /// An architecture: its forward computation as a sequence of stages, so that work before a
@@ -135,10 +143,21 @@ impl Network {
     }
 
     /// Runs the stages in `range` (clipped to the network's) on `x`.
+    /// A stage followed by a ReLU inside the range runs as one op where it can.
     pub fn forward_stages(&self, range: std::ops::Range<usize>, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        let stages = self.body.stages();
+        let end = range.end.min(stages.len());
         let mut y = x.clone();
-        for stage in self.body.stages().into_iter().take(range.end).skip(range.start) {
-            y = stage.forward(&y, ctx)?;
+        let mut i = range.start;
+        while i < end {
+            let fused = match stages.get(i + 1) {
+                Some(next) if i + 1 < end && next.is_relu() => stages[i].forward_then_relu(&y, ctx),
+                _ => None,
+            };
+            (y, i) = match fused {
+                Some(out) => (out?, i + 2),
+                None => (stages[i].forward(&y, ctx)?, i + 1),
+            };
         }
         Ok(y)
     }

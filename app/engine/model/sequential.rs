@@ -171,6 +171,17 @@ impl Stage for Step {
         }
     }
 
+    fn forward_then_relu(&self, x: &Tensor, ctx: &mut ForwardCtx) -> Option<CResult<Tensor>> {
+        match self {
+            Step::Conv(c) => c.forward_relu(x, ctx),
+            _ => None,
+        }
+    }
+
+    fn is_relu(&self) -> bool {
+        matches!(self, Step::Relu)
+    }
+
     fn contains(&self, name: &str) -> bool {
         match self {
             Step::Conv(c) => c.key == name,

@@ -17,6 +17,12 @@ pub struct Epilogue {
 }
 
 impl Epilogue {
+    /// ReLU alone: scale 1 and shift 0 leave every value as it is (ReLU then maps -0 and
+    /// +0 alike to +0).
+    pub fn relu(channels: usize) -> Self {
+        Self { alpha: vec![1.0; channels], beta: vec![0.0; channels], relu: true }
+    }
+
     /// In place on whole images `y` [images, channels, p], with the roundings of the
     /// separate ops (`channel_affine`, then `relu`).
     pub(super) fn apply(&self, y: &mut [f32], p: usize) {
