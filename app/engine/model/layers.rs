@@ -4,6 +4,7 @@ use candle_core::{DType, Result as CResult, Tensor, Var};
 use rand::Rng;
 
 use super::kernels::{self, Grads};
+use super::ops;
 use super::params::{Expect, LayerKind, Loader, Role, overwrite};
 use crate::engine::error::{EngineError, Result};
 
@@ -337,6 +338,12 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        self.forward_then(x, ctx, false)
+    }
+
+    /// The layer followed, when `relu`, by ReLU: one op with batch statistics on the CPU
+    /// kernels (training), else the two apart.
+    pub fn forward_then(&self, x: &Tensor, ctx: &mut ForwardCtx, relu: bool) -> CResult<Tensor> {
         let c = x.dim(1)?;
         let count = (x.elem_count() / c.max(1)) as f64;
         if ctx.bn != BnMode::Running && kernels::enabled_for(x) {
@@ -356,7 +363,7 @@ impl BatchNorm2d {
                     &zeros
                 }
             };
-            let (y, (mean, var)) = kernels::batch_norm(x, w, b, self.eps, ctx.grads)?;
+            let (y, (mean, var)) = kernels::batch_norm(x, w, b, self.eps, ctx.grads, relu)?;
             if ctx.bn == BnMode::Train {
                 let t = |v: Vec<f32>| Tensor::from_vec(v, c, x.device());
                 self.update_running(&t(mean)?, &t(var)?, count)?;
@@ -381,13 +388,15 @@ impl BatchNorm2d {
             Grads::None => (alpha.detach(), beta.detach()),
             _ => (alpha, beta),
         };
-        if kernels::enabled_for(x) {
+        let y = if kernels::enabled_for(x) {
             // With running statistics only the input needs a gradient (training always
             // uses batch statistics): one fused pass.
-            return kernels::channel_affine(x, &alpha, &beta);
-        }
-        let shape = (1, c, 1, 1);
-        x.broadcast_mul(&alpha.reshape(shape)?)?.broadcast_add(&beta.reshape(shape)?)
+            kernels::channel_affine(x, &alpha, &beta)?
+        } else {
+            let shape = (1, c, 1, 1);
+            x.broadcast_mul(&alpha.reshape(shape)?)?.broadcast_add(&beta.reshape(shape)?)?
+        };
+        if relu { ops::relu(&y) } else { Ok(y) }
     }
 }
 

@@ -30,8 +30,8 @@ impl ConvBn {
             let (alpha, beta) = self.bn.running_affine()?;
             return self.conv.forward_then(x, ctx, kernels::Epilogue { alpha, beta, relu });
         }
-        let y = self.bn.forward(&self.conv.forward(x, ctx)?, ctx)?;
-        if relu { ops::relu(&y) } else { Ok(y) }
+        let y = self.conv.forward(x, ctx)?;
+        self.bn.forward_then(&y, ctx, relu)
     }
     fn out_channels(&self) -> usize {
         self.conv.out_channels()

@@ -1,11 +1,13 @@
 //! Batch norm with batch statistics (training, or the papers' evaluation mode) in one
 //! pass each way, with the analytic backward pass.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::act::{relu_grad, relu_of};
 use super::{Grads, apply3, f32_data};
 
 /// Per-channel batch statistics of the last forward pass: (mean, biased variance).
@@ -13,6 +15,8 @@ pub type Stats = (Vec<f32>, Vec<f32>);
 
 struct BatchNorm {
     eps: f64,
+    /// ReLU applied to the output in the same pass (its gradient in the backward one).
+    relu: bool,
     /// Gradients for weight and bias are wanted.
     param_grads: bool,
     /// Shared with the caller, who reads the statistics after the forward pass.
@@ -94,7 +98,8 @@ impl CustomOp3 for BatchNorm {
                 let alpha = w[ch] * inv_std;
                 let beta = b[ch] - mean[ch] * alpha;
                 for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = v * alpha + beta;
+                    let z = v * alpha + beta;
+                    *o = if self.relu { relu_of(z) } else { z };
                 }
             },
         );
@@ -109,14 +114,14 @@ impl CustomOp3 for BatchNorm {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Some((mean, var)) = self.stats.lock().ok().and_then(|s| s.clone()) else {
             candle_core::bail!("batch norm backward without its forward pass")
         };
-        let back = Backward { mean, var, w: w.to_vec1()?, eps: self.eps, sums: Mutex::new(None) };
-        let dx = x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &back)?;
+        let back = Backward { mean, var, w: w.to_vec1()?, eps: self.eps, relu: self.relu, sums: Mutex::new(None) };
+        let dx = x.contiguous()?.apply_op3_no_bwd(&grad.contiguous()?, &res.contiguous()?, &back)?;
         if !self.param_grads {
             return Ok((Some(dx), None, None));
         }
@@ -128,27 +133,42 @@ impl CustomOp3 for BatchNorm {
     }
 }
 
-/// The input gradient from (x, dy), reading both in place; leaves the weight and bias
-/// gradients, per channel sum(dy * x_hat) and sum(dy), in `sums`.
+/// The input gradient from (x, dy, y), reading them in place (y only for the ReLU's
+/// gradient, taken first); leaves the weight and bias gradients, per channel
+/// sum(dy * x_hat) and sum(dy), in `sums`.
 struct Backward {
     mean: Vec<f32>,
     var: Vec<f32>,
     w: Vec<f32>,
     eps: f64,
+    relu: bool,
     sums: Mutex<Option<(Vec<f32>, Vec<f32>)>>,
 }
 
-impl CustomOp2 for Backward {
+impl CustomOp3 for Backward {
     fn name(&self) -> &'static str {
         "fe-batch-norm-backward"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, c, p) = dims(l1)?;
-        let (xs, gs) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
-        if gs.len() != xs.len() {
+        let (xs, gs, ys) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
+        if gs.len() != xs.len() || ys.len() != xs.len() {
             candle_core::bail!("batch norm backward: gradient of the wrong size")
         }
+        // The ReLU's gradient is taken first: dy where the output is positive.
+        let gs: Cow<[f32]> = match self.relu {
+            true => Cow::Owned(gs.par_iter().zip(ys.par_iter()).map(|(&g, &y)| relu_grad(g, y)).collect()),
+            false => gs,
+        };
         let (mean, var, ws) = (&self.mean, &self.var, &self.w);
         let count = (n * p) as f64;
         // Per channel: sum(dy) and sum(dy * x_hat), in float64.
@@ -185,11 +205,12 @@ impl CustomOp2 for Backward {
     }
 }
 
-/// Normalises `x` with its own batch statistics, then scales by `w` and shifts by `b`.
-/// Returns the output and the statistics (for updating running averages).
-pub fn batch_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, grads: Grads) -> Result<(Tensor, Stats)> {
+/// Normalises `x` with its own batch statistics, then scales by `w` and shifts by `b`,
+/// then (when `relu`) applies ReLU in the same pass. Returns the output and the statistics
+/// (for updating running averages).
+pub fn batch_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, grads: Grads, relu: bool) -> Result<(Tensor, Stats)> {
     let stats = Arc::new(Mutex::new(None));
-    let op = BatchNorm { eps, param_grads: grads.weights(), stats: stats.clone() };
+    let op = BatchNorm { eps, relu, param_grads: grads.weights(), stats: stats.clone() };
     let y = apply3(&x.contiguous()?, &w.contiguous()?, &b.contiguous()?, op, grads)?;
     let stats = stats.lock().ok().and_then(|s| s.clone());
     let Some(stats) = stats else { candle_core::bail!("batch norm ran without statistics") };

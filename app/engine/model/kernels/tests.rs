@@ -207,7 +207,7 @@ fn evaluation_ops_record_no_graph() {
     assert!(recorded_l.track_op() && !eval_l.track_op(), "the linear layer records a graph only when asked");
     assert_eq!(bits(&eval_l), bits(&recorded_l), "linear");
     let (bw, bb) = (Var::from_tensor(&randn(&[4], 35)).unwrap(), Var::from_tensor(&randn(&[4], 36)).unwrap());
-    let bn = |grads| batch_norm(&eval, bw.as_tensor(), bb.as_tensor(), 1e-5, grads).unwrap().0;
+    let bn = |grads| batch_norm(&eval, bw.as_tensor(), bb.as_tensor(), 1e-5, grads, false).unwrap().0;
     let (eval_b, recorded_b) = (bn(Grads::None), bn(Grads::All));
     assert!(recorded_b.track_op() && !eval_b.track_op(), "batch norm records a graph only when asked");
     assert_eq!(bits(&eval_b), bits(&recorded_b), "batch norm");
@@ -287,7 +287,7 @@ fn batch_norm_matches_the_composed_formula() {
     let w = Var::from_tensor(&randn(&[3], 21)).unwrap();
     let b = Var::from_tensor(&randn(&[3], 22)).unwrap();
     let eps = 1e-5;
-    let (fast, (mean, var)) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, Grads::All).unwrap();
+    let (fast, (mean, var)) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), eps, Grads::All, false).unwrap();
     let plain = {
         let per = x.as_tensor().transpose(0, 1).unwrap().flatten_from(1).unwrap();
         let m = per.mean(1).unwrap();
@@ -308,6 +308,31 @@ fn batch_norm_matches_the_composed_formula() {
     let gp = (plain * &probe).unwrap().sum_all().unwrap().backward().unwrap();
     for (v, name) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
         close(gf.get(v.as_tensor()).unwrap(), gp.get(v.as_tensor()).unwrap(), name);
+    }
+}
+
+/// Batch norm with its ReLU in the same op (training) gives the separate ops' output and
+/// gradients bit for bit.
+#[test]
+fn batch_norm_relu_is_bitwise_the_separate_ops() {
+    let x = Var::from_tensor(&(randn(&[4, 3, 5, 6], 40) * 3.0).unwrap()).unwrap();
+    let w = Var::from_tensor(&randn(&[3], 41)).unwrap();
+    let b = Var::from_tensor(&randn(&[3], 42)).unwrap();
+    let bits =
+        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let run = |fused: bool| {
+        let (y, _) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5, Grads::All, fused).unwrap();
+        if fused { y } else { relu(&y).unwrap() }
+    };
+    let (fused, apart) = (run(true), run(false));
+    assert_eq!(bits(&fused), bits(&apart), "forward");
+    let out = bits(&fused);
+    assert!(out.contains(&0) && out.iter().any(|&v| v != 0), "the ReLU cuts some values");
+    let probe = randn(fused.dims(), 43);
+    let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let ga = (apart * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    for (v, name) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+        assert_eq!(bits(gf.get(v.as_tensor()).unwrap()), bits(ga.get(v.as_tensor()).unwrap()), "{name}");
     }
 }
 
