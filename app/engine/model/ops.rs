@@ -15,6 +15,14 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.mul(&mask)
 }
 
+/// `relu(a + b)`: one pass on the CPU kernels.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if super::kernels::enabled_for(a) {
+        return super::kernels::add_relu(a, b);
+    }
+    relu(&(a + b)?)
+}
+
 /// Pooling geometry along one spatial axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Axis {

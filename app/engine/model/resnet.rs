@@ -95,7 +95,7 @@ impl Stage for Block {
             Some(s) => s.forward(x, ctx, false)?,
             None => x.clone(),
         };
-        ops::relu(&(y + identity)?)
+        ops::add_relu(&y, &identity)
     }
 }
 

@@ -57,3 +57,31 @@ impl CustomOp2 for ReluBackward {
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Relu)
 }
+
+/// ReLU of a sum (a residual block's end) in one pass; the gradient goes to both terms.
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "fe-add-relu"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.dims() != l2.dims() {
+            candle_core::bail!("add_relu: shapes {:?} and {:?} differ", l1.dims(), l2.dims())
+        }
+        let (a, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        let y: Vec<f32> = a.par_iter().zip(b.par_iter()).with_min_len(BLOCK).map(|(&a, &b)| relu_of(a + b)).collect();
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _a: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &ReluBackward)?;
+        Ok((Some(g.clone()), Some(g)))
+    }
+}
+
+/// `relu(a + b)` for tensors of one shape.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)
+}

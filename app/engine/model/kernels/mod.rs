@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 
-pub use act::relu;
+pub use act::{add_relu, relu};
 pub use adam::{AdamStep, adam_update};
 pub use affine::channel_affine;
 pub use batchnorm::batch_norm;

@@ -336,6 +336,27 @@ fn batch_norm_relu_is_bitwise_the_separate_ops() {
     }
 }
 
+/// A residual block's `relu(a + b)` in one op: the separate ops' output and both
+/// gradients bit for bit; different shapes are an error, not a broadcast.
+#[test]
+fn add_relu_is_bitwise_the_separate_ops() {
+    let a = Var::from_tensor(&randn(&[3, 4, 5, 5], 50)).unwrap();
+    let b = Var::from_tensor(&randn(&[3, 4, 5, 5], 51)).unwrap();
+    let bits =
+        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let fused = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+    let apart = relu(&(a.as_tensor() + b.as_tensor()).unwrap()).unwrap();
+    assert_eq!(bits(&fused), bits(&apart), "forward");
+    let probe = randn(fused.dims(), 52);
+    let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    let ga = (apart * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+    for (v, name) in [(&a, "da"), (&b, "db")] {
+        assert_eq!(bits(gf.get(v.as_tensor()).unwrap()), bits(ga.get(v.as_tensor()).unwrap()), "{name}");
+    }
+    let other = randn(&[3, 4, 5, 1], 53);
+    assert!(add_relu(a.as_tensor(), &other).is_err(), "shapes must match");
+}
+
 #[test]
 fn channel_affine_is_bitwise_the_composed_ops() {
     let x = randn(&[2, 3, 4, 4], 30);
