@@ -42,10 +42,6 @@ pub struct Tap {
 }
 
 impl ForwardCtx<'_> {
-    pub fn with_bn(bn: BnMode) -> Self {
-        Self { bn, ..Self::default() }
-    }
-
     /// Evaluation: no gradient, so no graph is kept.
     pub fn eval(bn: BnMode) -> Self {
         Self { bn, grads: Grads::None, ..Self::default() }

@@ -150,9 +150,9 @@ impl Network {
         let mut y = x.clone();
         let mut i = range.start;
         while i < end {
-            let fused = match stages.get(i + 1) {
-                Some(next) if i + 1 < end && next.is_relu() => stages[i].forward_then_relu(&y, ctx),
-                _ => None,
+            let fused = match i + 1 < end && stages[i + 1].is_relu() {
+                true => stages[i].forward_then_relu(&y, ctx),
+                false => None,
             };
             (y, i) = match fused {
                 Some(out) => (out?, i + 2),

@@ -21,6 +21,11 @@ pub(super) fn relu_grad(g: f32, y: f32) -> f32 {
     if y > 0.0 { g } else { 0.0 }
 }
 
+/// ReLU's gradient for a whole tensor: `g` where the output `y` is positive, else 0.
+pub(super) fn relu_grads(g: &[f32], y: &[f32]) -> Vec<f32> {
+    g.par_iter().zip(y.par_iter()).with_min_len(BLOCK).map(|(&g, &y)| relu_grad(g, y)).collect()
+}
+
 struct Relu;
 
 impl CustomOp1 for Relu {
@@ -49,8 +54,7 @@ impl CustomOp2 for ReluBackward {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (g, y) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
-        let dx: Vec<f32> = g.par_iter().zip(y.par_iter()).with_min_len(BLOCK).map(|(&g, &y)| relu_grad(g, y)).collect();
-        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+        Ok((CpuStorage::F32(relu_grads(&g, &y)), l1.shape().clone()))
     }
 }
 

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::act::{relu_grad, relu_of};
+use super::act::{relu_grads, relu_of};
+use super::affine::affine;
 use super::{Grads, apply3, f32_data};
 
 /// Per-channel batch statistics of the last forward pass: (mean, biased variance).
@@ -98,7 +99,7 @@ impl CustomOp3 for BatchNorm {
                 let alpha = w[ch] * inv_std;
                 let beta = b[ch] - mean[ch] * alpha;
                 for (o, &v) in out.iter_mut().zip(inp) {
-                    let z = v * alpha + beta;
+                    let z = affine(v, alpha, beta);
                     *o = if self.relu { relu_of(z) } else { z };
                 }
             },
@@ -166,7 +167,7 @@ impl CustomOp3 for Backward {
         }
         // The ReLU's gradient is taken first: dy where the output is positive.
         let gs: Cow<[f32]> = match self.relu {
-            true => Cow::Owned(gs.par_iter().zip(ys.par_iter()).map(|(&g, &y)| relu_grad(g, y)).collect()),
+            true => Cow::Owned(relu_grads(&gs, &ys)),
             false => gs,
         };
         let (mean, var, ws) = (&self.mean, &self.var, &self.w);

@@ -15,6 +15,11 @@ fn close(a: &Tensor, b: &Tensor, what: &str) {
     }
 }
 
+/// A tensor's elements as bit patterns, for comparisons that must be exact.
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+}
+
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // Deterministic values without depending on candle's RNG.
     let n: usize = shape.iter().product();
@@ -152,9 +157,6 @@ fn conv_epilogue_is_bitwise_the_separate_ops() {
             let apart = channel_affine(&conv, &alpha, &beta).unwrap();
             let apart = if relu_after { relu(&apart).unwrap() } else { apart };
             let what = format!("direct {direct}, relu {relu_after}");
-            let bits = |t: &Tensor| {
-                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-            };
             assert_eq!(bits(&fused), bits(&apart), "{what}: forward");
             let probe = randn(fused.dims(), 805);
             let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
@@ -194,8 +196,6 @@ fn evaluation_ops_record_no_graph() {
     let x = randn(&[3, 2, 5, 5], 30);
     let w = Var::from_tensor(&randn(&[4, 2, 3, 3], 31)).unwrap();
     let b = Var::from_tensor(&randn(&[4], 32)).unwrap();
-    let bits =
-        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let conv = |grads| conv2d(&x, w.as_tensor(), Some(b.as_tensor()), g, grads).unwrap();
     let (eval, recorded) = (conv(Grads::None), conv(Grads::All));
     assert!(recorded.track_op() && !eval.track_op(), "the convolution records a graph only when asked");
@@ -318,8 +318,6 @@ fn batch_norm_relu_is_bitwise_the_separate_ops() {
     let x = Var::from_tensor(&(randn(&[4, 3, 5, 6], 40) * 3.0).unwrap()).unwrap();
     let w = Var::from_tensor(&randn(&[3], 41)).unwrap();
     let b = Var::from_tensor(&randn(&[3], 42)).unwrap();
-    let bits =
-        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let run = |fused: bool| {
         let (y, _) = batch_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-5, Grads::All, fused).unwrap();
         if fused { y } else { relu(&y).unwrap() }
@@ -342,8 +340,6 @@ fn batch_norm_relu_is_bitwise_the_separate_ops() {
 fn add_relu_is_bitwise_the_separate_ops() {
     let a = Var::from_tensor(&randn(&[3, 4, 5, 5], 50)).unwrap();
     let b = Var::from_tensor(&randn(&[3, 4, 5, 5], 51)).unwrap();
-    let bits =
-        |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     let fused = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
     let apart = relu(&(a.as_tensor() + b.as_tensor()).unwrap()).unwrap();
     assert_eq!(bits(&fused), bits(&apart), "forward");
