@@ -89,9 +89,12 @@ fn direct_conv_for_small_maps_matches_candle() {
         ([n, 3, 7, 7], [4, 3, 3, 3], g(2, [1, 1])),
         ([n, 4, 4, 4], [3, 4, 3, 3], g(1, [1, 0])),
         ([n, 2, 5, 3], [3, 2, 2, 2], g(1, [0, 0])),
+        // A 6x6 map: direct forward, im2col gradients.
+        ([n, 3, 6, 6], [4, 3, 3, 3], g(1, [1, 1])),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
-        assert!(conv::is_direct(&xs, &ws, g), "case {i} takes the direct path");
+        let expected = if i == 6 { [true, false, false] } else { [true; 3] };
+        assert_eq!(conv::direct_passes(&xs, &ws, g), expected, "case {i}'s paths");
         let x = Var::from_tensor(&randn(&xs, 300 + i as u64)).unwrap();
         let w = Var::from_tensor(&randn(&ws, 400 + i as u64)).unwrap();
         let b = Var::from_tensor(&randn(&[ws[0]], 500 + i as u64)).unwrap();
@@ -107,7 +110,7 @@ fn direct_conv_for_small_maps_matches_candle() {
         }
     }
     let few = [8 * threads() - 1, 6, 1, 1];
-    assert!(!conv::is_direct(&few, &[5, 6, 3, 3], g(1, [1, 1])), "small batches keep im2col");
+    assert_eq!(conv::direct_passes(&few, &[5, 6, 3, 3], g(1, [1, 1])), [false; 3], "small batches keep im2col");
 }
 
 /// The direct path keeps a parameter's gathered taps between calls; changing the parameter
@@ -116,7 +119,7 @@ fn direct_conv_for_small_maps_matches_candle() {
 fn direct_conv_sees_every_change_to_its_weights() {
     let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
     let (xs, ws) = ([8 * threads(), 6, 2, 2], [5, 6, 3, 3]);
-    assert!(conv::is_direct(&xs, &ws, g));
+    assert_eq!(conv::direct_passes(&xs, &ws, g), [true; 3]);
     let x = Var::from_tensor(&randn(&xs, 700)).unwrap();
     let w = Var::from_tensor(&randn(&ws, 701)).unwrap();
     let probe = randn(&[xs[0], 5, 2, 2], 702);
@@ -144,7 +147,7 @@ fn direct_conv_sees_every_change_to_its_weights() {
 fn conv_epilogue_is_bitwise_the_separate_ops() {
     let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
     for (xs, direct) in [([3, 4, 6, 5], false), ([8 * threads() + 1, 4, 2, 2], true)] {
-        assert_eq!(conv::is_direct(&xs, &[6, 4, 3, 3], g), direct);
+        assert_eq!(conv::direct_passes(&xs, &[6, 4, 3, 3], g), [direct; 3]);
         let x = Var::from_tensor(&randn(&xs, 800)).unwrap();
         let w = Var::from_tensor(&randn(&[6, 4, 3, 3], 801)).unwrap();
         let b = Var::from_tensor(&randn(&[6], 802)).unwrap();
@@ -279,6 +282,68 @@ fn relu_and_max_pool_match_the_plain_ops() {
     let y = max_pool2d(t.as_tensor(), &Pool2d::square(2, 2, 0)).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(t.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1., 0., 0., 0.]);
+}
+
+/// PyTorch's scan of one window, row by row: a later value takes the place when larger or
+/// NaN. Returns the chosen (value, plane index), or (-inf, None) for an empty window.
+fn scan_window(x: &[f32], w: usize, ys: std::ops::Range<isize>, xs: std::ops::Range<isize>) -> (f32, Option<usize>) {
+    let mut best = (f32::NEG_INFINITY, None);
+    for y in ys.filter(|&y| y >= 0 && (y as usize) < x.len() / w) {
+        for xx in xs.clone().filter(|&xx| xx >= 0 && (xx as usize) < w) {
+            let (i, v) = (y as usize * w + xx as usize, x[y as usize * w + xx as usize]);
+            if best.1.is_none() || v > best.0 || v.is_nan() {
+                best = (v, Some(i));
+            }
+        }
+    }
+    best
+}
+
+/// The two-pass max pool against the window scan, on planes full of ties and NaNs: same
+/// values (NaN where NaN) and the gradient on the same element of every window.
+#[test]
+fn max_pool_picks_the_scan_order_element_among_ties_and_nans() {
+    let (h, w) = (11usize, 10usize);
+    let levels: Vec<f32> =
+        (randn(&[2, 2, h, w], 30) * 3.4).unwrap().round().unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let values: Vec<f32> = levels.iter().map(|&v| if v == 3.0 { f32::NAN } else { v }).collect();
+    assert!(values.iter().any(|v| v.is_nan()));
+    let x = Var::from_vec(values.clone(), (2, 2, h, w), &Device::Cpu).unwrap();
+    let pools = [
+        Pool2d::square(3, 2, 1),
+        Pool2d::square(3, 1, 1),
+        Pool2d {
+            h: Axis { kernel: 2, stride: 2, padding: 1 },
+            w: Axis { kernel: 4, stride: 3, padding: 2 },
+            ceil_mode: true,
+        },
+    ];
+    for (n, p) in pools.iter().enumerate() {
+        let y = max_pool2d(x.as_tensor(), p).unwrap();
+        let (oh, ow) = (y.dim(2).unwrap(), y.dim(3).unwrap());
+        let probe = randn(y.dims(), 40 + n as u64);
+        let dx = (&y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let dx: Vec<f32> = dx.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let pr: Vec<f32> = probe.flatten_all().unwrap().to_vec1().unwrap();
+        let mut want_dx = vec![0f32; values.len()];
+        for plane in 0..4 {
+            let xs = &values[plane * h * w..(plane + 1) * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let y0 = (oy * p.h.stride) as isize - p.h.padding as isize;
+                    let x0 = (ox * p.w.stride) as isize - p.w.padding as isize;
+                    let (v, at) = scan_window(xs, w, y0..y0 + p.h.kernel as isize, x0..x0 + p.w.kernel as isize);
+                    let o = (plane * oh + oy) * ow + ox;
+                    assert!(got[o] == v || (got[o].is_nan() && v.is_nan()), "pool {n} plane {plane} ({oy}, {ox})");
+                    if let Some(at) = at {
+                        want_dx[plane * h * w + at] += pr[o];
+                    }
+                }
+            }
+        }
+        assert_eq!(dx, want_dx, "pool {n}: gradients");
+    }
 }
 
 #[test]

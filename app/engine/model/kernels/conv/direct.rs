@@ -16,14 +16,34 @@ use super::super::prepared::prepared;
 use super::super::{gemm_strided, min_planes, threads};
 use super::{Dims, Epilogue, taps, with_scratch};
 
-/// Output maps of at most this many positions take the direct path.
-const MAX_POSITIONS: usize = 16;
+/// The three passes of a convolution, which take the direct path up to different map sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pass {
+    Forward,
+    InputGrad,
+    WeightGrad,
+}
+
+impl Pass {
+    /// Output maps of at most this many positions take the direct path in this pass.
+    fn max_positions(self) -> usize {
+        match self {
+            Pass::Forward => FWD_LIMIT,
+            Pass::InputGrad => DX_LIMIT,
+            Pass::WeightGrad => DW_LIMIT,
+        }
+    }
+}
+const FWD_LIMIT: usize = 49;
+const DX_LIMIT: usize = 16;
+const DW_LIMIT: usize = 16;
+
 /// Fewer images per thread make products too narrow to beat one im2col product.
 const MIN_IMAGES_PER_THREAD: usize = 8;
 
-/// Whether the direct path computes this convolution.
-pub(super) fn suits(d: &Dims) -> bool {
-    d.g.groups == 1 && !d.pointwise() && d.p() <= MAX_POSITIONS && d.n >= MIN_IMAGES_PER_THREAD * threads()
+/// Whether the direct path computes this convolution's `pass`.
+pub(super) fn suits(d: &Dims, pass: Pass) -> bool {
+    d.g.groups == 1 && !d.pointwise() && d.p() <= pass.max_positions() && d.n >= MIN_IMAGES_PER_THREAD * threads()
 }
 
 /// The taps of a geometry that read inside the image for some output position, and every
@@ -98,12 +118,12 @@ impl Order {
     }
 }
 
-/// Calls `f(plane index, position-layout index)` for every element of a chunk, visiting
+/// Calls `f(plane index, position-layout index, channel)` for every element of a chunk, visiting
 /// both sides in runs: image by image for `ImageMajor` (its planes and runs of channels
 /// are sequential), 16 images at a time for `ChannelMajor` (16 sequential planes on one
 /// side, runs of 16 images on the other).
 #[inline]
-fn for_each_element(n: usize, ch: usize, len: usize, order: Order, mut f: impl FnMut(usize, usize)) {
+fn for_each_element(n: usize, ch: usize, len: usize, order: Order, mut f: impl FnMut(usize, usize, usize)) {
     let block = match order {
         Order::ImageMajor => 1,
         Order::ChannelMajor => 16,
@@ -112,7 +132,7 @@ fn for_each_element(n: usize, ch: usize, len: usize, order: Order, mut f: impl F
         for c in 0..ch {
             for s in 0..len {
                 for j in j0..(j0 + block).min(n) {
-                    f((j * ch + c) * len + s, order.at(s, j, c, n, ch));
+                    f((j * ch + c) * len + s, order.at(s, j, c, n, ch), c);
                 }
             }
         }
@@ -122,7 +142,7 @@ fn for_each_element(n: usize, ch: usize, len: usize, order: Order, mut f: impl F
 /// [n, ch, len] (a chunk of planes) -> `order`.
 fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut Vec<f32>) {
     dst.resize(n * ch * len, 0.0);
-    for_each_element(n, ch, len, order, |plane, pos| dst[pos] = src[plane]);
+    for_each_element(n, ch, len, order, |plane, pos, _| dst[pos] = src[plane]);
 }
 
 /// [n, ch, len] -> `ImageMajor` for a whole batch, with the images split across threads:
@@ -152,9 +172,21 @@ fn to_positions_parallel(src: &[f32], n: usize, ch: usize, len: usize) -> Vec<f3
     dst
 }
 
-/// `order` -> [n, ch, len].
-fn from_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut [f32]) {
-    for_each_element(n, ch, len, order, |plane, pos| dst[plane] = src[pos]);
+/// `order` -> [n, ch, len], through `then` if given (on the way, rather than as one more
+/// pass over the output).
+fn from_positions(
+    src: &[f32],
+    n: usize,
+    ch: usize,
+    len: usize,
+    order: Order,
+    dst: &mut [f32],
+    then: Option<&Epilogue>,
+) {
+    match then {
+        Some(e) => for_each_element(n, ch, len, order, |plane, pos, c| dst[plane] = e.element(src[pos], c)),
+        None => for_each_element(n, ch, len, order, |plane, pos, _| dst[plane] = src[pos]),
+    }
 }
 
 /// Images per chunk: one chunk per thread.
@@ -201,10 +233,7 @@ pub(super) fn forward(
                     false,
                 );
             }
-            from_positions(acc, nb, co, p, Order::ChannelMajor, y);
-            if let Some(then) = then {
-                then.apply(y, p);
-            }
+            from_positions(acc, nb, co, p, Order::ChannelMajor, y, then);
         });
     });
     y
@@ -236,7 +265,7 @@ pub(super) fn backward_input(d: &Dims, dy: &[f32], w: &[f32], id: Option<TensorI
                     false,
                 );
             }
-            from_positions(acc, nb, ci, hw, Order::ImageMajor, dx);
+            from_positions(acc, nb, ci, hw, Order::ImageMajor, dx, None);
         });
     });
     dx

@@ -28,12 +28,17 @@ impl Epilogue {
     pub(super) fn apply(&self, y: &mut [f32], p: usize) {
         let c = self.alpha.len();
         for (i, plane) in y.chunks_mut(p).enumerate() {
-            let (a, b) = (self.alpha[i % c], self.beta[i % c]);
             for v in plane {
-                let z = affine(*v, a, b);
-                *v = if self.relu { relu_of(z) } else { z };
+                *v = self.element(*v, i % c);
             }
         }
+    }
+
+    /// One output value `v` of channel `c`.
+    #[inline(always)]
+    pub(super) fn element(&self, v: f32, c: usize) -> f32 {
+        let z = affine(v, self.alpha[c], self.beta[c]);
+        if self.relu { relu_of(z) } else { z }
     }
 
     pub(super) fn check(&self, channels: usize) -> Result<()> {

@@ -8,6 +8,7 @@ use super::{Grads, apply3, f32_data, gemm_strided, matmul, threads};
 mod direct;
 mod epilogue;
 
+use direct::Pass;
 pub use epilogue::Epilogue;
 use epilogue::EpilogueBackward;
 
@@ -378,7 +379,7 @@ impl CustomOp3 for Forward {
             then.check(d.c_out)?;
         }
         let bias = self.has_bias.then_some(&b[..]);
-        if direct::suits(&d) {
+        if direct::suits(&d, Pass::Forward) {
             let y = direct::forward(&d, &x, &w, self.weight_id, bias, self.then.as_ref());
             return Ok((CpuStorage::F32(y), shape));
         }
@@ -490,7 +491,7 @@ impl CustomOp2 for BackwardInput {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(&self.1, l2.dims(), self.0)?;
         let (dy, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
-        if direct::suits(&d) {
+        if direct::suits(&d, Pass::InputGrad) {
             return Ok((CpuStorage::F32(direct::backward_input(&d, &dy, &w, self.2)), Shape::from(self.1.clone())));
         }
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
@@ -539,7 +540,7 @@ impl CustomOp2 for BackwardWeight {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), &self.1, self.0)?;
         let (x, dy) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
-        if direct::suits(&d) {
+        if direct::suits(&d, Pass::WeightGrad) {
             return Ok((CpuStorage::F32(direct::backward_weight(&d, &x, &dy)), Shape::from(self.1.clone())));
         }
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
@@ -609,10 +610,11 @@ impl CustomOp1 for ChannelSums {
     }
 }
 
-/// Whether a convolution of these shapes takes the direct path (tests check both paths).
+/// Whether a convolution of these shapes takes the direct path in its forward, input-gradient
+/// and weight-gradient passes (tests check both paths).
 #[cfg(test)]
-pub(super) fn is_direct(x: &[usize], w: &[usize], g: Geometry) -> bool {
-    Dims::new(x, w, g).is_ok_and(|d| direct::suits(&d))
+pub(super) fn direct_passes(x: &[usize], w: &[usize], g: Geometry) -> [bool; 3] {
+    [Pass::Forward, Pass::InputGrad, Pass::WeightGrad].map(|p| Dims::new(x, w, g).is_ok_and(|d| direct::suits(&d, p)))
 }
 
 /// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O], with
