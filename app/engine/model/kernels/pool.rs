@@ -10,13 +10,74 @@ use rayon::prelude::*;
 use super::f32_data;
 use crate::engine::model::ops::{Axis, Pool2d};
 
-#[derive(Clone, Copy)]
 struct Geo {
     p: Pool2d,
     h: usize,
     w: usize,
     oh: usize,
     ow: usize,
+    /// For 3x3 windows at stride 2 on maps whose output rows fit in [`LANES`]: which
+    /// window columns read inside the image.
+    lanes: Option<Lanes>,
+}
+
+/// Output columns handled at once by [`Geo::plane_3x3s2`].
+const LANES: usize = 8;
+
+/// Per window tap k (0..3) and output column: the input column it reads and whether that
+/// lies inside the image (and the output column inside the map), as an all-ones mask.
+struct Lanes {
+    col: [[usize; LANES]; 3],
+    inside: [[u32; LANES]; 3],
+}
+
+impl Lanes {
+    fn new(a: Axis, w: usize, ow: usize) -> Option<Self> {
+        if a.kernel != 3 || a.stride != 2 || ow > LANES {
+            return None;
+        }
+        let mut l = Self { col: [[0; LANES]; 3], inside: [[0; LANES]; 3] };
+        for k in 0..3 {
+            for ox in 0..ow {
+                let c = (2 * ox + k) as isize - a.padding as isize;
+                if c >= 0 && (c as usize) < w {
+                    (l.col[k][ox], l.inside[k][ox]) = (c as usize, u32::MAX);
+                }
+            }
+        }
+        Some(l)
+    }
+}
+
+/// One lane set of window maxima: values, plane indices, and whether any element was seen
+/// (all-ones masks, so that the lanes compile to vector operations).
+#[derive(Clone, Copy)]
+struct Best {
+    v: [f32; LANES],
+    i: [u32; LANES],
+    seen: [u32; LANES],
+}
+
+/// All ones when `b`.
+#[inline(always)]
+fn mask(b: bool) -> u32 {
+    (b as u32).wrapping_neg()
+}
+
+impl Best {
+    const NONE: Self = Self { v: [f32::NEG_INFINITY; LANES], i: [u32::MAX; LANES], seen: [0; LANES] };
+
+    /// The scan's rule lane by lane: the first element seen, then a later one when larger
+    /// or NaN.
+    #[inline(always)]
+    fn take(&mut self, v: &[f32; LANES], i: &[u32; LANES], inside: &[u32; LANES]) {
+        for l in 0..LANES {
+            let m = inside[l] & (!self.seen[l] | mask(v[l] > self.v[l]) | mask(v[l].is_nan()));
+            self.v[l] = f32::from_bits((v[l].to_bits() & m) | (self.v[l].to_bits() & !m));
+            self.i[l] = (i[l] & m) | (self.i[l] & !m);
+            self.seen[l] |= inside[l];
+        }
+    }
 }
 
 /// The input rows (or columns) window `o` covers, clipped to the image.
@@ -42,15 +103,20 @@ impl Geo {
         let Some((oh, ow)) = p.output(h, w) else {
             candle_core::bail!("pooling window {}x{} does not fit the {h}x{w} input", p.h.kernel, p.w.kernel)
         };
-        Ok((n * c, Self { p, h, w, oh, ow }))
+        let lanes = if p.h.kernel == 3 && p.h.stride == 2 { Lanes::new(p.w, w, ow) } else { None };
+        Ok((n * c, Self { p, h, w, oh, ow, lanes }))
     }
 
     /// Maxima and their indices for one plane; `cols` holds each output column's input
     /// span (the same for every plane).
-    fn plane(&self, cols: &[(usize, usize)], x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+    /// `rows` is scratch for [`Self::plane_3x3s2`], kept across the planes of a task.
+    fn plane(&self, cols: &[(usize, usize)], x: &[f32], out: &mut [f32], idx: &mut [u32], rows: &mut Vec<Best>) {
         let (a, b) = (self.p.h, self.p.w);
         if a.kernel == 2 && a.stride == 2 && b.kernel == 2 && b.stride == 2 && a.padding == 0 && b.padding == 0 {
             return self.plane_2x2(x, out, idx);
+        }
+        if let Some(lanes) = &self.lanes {
+            return self.plane_3x3s2(lanes, x, out, idx, rows);
         }
         for oy in 0..self.oh {
             let (y0, y1) = span(a, oy, self.h);
@@ -68,6 +134,36 @@ impl Geo {
                 out[oy * self.ow + ox] = best.0;
                 idx[oy * self.ow + ox] = best.1;
             }
+        }
+    }
+
+    /// 3x3 windows at stride 2 (a ResNet stem's pool) with output rows of at most
+    /// [`LANES`] columns: every input row's window maxima along x as one set of lanes, then
+    /// three rows of those per output row, so each step of the scan is a vector operation.
+    /// Taking each row's first maximum, then the first row holding the largest, picks the
+    /// element a row-by-row scan picks; NaN ends in the last NaN either way.
+    fn plane_3x3s2(&self, lanes: &Lanes, x: &[f32], out: &mut [f32], idx: &mut [u32], rows: &mut Vec<Best>) {
+        let (w, ow, a) = (self.w, self.ow, self.p.h);
+        rows.clear();
+        rows.resize(self.h, Best::NONE);
+        for (y, best) in rows.iter_mut().enumerate() {
+            let line = &x[y * w..(y + 1) * w];
+            for k in 0..3 {
+                let cols = &lanes.col[k];
+                best.take(&cols.map(|c| line[c]), &cols.map(|c| (y * w + c) as u32), &lanes.inside[k]);
+            }
+        }
+        for oy in 0..self.oh {
+            let mut best = Best::NONE;
+            for k in 0..3 {
+                let y = (2 * oy + k) as isize - a.padding as isize;
+                if y >= 0 && (y as usize) < self.h {
+                    let r = &rows[y as usize];
+                    best.take(&r.v, &r.i, &r.seen);
+                }
+            }
+            out[oy * ow..(oy + 1) * ow].copy_from_slice(&best.v[..ow]);
+            idx[oy * ow..(oy + 1) * ow].copy_from_slice(&best.i[..ow]);
         }
     }
 
@@ -112,9 +208,10 @@ impl CustomOp1 for MaxPool {
         let per = super::min_planes(hw);
         let cols: Vec<(usize, usize)> = (0..g.ow).map(|ox| span(g.p.w, ox, g.w)).collect();
         y.par_chunks_mut(ohw * per).zip(idx.par_chunks_mut(ohw * per)).enumerate().for_each(|(t, (out, ix))| {
+            let mut rows = Vec::new();
             for (j, (o, i)) in out.chunks_mut(ohw).zip(ix.chunks_mut(ohw)).enumerate() {
                 let plane = t * per + j;
-                g.plane(&cols, &x[plane * hw..(plane + 1) * hw], o, i);
+                g.plane(&cols, &x[plane * hw..(plane + 1) * hw], o, i, &mut rows);
             }
         });
         if let Ok(mut slot) = self.indices.lock() {
