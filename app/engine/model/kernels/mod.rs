@@ -15,6 +15,7 @@ mod linear;
 mod pool;
 mod prepared;
 mod step;
+mod transpose;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,6 +13,7 @@ use candle_core::TensorId;
 use rayon::prelude::*;
 
 use super::super::prepared::prepared;
+use super::super::transpose::transpose;
 use super::super::{gemm_strided, min_planes, threads};
 use super::{Dims, Epilogue, taps, with_scratch};
 
@@ -108,41 +109,67 @@ enum Order {
     ChannelMajor,
 }
 
-impl Order {
-    #[inline]
-    fn at(self, s: usize, j: usize, c: usize, n: usize, ch: usize) -> usize {
-        match self {
-            Order::ImageMajor => (s * n + j) * ch + c,
-            Order::ChannelMajor => (s * ch + c) * n + j,
-        }
-    }
-}
+/// Images per block of `ChannelMajor` transposes: one tile's rows, and few enough that a
+/// block's planes stay in cache from one channel to the next.
+const BLOCK: usize = 16;
 
-/// Calls `f(plane index, position-layout index, channel)` for every element of a chunk, visiting
-/// both sides in runs: image by image for `ImageMajor` (its planes and runs of channels
-/// are sequential), 16 images at a time for `ChannelMajor` (16 sequential planes on one
-/// side, runs of 16 images on the other).
-#[inline]
-fn for_each_element(n: usize, ch: usize, len: usize, order: Order, mut f: impl FnMut(usize, usize, usize)) {
-    let block = match order {
-        Order::ImageMajor => 1,
-        Order::ChannelMajor => 16,
-    };
-    for j0 in (0..n).step_by(block) {
-        for c in 0..ch {
-            for s in 0..len {
-                for j in j0..(j0 + block).min(n) {
-                    f((j * ch + c) * len + s, order.at(s, j, c, n, ch), c);
+/// [n, ch, len] (a chunk of planes) -> `order`: per block of images and channel a
+/// transpose of their [images, len] planes (`ChannelMajor`), or per image one of its
+/// [ch, len] planes (`ImageMajor`).
+fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut Vec<f32>) {
+    dst.resize(n * ch * len, 0.0);
+    match order {
+        Order::ChannelMajor => {
+            for j in (0..n).step_by(BLOCK) {
+                let rows = BLOCK.min(n - j);
+                for c in 0..ch {
+                    transpose(&src[(j * ch + c) * len..], ch * len, &mut dst[c * n + j..], ch * n, rows, len);
                 }
+            }
+        }
+        Order::ImageMajor => {
+            for j in 0..n {
+                transpose(&src[j * ch * len..], len, &mut dst[j * ch..], n * ch, ch, len);
             }
         }
     }
 }
 
-/// [n, ch, len] (a chunk of planes) -> `order`.
-fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst: &mut Vec<f32>) {
-    dst.resize(n * ch * len, 0.0);
-    for_each_element(n, ch, len, order, |plane, pos, _| dst[pos] = src[plane]);
+/// `order` -> [n, ch, len], through `then` if given (on each channel's planes while they
+/// are in cache, rather than as one more pass over the output).
+fn from_positions(
+    src: &[f32],
+    n: usize,
+    ch: usize,
+    len: usize,
+    order: Order,
+    dst: &mut [f32],
+    then: Option<&Epilogue>,
+) {
+    match order {
+        Order::ChannelMajor => {
+            for j in (0..n).step_by(BLOCK) {
+                let images = BLOCK.min(n - j);
+                for c in 0..ch {
+                    let first = (j * ch + c) * len;
+                    transpose(&src[c * n + j..], ch * n, &mut dst[first..], ch * len, len, images);
+                    if let Some(e) = then {
+                        for plane in dst[first..].chunks_mut(ch * len).take(images) {
+                            for v in &mut plane[..len] {
+                                *v = e.element(*v, c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Order::ImageMajor => {
+            debug_assert!(then.is_none(), "epilogues follow forward passes only");
+            for j in 0..n {
+                transpose(&src[j * ch..], n * ch, &mut dst[j * ch * len..], len, len, ch);
+            }
+        }
+    }
 }
 
 /// [n, ch, len] -> `ImageMajor` for a whole batch, with the images split across threads:
@@ -170,23 +197,6 @@ fn to_positions_parallel(src: &[f32], n: usize, ch: usize, len: usize) -> Vec<f3
         }
     });
     dst
-}
-
-/// `order` -> [n, ch, len], through `then` if given (on the way, rather than as one more
-/// pass over the output).
-fn from_positions(
-    src: &[f32],
-    n: usize,
-    ch: usize,
-    len: usize,
-    order: Order,
-    dst: &mut [f32],
-    then: Option<&Epilogue>,
-) {
-    match then {
-        Some(e) => for_each_element(n, ch, len, order, |plane, pos, c| dst[plane] = e.element(src[pos], c)),
-        None => for_each_element(n, ch, len, order, |plane, pos, _| dst[plane] = src[pos]),
-    }
 }
 
 /// Images per chunk: one chunk per thread.
