@@ -2,7 +2,7 @@
 //! direct convolution's layout changes, element by element, took 16 % of a sweep step.
 
 /// Side of a tile.
-const TILE: usize = 16;
+pub(super) const TILE: usize = 16;
 
 /// `dst[s * dst_stride + j] = src[j * src_stride + s]` for `j < rows`, `s < cols`: whole
 /// tiles at once, the edges element by element.
@@ -23,9 +23,9 @@ pub(super) fn transpose(src: &[f32], src_stride: usize, dst: &mut [f32], dst_str
                 unsafe {
                     tile_avx512(
                         src.as_ptr().add(j * src_stride + s),
-                        src_stride,
+                        &std::array::from_fn(|k| k * src_stride),
                         dst.as_mut_ptr().add(s * dst_stride + j),
-                        dst_stride,
+                        &std::array::from_fn(|k| k * dst_stride),
                     )
                 }
             }
@@ -52,6 +52,24 @@ fn scalar(
     }
 }
 
+/// One tile between any rows: `dst[dst_rows[r] + k] = src[src_rows[k] + r]` for r, k < 16.
+pub(super) fn tile(src: &[f32], src_rows: &[usize; TILE], dst: &mut [f32], dst_rows: &[usize; TILE]) {
+    assert!(
+        src_rows.iter().all(|&o| o + TILE <= src.len()) && dst_rows.iter().all(|&o| o + TILE <= dst.len()),
+        "tile: a row outside its slice"
+    );
+    if avx512() {
+        // SAFETY: the CPU has AVX-512F and the assert keeps every row inside its slice.
+        unsafe { tile_avx512(src.as_ptr(), src_rows, dst.as_mut_ptr(), dst_rows) };
+        return;
+    }
+    for (r, &d) in dst_rows.iter().enumerate() {
+        for (k, &s) in src_rows.iter().enumerate() {
+            dst[d + k] = src[s + r];
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn avx512() -> bool {
     std::is_x86_feature_detected!("avx512f")
@@ -66,14 +84,14 @@ fn avx512() -> bool {
 /// holds four rows of one column), and transpose the 4x4 grid of lanes in two rounds.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; rows `src + k * src_stride` and `dst + k * dst_stride`
-/// (k < 16) must each hold 16 readable (writable) elements.
+/// The CPU must have AVX-512F; rows `src + src_rows[k]` and `dst + dst_rows[k]` (k < 16)
+/// must each hold 16 readable (writable) elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
+unsafe fn tile_avx512(src: *const f32, src_rows: &[usize; TILE], dst: *mut f32, dst_rows: &[usize; TILE]) {
     use std::arch::x86_64::*;
     // SAFETY (for the loads and stores below): the caller's contract.
-    let r: [__m512; 16] = std::array::from_fn(|k| unsafe { _mm512_loadu_ps(src.add(k * src_stride)) });
+    let r: [__m512; 16] = std::array::from_fn(|k| unsafe { _mm512_loadu_ps(src.add(src_rows[k])) });
     let t: [__m512; 16] = std::array::from_fn(|k| {
         let (a, b) = (r[k & !1], r[k | 1]);
         if k % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) }
@@ -96,7 +114,7 @@ unsafe fn tile_avx512(src: *const f32, src_stride: usize, dst: *mut f32, dst_str
             (m + 12, _mm512_shuffle_f32x4::<0xDD>(v1, v3)),
         ];
         for (c, v) in cols {
-            unsafe { _mm512_storeu_ps(dst.add(c * dst_stride), v) };
+            unsafe { _mm512_storeu_ps(dst.add(dst_rows[c]), v) };
         }
     }
 }
@@ -104,6 +122,20 @@ unsafe fn tile_avx512(src: *const f32, src_stride: usize, dst: *mut f32, dst_str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_between_any_rows() {
+        let src: Vec<f32> = (0..400).map(|v| v as f32).collect();
+        let src_rows: [usize; TILE] = std::array::from_fn(|k| (k * 37) % 300);
+        let dst_rows: [usize; TILE] = std::array::from_fn(|r| 16 * ((r * 5) % 16));
+        let mut dst = vec![-1f32; 256];
+        tile(&src, &src_rows, &mut dst, &dst_rows);
+        for r in 0..TILE {
+            for k in 0..TILE {
+                assert_eq!(dst[dst_rows[r] + k], src[src_rows[k] + r], "({r}, {k})");
+            }
+        }
+    }
 
     #[test]
     fn transposes_every_shape_like_the_definition() {

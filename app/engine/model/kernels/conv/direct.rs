@@ -13,7 +13,7 @@ use candle_core::TensorId;
 use rayon::prelude::*;
 
 use super::super::prepared::prepared;
-use super::super::transpose::transpose;
+use super::super::transpose::{TILE, tile, transpose};
 use super::super::{gemm_strided, min_planes, threads};
 use super::{Dims, Epilogue, taps, with_scratch};
 
@@ -111,7 +111,13 @@ enum Order {
 
 /// Images per block of `ChannelMajor` transposes: one tile's rows, and few enough that a
 /// block's planes stay in cache from one channel to the next.
-const BLOCK: usize = 16;
+const BLOCK: usize = TILE;
+
+/// Maps narrower than a tile whose length divides it: a `ChannelMajor` tile then spans
+/// 16 / `len` channels of a full block of images, so that narrow maps move whole tiles too.
+fn channels_per_tile(len: usize, images: usize) -> Option<usize> {
+    (len < TILE && TILE % len == 0 && images == TILE).then(|| TILE / len)
+}
 
 /// [n, ch, len] (a chunk of planes) -> `order`: per block of images and channel a
 /// transpose of their [images, len] planes (`ChannelMajor`), or per image one of its
@@ -122,7 +128,15 @@ fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst:
         Order::ChannelMajor => {
             for j in (0..n).step_by(BLOCK) {
                 let rows = BLOCK.min(n - j);
-                for c in 0..ch {
+                let mut c = 0;
+                if let Some(g) = channels_per_tile(len, rows) {
+                    for c0 in (0..ch - ch % g).step_by(g) {
+                        let images = std::array::from_fn(|k| ((j + k) * ch + c0) * len);
+                        tile(src, &images, dst, &std::array::from_fn(|q| ((q % len) * ch + c0 + q / len) * n + j));
+                    }
+                    c = ch - ch % g;
+                }
+                for c in c..ch {
                     transpose(&src[(j * ch + c) * len..], ch * len, &mut dst[c * n + j..], ch * n, rows, len);
                 }
             }
@@ -150,7 +164,22 @@ fn from_positions(
         Order::ChannelMajor => {
             for j in (0..n).step_by(BLOCK) {
                 let images = BLOCK.min(n - j);
-                for c in 0..ch {
+                let mut c = 0;
+                if let Some(g) = channels_per_tile(len, images) {
+                    for c0 in (0..ch - ch % g).step_by(g) {
+                        let rows = std::array::from_fn(|k| ((j + k) * ch + c0) * len);
+                        tile(src, &std::array::from_fn(|q| ((q % len) * ch + c0 + q / len) * n + j), dst, &rows);
+                        if let Some(e) = then {
+                            for &row in &rows {
+                                for (q, v) in dst[row..row + TILE].iter_mut().enumerate() {
+                                    *v = e.element(*v, c0 + q / len);
+                                }
+                            }
+                        }
+                    }
+                    c = ch - ch % g;
+                }
+                for c in c..ch {
                     let first = (j * ch + c) * len;
                     transpose(&src[c * n + j..], ch * n, &mut dst[first..], ch * len, len, images);
                     if let Some(e) = then {
