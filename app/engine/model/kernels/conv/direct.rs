@@ -26,18 +26,17 @@ pub(super) enum Pass {
 }
 
 impl Pass {
-    /// Output maps of at most this many positions take the direct path in this pass.
+    /// Output maps of at most this many positions take the direct path in this pass
+    /// (measured, PERFORMANCE.md items 25 and 28): up to 7x7 the forward and input-gradient
+    /// products beat im2col, but the weight gradient's, which reduces over every image,
+    /// only up to 4x4.
     fn max_positions(self) -> usize {
         match self {
-            Pass::Forward => FWD_LIMIT,
-            Pass::InputGrad => DX_LIMIT,
-            Pass::WeightGrad => DW_LIMIT,
+            Pass::Forward | Pass::InputGrad => 49,
+            Pass::WeightGrad => 16,
         }
     }
 }
-const FWD_LIMIT: usize = 49;
-const DX_LIMIT: usize = 16;
-const DW_LIMIT: usize = 16;
 
 /// Fewer images per thread make products too narrow to beat one im2col product.
 const MIN_IMAGES_PER_THREAD: usize = 8;
@@ -116,7 +115,7 @@ const BLOCK: usize = TILE;
 /// Maps narrower than a tile whose length divides it: a `ChannelMajor` tile then spans
 /// 16 / `len` channels of a full block of images, so that narrow maps move whole tiles too.
 fn channels_per_tile(len: usize, images: usize) -> Option<usize> {
-    (len < TILE && TILE % len == 0 && images == TILE).then(|| TILE / len)
+    (len < TILE && TILE.is_multiple_of(len) && images == TILE).then(|| TILE / len)
 }
 
 /// [n, ch, len] (a chunk of planes) -> `order`: per block of images and channel a
