@@ -27,12 +27,13 @@ pub(super) enum Pass {
 
 impl Pass {
     /// Output maps of at most this many positions take the direct path in this pass
-    /// (measured, PERFORMANCE.md items 25 and 28): up to 7x7 the forward and input-gradient
-    /// products beat im2col, but the weight gradient's, which reduces over every image,
-    /// only up to 4x4.
+    /// (measured, PERFORMANCE.md items 25 and 28): the forward products beat im2col up to
+    /// 8x8, the input gradient's up to 7x7, but the weight gradient's, which reduce over
+    /// every image, only up to 4x4.
     fn max_positions(self) -> usize {
         match self {
-            Pass::Forward | Pass::InputGrad => 49,
+            Pass::Forward => 64,
+            Pass::InputGrad => 49,
             Pass::WeightGrad => 16,
         }
     }
