@@ -144,22 +144,37 @@ fn run_sweep_bench(args: &[String], name: &str) -> Result<()> {
     let steps: Vec<f64> =
         torch["step_seconds"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
     let torch_median = median(steps.clone());
-    let same = torch["records"].as_array().is_some_and(|recs| {
-        recs.iter().zip(&ours.counts).all(|(t, (c, a))| {
-            let v = |k: &str| {
-                t[k].as_array()
-                    .map(|x| x.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect::<Vec<_>>())
-                    .unwrap_or_default()
-            };
-            v("clean_correct") == *c && v("adv_correct") == *a
-        })
-    });
+    let records = torch["records"].as_array().cloned().unwrap_or_default();
+    let counts = |t: &serde_json::Value, k: &str| {
+        t[k].as_array()
+            .map(|x| x.iter().filter_map(|v| v.as_u64().map(|v| v as usize)).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    // Every step whose counts differ: (sweep, step, ours clean/adv, PyTorch clean/adv).
+    let mut differing = Vec::new();
+    for (i, (t, (c, a))) in records.iter().zip(&ours.counts).enumerate() {
+        let (tc, ta) = (counts(t, "clean_correct"), counts(t, "adv_correct"));
+        for k in 0..c.len().max(tc.len()) {
+            let (ours_k, torch_k) = ((c.get(k), a.get(k)), (tc.get(k), ta.get(k)));
+            if ours_k != torch_k {
+                differing.push(format!("sweep {i} ({}) step {k}: ours {ours_k:?}, PyTorch {torch_k:?}", ours.names[i]));
+            }
+        }
+    }
+    let same = records.len() == ours.counts.len() && differing.is_empty();
+    for d in &differing {
+        println!("differs: {d}");
+    }
     println!(
         "torch: {} steps, median {torch_median:.3} s per step, total {:.1} s",
         steps.len(),
         steps.iter().sum::<f64>()
     );
-    println!("speed-up (median step): {:.2}x; same counts as PyTorch: {same}", torch_median / ours_median);
+    println!(
+        "speed-up (median step): {:.2}x; same counts as PyTorch: {same} ({} steps differ)",
+        torch_median / ours_median,
+        differing.len()
+    );
     Ok(())
 }
 
@@ -171,6 +186,8 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 struct SweepTiming {
     step_seconds: Vec<f64>,
     counts: Vec<(Vec<usize>, Vec<usize>)>,
+    /// "layer filter" of each entry of `counts`.
+    names: Vec<String>,
     peak_mb: f64,
 }
 
@@ -206,7 +223,7 @@ fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
             }
         }
     }
-    let mut timing = SweepTiming { step_seconds: Vec::new(), counts: Vec::new(), peak_mb: 0.0 };
+    let mut timing = SweepTiming { step_seconds: Vec::new(), counts: Vec::new(), names: Vec::new(), peak_mb: 0.0 };
     reset_peak();
     for layer in &layers {
         for filter in FilterKind::PAPER {
@@ -245,6 +262,7 @@ fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
             );
             timing.step_seconds.extend(times.into_inner());
             timing.counts.push((rec.clean_correct.clone(), rec.adv_correct.clone()));
+            timing.names.push(format!("{layer} {filter}"));
         }
     }
     timing.peak_mb = peak_mb();
