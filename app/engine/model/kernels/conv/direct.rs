@@ -119,6 +119,14 @@ fn channels_per_tile(len: usize, images: usize) -> Option<usize> {
     (len < TILE && TILE.is_multiple_of(len) && images == TILE).then(|| TILE / len)
 }
 
+/// The rows of such a tile from image `j` and channel `c0` on: in [n, ch, len] one per image
+/// (its channels' planes side by side), in `ChannelMajor` one per (channel, position) pair.
+fn grouped_rows(j: usize, c0: usize, n: usize, ch: usize, len: usize) -> ([usize; TILE], [usize; TILE]) {
+    let planes = std::array::from_fn(|k| ((j + k) * ch + c0) * len);
+    let positions = std::array::from_fn(|q| ((q % len) * ch + c0 + q / len) * n + j);
+    (planes, positions)
+}
+
 /// [n, ch, len] (a chunk of planes) -> `order`: per block of images and channel a
 /// transpose of their [images, len] planes (`ChannelMajor`), or per image one of its
 /// [ch, len] planes (`ImageMajor`).
@@ -131,8 +139,8 @@ fn to_positions(src: &[f32], n: usize, ch: usize, len: usize, order: Order, dst:
                 let mut c = 0;
                 if let Some(g) = channels_per_tile(len, rows) {
                     for c0 in (0..ch - ch % g).step_by(g) {
-                        let images = std::array::from_fn(|k| ((j + k) * ch + c0) * len);
-                        tile(src, &images, dst, &std::array::from_fn(|q| ((q % len) * ch + c0 + q / len) * n + j));
+                        let (planes, positions) = grouped_rows(j, c0, n, ch, len);
+                        tile(src, &planes, dst, &positions);
                     }
                     c = ch - ch % g;
                 }
@@ -167,10 +175,10 @@ fn from_positions(
                 let mut c = 0;
                 if let Some(g) = channels_per_tile(len, images) {
                     for c0 in (0..ch - ch % g).step_by(g) {
-                        let rows = std::array::from_fn(|k| ((j + k) * ch + c0) * len);
-                        tile(src, &std::array::from_fn(|q| ((q % len) * ch + c0 + q / len) * n + j), dst, &rows);
+                        let (planes, positions) = grouped_rows(j, c0, n, ch, len);
+                        tile(src, &positions, dst, &planes);
                         if let Some(e) = then {
-                            for &row in &rows {
+                            for &row in &planes {
                                 for (q, v) in dst[row..row + TILE].iter_mut().enumerate() {
                                     *v = e.element(*v, c0 + q / len);
                                 }
