@@ -1,13 +1,12 @@
 //! Batch norm with batch statistics (training, or the papers' evaluation mode) in one
 //! pass each way, with the analytic backward pass.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::act::{relu_grads, relu_of};
+use super::act::{relu_grad, relu_of};
 use super::affine::affine;
 use super::{Grads, apply3, f32_data};
 
@@ -165,42 +164,52 @@ impl CustomOp3 for Backward {
         if gs.len() != xs.len() || ys.len() != xs.len() {
             candle_core::bail!("batch norm backward: gradient of the wrong size")
         }
-        // The ReLU's gradient is taken first: dy where the output is positive.
-        let gs: Cow<[f32]> = match self.relu {
-            true => Cow::Owned(relu_grads(&gs, &ys)),
-            false => gs,
-        };
+        // The ReLU's gradient is taken first, element by element: dy where the output is
+        // positive (a separate pass and copy took a third of this op).
+        let relu = self.relu;
+        let grad = move |g: f32, y: f32| if relu { relu_grad(g, y) } else { g };
         let (mean, var, ws) = (&self.mean, &self.var, &self.w);
         let count = (n * p) as f64;
-        // Per channel: sum(dy) and sum(dy * x_hat), in float64.
-        let sums: Vec<(f64, f64, f64)> = (0..c)
+        // Per channel: sum(dy) and sum(dy * (x - mean)), in float64.
+        let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let inv_std = 1.0 / (var[ch] as f64 + self.eps).sqrt();
                 let m = mean[ch] as f64;
                 let (mut sg, mut sgx) = (0f64, 0f64);
+                let mut masked = vec![0f32; p];
                 for i in 0..n {
-                    let base = (i * c + ch) * p;
-                    let [a, b] = lane_sums(&gs[base..base + p], &xs[base..base + p], |g, v| [g, g * (v - m) * inv_std]);
+                    let at = (i * c + ch) * p..(i * c + ch + 1) * p;
+                    for ((o, &g), &y) in masked.iter_mut().zip(&gs[at.clone()]).zip(&ys[at.clone()]) {
+                        *o = grad(g, y);
+                    }
+                    let [a, b] = lane_sums(&masked, &xs[at], |g, v| [g, g * (v - m)]);
                     sg += a;
                     sgx += b;
                 }
-                (sg, sgx, inv_std)
+                (sg, sgx)
+            })
+            .collect();
+        // dx = w / std * (dy - sum(dy) / count - x_hat * sum(dy * x_hat) / count), as
+        // a * dy + b * (x - mean) + c with per-channel float64 coefficients rounded once.
+        let coefficients: Vec<[f32; 4]> = (0..c)
+            .map(|ch| {
+                let inv_std = 1.0 / (var[ch] as f64 + self.eps).sqrt();
+                let (sg, sgx) = sums[ch];
+                let a = ws[ch] as f64 * inv_std;
+                [a as f32, (-a * inv_std * inv_std * sgx / count) as f32, (-a * sg / count) as f32, mean[ch]]
             })
             .collect();
         let mut dx = vec![0f32; xs.len()];
         dx.par_chunks_mut(p.max(1)).with_min_len(super::min_planes(p)).enumerate().for_each(|(i, out)| {
-            let ch = i % c;
-            let (sg, sgx, inv_std) = sums[ch];
-            let base = i * p;
-            let k = ws[ch] as f64 * inv_std / count;
-            for (j, o) in out.iter_mut().enumerate() {
-                let x_hat = (xs[base + j] as f64 - mean[ch] as f64) * inv_std;
-                *o = (k * (count * gs[base + j] as f64 - sg - x_hat * sgx)) as f32;
+            let [a, b, c0, m] = coefficients[i % c];
+            let at = i * p..(i + 1) * p;
+            for ((o, (&g, &y)), &x) in out.iter_mut().zip(gs[at.clone()].iter().zip(&ys[at.clone()])).zip(&xs[at]) {
+                *o = a * grad(g, y) + b * (x - m) + c0;
             }
         });
         if let Ok(mut slot) = self.sums.lock() {
-            *slot = Some(sums.iter().map(|s| (s.1 as f32, s.0 as f32)).unzip());
+            let inv_std = |ch: usize| 1.0 / (var[ch] as f64 + self.eps).sqrt();
+            *slot = Some(sums.iter().enumerate().map(|(ch, s)| ((s.1 * inv_std(ch)) as f32, s.0 as f32)).unzip());
         }
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }

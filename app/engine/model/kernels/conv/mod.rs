@@ -3,6 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, TensorId};
 use rayon::prelude::*;
 
+use super::transpose::transpose;
 use super::{Grads, apply3, f32_data, gemm_strided, matmul, threads};
 
 mod direct;
@@ -328,11 +329,7 @@ fn channels_last_padded(d: &Dims, xg: &[f32], padded: &mut Vec<f32>) {
         let line = &mut padded[(ph + iy) * wp * cig..][..wp * cig];
         line[..pw * cig].fill(0.0);
         line[(pw + d.w) * cig..].fill(0.0);
-        for (c, src) in xg.chunks(d.h * d.w).enumerate() {
-            for (ix, &v) in src[iy * d.w..(iy + 1) * d.w].iter().enumerate() {
-                line[(pw + ix) * cig + c] = v;
-            }
-        }
+        transpose(&xg[iy * d.w..], d.h * d.w, &mut line[pw * cig..], cig, cig, d.w);
     }
 }
 
