@@ -57,6 +57,8 @@ fn conv_matches_candle_forward_and_backward() {
         // gradient from patch rows, with groups and with dilation.
         ([2, 4, 18, 17], [6, 2, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 2 }),
         ([2, 3, 21, 20], [2, 3, 3, 3], ConvGeometry { stride: 1, padding: [0, 2], dilation: 2, groups: 1 }),
+        // Several image chunks per thread: each thread's weight-gradient sums accumulate.
+        ([24, 3, 9, 9], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();
