@@ -78,6 +78,38 @@ impl Dims {
     }
 }
 
+/// The output columns [lo, hi) whose input column under kernel column `kx` lies inside the
+/// image, and the input column the first of them reads (ix = ox * stride + shift).
+fn inside_columns(d: &Dims, kx: usize) -> (usize, usize, usize) {
+    let s = d.g.stride;
+    let shift = (kx * d.g.dilation) as isize - d.g.padding[1] as isize;
+    let lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(s) }.min(d.ow);
+    let hi = if (d.w as isize) <= shift { 0 } else { ((d.w as isize - shift) as usize).div_ceil(s) }.clamp(lo, d.ow);
+    (lo, hi, (lo as isize * s as isize + shift) as usize)
+}
+
+/// For stride 1 without dilation and as many output columns as input ones (a "same"
+/// convolution), kernel tap (ky, kx)'s row of patches is the input plane shifted by one
+/// offset: output position o reads input element o + offset wherever it reads the image.
+/// Returns the offset and the output rows [lo, hi) whose input row lies inside the image.
+fn shifted_plane(d: &Dims, ky: usize, kx: usize) -> Option<(isize, usize, usize)> {
+    if d.g.stride != 1 || d.g.dilation != 1 || d.ow != d.w {
+        return None;
+    }
+    let (ph, w) = (d.g.padding[0], d.w as isize);
+    let lo = ph.saturating_sub(ky).min(d.oh);
+    let hi = (d.h + ph).saturating_sub(ky).clamp(lo, d.oh);
+    Some(((ky as isize - ph as isize) * w + kx as isize - d.g.padding[1] as isize, lo, hi))
+}
+
+/// The part of a shifted row [lo * ow, hi * ow) whose source o + offset lies in a plane
+/// of `len` elements (the ends left out read padding columns).
+fn shifted_span(offset: isize, lo: usize, hi: usize, ow: usize, len: usize) -> std::ops::Range<usize> {
+    let start = (lo * ow).max((-offset).max(0) as usize);
+    let end = (hi * ow).min((len as isize - offset).max(0) as usize).max(start);
+    start..end
+}
+
 /// Writes the patches of one group of one image `x` [cin_g, h, w] into a column matrix:
 /// row r of the patches goes to `col[r * stride + offset..][..p]`.
 fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
@@ -88,11 +120,22 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
             for kx in 0..d.kw {
                 let r = (c * d.kh + ky) * d.kw + kx;
                 let row = &mut col[r * stride + offset..][..p];
-                // Output columns whose input column lies inside the image: ix = ox*s + shift.
-                let shift = (kx * d.g.dilation) as isize - d.g.padding[1] as isize;
-                let ox_lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(s) }.min(d.ow);
-                let ox_hi = if (d.w as isize) <= shift { 0 } else { ((d.w as isize - shift) as usize).div_ceil(s) }
-                    .clamp(ox_lo, d.ow);
+                let (ox_lo, ox_hi, first) = inside_columns(d, kx);
+                if let Some((shift, oy_lo, oy_hi)) = shifted_plane(d, ky, kx) {
+                    // One copy for all rows inside the image (row-by-row copies of 32
+                    // elements cost more in calls than they move), then the columns and
+                    // rows that read padding are zeroed.
+                    let span = shifted_span(shift, oy_lo, oy_hi, d.ow, hw);
+                    let from = (span.start as isize + shift) as usize;
+                    row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
+                    row[..oy_lo * d.ow].fill(0.0);
+                    row[oy_hi * d.ow..].fill(0.0);
+                    for oy in oy_lo..oy_hi {
+                        row[oy * d.ow..][..ox_lo].fill(0.0);
+                        row[oy * d.ow + ox_hi..(oy + 1) * d.ow].fill(0.0);
+                    }
+                    continue;
+                }
                 for oy in 0..d.oh {
                     let out = &mut row[oy * d.ow..(oy + 1) * d.ow];
                     let Some(iy) = d.iy(oy, ky) else {
@@ -102,7 +145,6 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
                     let line = &plane[iy * d.w..(iy + 1) * d.w];
                     out[..ox_lo].fill(0.0);
                     out[ox_hi..].fill(0.0);
-                    let first = (ox_lo as isize * s as isize + shift) as usize;
                     if s == 1 {
                         out[ox_lo..ox_hi].copy_from_slice(&line[first..first + (ox_hi - ox_lo)]);
                     } else {
@@ -117,24 +159,34 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
 }
 
 /// Adds a column-matrix gradient back into one group's input gradient `dx` [cin_g, h, w]:
-/// row r is read from `col[r * stride + offset..][..p]` (the inverse of `im2col`).
-fn col2im(d: &Dims, col: &[f32], stride: usize, offset: usize, dx: &mut [f32]) {
+/// row r is read from `col[r * stride + offset..][..p]` (the inverse of `im2col`). The
+/// shifted-plane case zeroes the entries of `col` that read padding first, then adds
+/// the rows inside the image in one pass.
+fn col2im(d: &Dims, col: &mut [f32], stride: usize, offset: usize, dx: &mut [f32]) {
     let (p, hw, s) = (d.p(), d.h * d.w, d.g.stride);
     for c in 0..d.cin_g() {
         let plane = &mut dx[c * hw..(c + 1) * hw];
         for ky in 0..d.kh {
             for kx in 0..d.kw {
                 let r = (c * d.kh + ky) * d.kw + kx;
-                let row = &col[r * stride + offset..][..p];
-                let shift = (kx * d.g.dilation) as isize - d.g.padding[1] as isize;
-                let ox_lo = if shift >= 0 { 0 } else { ((-shift) as usize).div_ceil(s) }.min(d.ow);
-                let ox_hi = if (d.w as isize) <= shift { 0 } else { ((d.w as isize - shift) as usize).div_ceil(s) }
-                    .clamp(ox_lo, d.ow);
+                let row = &mut col[r * stride + offset..][..p];
+                let (ox_lo, ox_hi, first) = inside_columns(d, kx);
+                if let Some((shift, oy_lo, oy_hi)) = shifted_plane(d, ky, kx) {
+                    for oy in oy_lo..oy_hi {
+                        row[oy * d.ow..][..ox_lo].fill(0.0);
+                        row[oy * d.ow + ox_hi..(oy + 1) * d.ow].fill(0.0);
+                    }
+                    let span = shifted_span(shift, oy_lo, oy_hi, d.ow, hw);
+                    let from = (span.start as isize + shift) as usize;
+                    for (o, v) in plane[from..from + span.len()].iter_mut().zip(&row[span]) {
+                        *o += v;
+                    }
+                    continue;
+                }
                 for oy in 0..d.oh {
                     let Some(iy) = d.iy(oy, ky) else { continue };
                     let line = &mut plane[iy * d.w..(iy + 1) * d.w];
                     let src = &row[oy * d.ow + ox_lo..oy * d.ow + ox_hi];
-                    let first = (ox_lo as isize * s as isize + shift) as usize;
                     if s == 1 {
                         for (o, v) in line[first..first + src.len()].iter_mut().zip(src) {
                             *o += v;
