@@ -178,11 +178,7 @@ fn from_positions(
                         let (planes, positions) = grouped_rows(j, c0, n, ch, len);
                         tile(src, &positions, dst, &planes);
                         if let Some(e) = then {
-                            for &row in &planes {
-                                for (q, v) in dst[row..row + TILE].iter_mut().enumerate() {
-                                    *v = e.element(*v, c0 + q / len);
-                                }
-                            }
+                            planes.iter().for_each(|&row| e.apply_run(&mut dst[row..row + TILE], c0, len));
                         }
                     }
                     c = ch - ch % g;
@@ -192,9 +188,7 @@ fn from_positions(
                     transpose(&src[c * n + j..], ch * n, &mut dst[first..], ch * len, len, images);
                     if let Some(e) = then {
                         for plane in dst[first..].chunks_mut(ch * len).take(images) {
-                            for v in &mut plane[..len] {
-                                *v = e.element(*v, c);
-                            }
+                            e.apply_run(&mut plane[..len], c, len);
                         }
                     }
                 }

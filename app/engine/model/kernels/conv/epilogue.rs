@@ -28,17 +28,21 @@ impl Epilogue {
     pub(super) fn apply(&self, y: &mut [f32], p: usize) {
         let c = self.alpha.len();
         for (i, plane) in y.chunks_mut(p).enumerate() {
-            for v in plane {
-                *v = self.element(*v, i % c);
-            }
+            self.apply_run(plane, i % c, p);
         }
     }
 
-    /// One output value `v` of channel `c`.
+    /// In place on `run`, values of consecutive channels from `first` on, `per_channel`
+    /// values each.
     #[inline(always)]
-    pub(super) fn element(&self, v: f32, c: usize) -> f32 {
-        let z = affine(v, self.alpha[c], self.beta[c]);
-        if self.relu { relu_of(z) } else { z }
+    pub(super) fn apply_run(&self, run: &mut [f32], first: usize, per_channel: usize) {
+        for (part, c) in run.chunks_mut(per_channel).zip(first..) {
+            let (alpha, beta) = (self.alpha[c], self.beta[c]);
+            for v in part {
+                let z = affine(*v, alpha, beta);
+                *v = if self.relu { relu_of(z) } else { z };
+            }
+        }
     }
 
     pub(super) fn check(&self, channels: usize) -> Result<()> {
