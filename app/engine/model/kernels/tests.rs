@@ -59,6 +59,11 @@ fn conv_matches_candle_forward_and_backward() {
         ([2, 3, 21, 20], [2, 3, 3, 3], ConvGeometry { stride: 1, padding: [0, 2], dilation: 2, groups: 1 }),
         // Several image chunks per thread: each thread's weight-gradient sums accumulate.
         ([24, 3, 9, 9], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
+        // "Same" convolutions whose kernel rows reach past every image row: each tap's
+        // row of patches is a shifted plane with no rows (or one) inside the image.
+        ([2, 3, 1, 17], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
+        ([3, 2, 2, 2], [3, 2, 5, 5], ConvGeometry { stride: 1, padding: [2, 2], dilation: 1, groups: 1 }),
+        ([2, 2, 1, 1], [3, 2, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();

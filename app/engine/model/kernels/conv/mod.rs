@@ -71,6 +71,15 @@ impl Dims {
     fn pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.g.stride == 1 && self.g.padding == [0, 0]
     }
+    /// Stride 1 without dilation and as many output columns as input ones (a "same"
+    /// convolution): each row of patches is the input plane shifted (see `shifted_plane`).
+    fn shifts(&self) -> bool {
+        self.g.stride == 1 && self.g.dilation == 1 && self.ow == self.w
+    }
+    /// Whether patches are gathered through the tap table (see `TABLE_BELOW_WIDTH`).
+    fn by_table(&self) -> bool {
+        !self.pointwise() && !self.shifts() && self.ow < TABLE_BELOW_WIDTH
+    }
     /// Input row of output row `o` at kernel row `k`, if inside the image.
     #[inline]
     fn iy(&self, o: usize, k: usize) -> Option<usize> {
@@ -88,12 +97,12 @@ fn inside_columns(d: &Dims, kx: usize) -> (usize, usize, usize) {
     (lo, hi, (lo as isize * s as isize + shift) as usize)
 }
 
-/// For stride 1 without dilation and as many output columns as input ones (a "same"
-/// convolution), kernel tap (ky, kx)'s row of patches is the input plane shifted by one
-/// offset: output position o reads input element o + offset wherever it reads the image.
-/// Returns the offset and the output rows [lo, hi) whose input row lies inside the image.
+/// For a "same" convolution ([`Dims::shifts`]), kernel tap (ky, kx)'s row of patches is
+/// the input plane shifted by one offset: output position o reads input element o + offset
+/// wherever it reads the image. Returns the offset and the output rows [lo, hi) whose
+/// input row lies inside the image.
 fn shifted_plane(d: &Dims, ky: usize, kx: usize) -> Option<(isize, usize, usize)> {
-    if d.g.stride != 1 || d.g.dilation != 1 || d.ow != d.w {
+    if !d.shifts() {
         return None;
     }
     let (ph, w) = (d.g.padding[0], d.w as isize);
@@ -103,11 +112,12 @@ fn shifted_plane(d: &Dims, ky: usize, kx: usize) -> Option<(isize, usize, usize)
 }
 
 /// The part of a shifted row [lo * ow, hi * ow) whose source o + offset lies in a plane
-/// of `len` elements (the ends left out read padding columns).
-fn shifted_span(offset: isize, lo: usize, hi: usize, ow: usize, len: usize) -> std::ops::Range<usize> {
+/// of `len` elements (the ends left out read padding columns), and where its source
+/// starts; `None` when no element does.
+fn shifted_span(offset: isize, lo: usize, hi: usize, ow: usize, len: usize) -> Option<(std::ops::Range<usize>, usize)> {
     let start = (lo * ow).max((-offset).max(0) as usize);
-    let end = (hi * ow).min((len as isize - offset).max(0) as usize).max(start);
-    start..end
+    let end = (hi * ow).min((len as isize - offset).max(0) as usize);
+    (start < end).then(|| (start..end, (start as isize + offset) as usize))
 }
 
 /// Writes the patches of one group of one image `x` [cin_g, h, w] into a column matrix:
@@ -125,9 +135,9 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
                     // One copy for all rows inside the image (row-by-row copies of 32
                     // elements cost more in calls than they move), then the columns and
                     // rows that read padding are zeroed.
-                    let span = shifted_span(shift, oy_lo, oy_hi, d.ow, hw);
-                    let from = (span.start as isize + shift) as usize;
-                    row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
+                    if let Some((span, from)) = shifted_span(shift, oy_lo, oy_hi, d.ow, hw) {
+                        row[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
+                    }
                     row[..oy_lo * d.ow].fill(0.0);
                     row[oy_hi * d.ow..].fill(0.0);
                     for oy in oy_lo..oy_hi {
@@ -176,10 +186,10 @@ fn col2im(d: &Dims, col: &mut [f32], stride: usize, offset: usize, dx: &mut [f32
                         row[oy * d.ow..][..ox_lo].fill(0.0);
                         row[oy * d.ow + ox_hi..(oy + 1) * d.ow].fill(0.0);
                     }
-                    let span = shifted_span(shift, oy_lo, oy_hi, d.ow, hw);
-                    let from = (span.start as isize + shift) as usize;
-                    for (o, v) in plane[from..from + span.len()].iter_mut().zip(&row[span]) {
-                        *o += v;
+                    if let Some((span, from)) = shifted_span(shift, oy_lo, oy_hi, d.ow, hw) {
+                        for (o, v) in plane[from..from + span.len()].iter_mut().zip(&row[span]) {
+                            *o += v;
+                        }
                     }
                     continue;
                 }
@@ -318,7 +328,7 @@ fn chunk_cols(d: &Dims, x: &[f32], imgs: &std::ops::Range<usize>, g: usize, taps
     let (k, p, hw) = (d.k(), d.p(), d.h * d.w);
     let width = imgs.len() * p;
     col.resize(k * width, 0.0);
-    if !d.pointwise() && d.ow < TABLE_BELOW_WIDTH {
+    if d.by_table() {
         return table_cols(d, x, imgs, g, taps, col);
     }
     for (j, i) in imgs.clone().enumerate() {
@@ -552,7 +562,7 @@ impl CustomOp2 for BackwardInput {
                     let dyg = chunk_grad(&d, &dy, &imgs, g, g_mat);
                     let wg = &w[g * cg * k..(g + 1) * cg * k];
                     matmul(k, width, cg, col, false, wg, (1, k), dyg, (width, 1), !plan.by_chunk);
-                    if !d.pointwise() && d.ow < TABLE_BELOW_WIDTH {
+                    if d.by_table() {
                         table_col2im(&d, col, width, imgs.len(), g, &taps, dx);
                         continue;
                     }
