@@ -191,10 +191,10 @@ impl CustomOp3 for Backward {
             .collect();
         // dx = w / std * (dy - sum(dy) / count - x_hat * sum(dy * x_hat) / count), as
         // a * dy + b * (x - mean) + c with per-channel float64 coefficients rounded once.
+        let inv_stds: Vec<f64> = var.iter().map(|&v| 1.0 / (v as f64 + self.eps).sqrt()).collect();
         let coefficients: Vec<[f32; 4]> = (0..c)
             .map(|ch| {
-                let inv_std = 1.0 / (var[ch] as f64 + self.eps).sqrt();
-                let (sg, sgx) = sums[ch];
+                let ((sg, sgx), inv_std) = (sums[ch], inv_stds[ch]);
                 let a = ws[ch] as f64 * inv_std;
                 [a as f32, (-a * inv_std * inv_std * sgx / count) as f32, (-a * sg / count) as f32, mean[ch]]
             })
@@ -208,8 +208,7 @@ impl CustomOp3 for Backward {
             }
         });
         if let Ok(mut slot) = self.sums.lock() {
-            let inv_std = |ch: usize| 1.0 / (var[ch] as f64 + self.eps).sqrt();
-            *slot = Some(sums.iter().enumerate().map(|(ch, s)| ((s.1 * inv_std(ch)) as f32, s.0 as f32)).unzip());
+            *slot = Some(sums.iter().zip(&inv_stds).map(|(s, inv_std)| ((s.1 * inv_std) as f32, s.0 as f32)).unzip());
         }
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }

@@ -120,6 +120,16 @@ fn shifted_span(offset: isize, lo: usize, hi: usize, ow: usize, len: usize) -> O
     (start < end).then(|| (start..end, (start as isize + offset) as usize))
 }
 
+/// Zeroes, in output rows `rows` of a shifted row of patches, the columns outside `inside`
+/// (those that read padding, where the shifted copy holds a neighbouring row's values).
+fn zero_padding_columns(d: &Dims, row: &mut [f32], rows: std::ops::Range<usize>, inside: std::ops::Range<usize>) {
+    for oy in rows {
+        let line = &mut row[oy * d.ow..(oy + 1) * d.ow];
+        line[..inside.start].fill(0.0);
+        line[inside.end..].fill(0.0);
+    }
+}
+
 /// Writes the patches of one group of one image `x` [cin_g, h, w] into a column matrix:
 /// row r of the patches goes to `col[r * stride + offset..][..p]`.
 fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
@@ -140,10 +150,7 @@ fn im2col(d: &Dims, x: &[f32], col: &mut [f32], stride: usize, offset: usize) {
                     }
                     row[..oy_lo * d.ow].fill(0.0);
                     row[oy_hi * d.ow..].fill(0.0);
-                    for oy in oy_lo..oy_hi {
-                        row[oy * d.ow..][..ox_lo].fill(0.0);
-                        row[oy * d.ow + ox_hi..(oy + 1) * d.ow].fill(0.0);
-                    }
+                    zero_padding_columns(d, row, oy_lo..oy_hi, ox_lo..ox_hi);
                     continue;
                 }
                 for oy in 0..d.oh {
@@ -182,10 +189,7 @@ fn col2im(d: &Dims, col: &mut [f32], stride: usize, offset: usize, dx: &mut [f32
                 let row = &mut col[r * stride + offset..][..p];
                 let (ox_lo, ox_hi, first) = inside_columns(d, kx);
                 if let Some((shift, oy_lo, oy_hi)) = shifted_plane(d, ky, kx) {
-                    for oy in oy_lo..oy_hi {
-                        row[oy * d.ow..][..ox_lo].fill(0.0);
-                        row[oy * d.ow + ox_hi..(oy + 1) * d.ow].fill(0.0);
-                    }
+                    zero_padding_columns(d, row, oy_lo..oy_hi, ox_lo..ox_hi);
                     if let Some((span, from)) = shifted_span(shift, oy_lo, oy_hi, d.ow, hw) {
                         for (o, v) in plane[from..from + span.len()].iter_mut().zip(&row[span]) {
                             *o += v;
@@ -639,10 +643,11 @@ impl CustomOp2 for BackwardWeight {
                 sum
             })
             .collect();
+        const PIECE: usize = 1 << 14;
         let mut total = vec![0f32; wlen];
-        total.par_chunks_mut(1 << 14).enumerate().for_each(|(i, out)| {
+        total.par_chunks_mut(PIECE).enumerate().for_each(|(i, out)| {
             for sum in &sums {
-                for (o, v) in out.iter_mut().zip(&sum[i << 14..]) {
+                for (o, v) in out.iter_mut().zip(&sum[i * PIECE..]) {
                     *o += v;
                 }
             }
