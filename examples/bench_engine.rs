@@ -225,11 +225,17 @@ fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
     }
     let mut timing = SweepTiming { step_seconds: Vec::new(), counts: Vec::new(), names: Vec::new(), peak_mb: 0.0 };
     reset_peak();
+    // A whole characterisation runs each layer's three filters in one sweep, as the app
+    // does; a limited one (--max-steps) runs each filter alone, to stop each after N steps.
+    let groups: Vec<Vec<FilterKind>> = match max_steps {
+        0 => vec![FilterKind::PAPER.to_vec()],
+        _ => FilterKind::PAPER.iter().map(|&f| vec![f]).collect(),
+    };
     for layer in &layers {
-        for filter in FilterKind::PAPER {
+        for filters in &groups {
             let cfg = SweepConfig {
                 layers: vec![layer.clone()],
-                filters: vec![filter],
+                filters: filters.clone(),
                 batch,
                 ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3))
             };
@@ -254,15 +260,18 @@ fn sweep_bench(args: &[String], name: &str) -> Result<SweepTiming> {
                     _ => {}
                 },
             )?;
-            let rec = &r.records[0];
-            eprintln!(
-                "ours   {layer} {filter}: {} steps, median {:.3} s",
-                rec.clean_correct.len(),
-                median(times.borrow().clone())
-            );
-            timing.step_seconds.extend(times.into_inner());
-            timing.counts.push((rec.clean_correct.clone(), rec.adv_correct.clone()));
-            timing.names.push(format!("{layer} {filter}"));
+            let times = times.into_inner();
+            let mut at = 0;
+            for rec in &r.records {
+                let steps = rec.clean_correct.len();
+                let mine = times[at..at + steps].to_vec();
+                at += steps;
+                let filter = rec.filter;
+                eprintln!("ours   {layer} {filter}: {steps} steps, median {:.3} s", median(mine));
+                timing.counts.push((rec.clean_correct.clone(), rec.adv_correct.clone()));
+                timing.names.push(format!("{layer} {filter}"));
+            }
+            timing.step_seconds.extend(times);
         }
     }
     timing.peak_mb = peak_mb();

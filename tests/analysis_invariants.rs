@@ -81,6 +81,14 @@ fn last_h1_and_h2_steps_remove_every_weight_and_h3_windows_do_not_overlap() {
         assert_eq!(*rec.removed.last().unwrap(), rec.n, "{} {}", rec.layer, rec.filter);
         assert_eq!(*rec.rho.last().unwrap(), 0.0);
     }
+    // h2's last step takes h1's counts (the same mask): those a sweep of h2 alone computes.
+    let h2 = cfg(5, &[FilterKind::H2]);
+    let alone = sweep::run(&net, &data, &norm, &h2, Ctrl { progress: &p, stop: &s }, &|_| {}).unwrap();
+    for (with_h1, alone) in r.records.iter().filter(|r| r.filter == FilterKind::H2).zip(&alone.records) {
+        assert!(!alone.reused.last().unwrap(), "{}: alone, the last step is computed", alone.layer);
+        assert!(with_h1.reused.last().unwrap(), "{}: after h1, the last step is reused", alone.layer);
+        assert_eq!((&with_h1.clean_correct, &with_h1.adv_correct), (&alone.clean_correct, &alone.adv_correct));
+    }
     let mut masker = Masker::new(&net);
     for layer in ["features.0", "features.4", "classifier.0", "classifier.2"] {
         let values = masker.values(&FilterSet::layer(&net, layer, false).unwrap()).unwrap();

@@ -313,6 +313,9 @@ pub fn run(
     let mut outside_range = None;
     'sets: for fs in &sets {
         let values = masker.values(fs)?;
+        // Every filter's mask that removes the whole set is the same one (h1's and h2's last
+        // steps): its counts, once known.
+        let mut all_removed: Option<Counts> = None;
         let layers: Vec<&str> = fs.keys.iter().map(|k| k.rsplit_once('.').map_or(k.as_str(), |(l, _)| l)).collect();
         set.keep_prefix(net, &layers, cfg.bn, &cfg.attack)?;
         let (lo, hi, max_abs) = match cfg.scope {
@@ -349,10 +352,12 @@ pub fn run(
             let mut previous: Option<(Vec<f32>, Counts)> = None;
             for (i, &alpha) in alphas.iter().enumerate() {
                 let (mask, removed) = Filter { kind, alpha, width, range: [lo, hi] }.mask(&values);
-                // A mask equal to the last one (or removing nothing) cannot change the result.
+                // A mask equal to the last one (or removing nothing, or everything again)
+                // cannot change the result.
                 let known = match &previous {
                     Some((m, c)) if *m == mask => Some(*c),
                     _ if removed == 0 => Some(Counts { clean: baseline.clean_correct, adv: baseline.adv_correct }),
+                    _ if removed == values.len() => all_removed,
                     _ => None,
                 };
                 let counts = match known {
@@ -370,6 +375,9 @@ pub fn run(
                         }
                     }
                 };
+                if removed == values.len() {
+                    all_removed = Some(counts);
+                }
                 rec.push(removed, counts, known.is_some(), &baseline, cfg.delta);
                 on(SweepEvent::Step {
                     layer: fs.name.clone(),

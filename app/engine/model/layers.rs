@@ -4,7 +4,7 @@ use candle_core::{DType, Result as CResult, Tensor, Var};
 use rand::Rng;
 
 use super::kernels::{self, Grads};
-use super::ops;
+use super::ops::{self, Pool2d};
 use super::params::{Expect, LayerKind, Loader, Role, overwrite};
 use crate::engine::error::{EngineError, Result};
 
@@ -164,7 +164,19 @@ impl Conv2d {
     /// The convolution followed by `then` in one op (CPU kernels only; no tap sees the
     /// convolution's own output).
     pub fn forward_then(&self, x: &Tensor, ctx: &ForwardCtx, then: kernels::Epilogue) -> CResult<Tensor> {
-        kernels::conv2d_then(x, &self.weight, self.bias.as_ref(), self.geometry(), ctx.grads, Some(then))
+        self.forward_then_pool(x, ctx, then, None)
+    }
+
+    /// [`Self::forward_then`] and then, when given, a max-pool, in one op.
+    pub fn forward_then_pool(
+        &self,
+        x: &Tensor,
+        ctx: &ForwardCtx,
+        then: kernels::Epilogue,
+        pool: Option<Pool2d>,
+    ) -> CResult<Tensor> {
+        let g = self.geometry();
+        kernels::conv2d_then(x, &self.weight, self.bias.as_ref(), g, ctx.grads, Some(then), pool)
     }
 
     /// The convolution and a ReLU in one op, on the CPU kernels when no tap wants the

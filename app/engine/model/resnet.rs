@@ -26,12 +26,20 @@ impl ConvBn {
     /// Convolution, batch norm and, when `relu`, ReLU. In evaluation on the CPU kernels the
     /// three run as one op: the same values without two passes over the activations.
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx, relu: bool) -> CResult<Tensor> {
+        self.forward_pooled(x, ctx, relu, None)
+    }
+    /// [`Self::forward`] followed by the max-pool `pool`, in the same op when the others are.
+    fn forward_pooled(&self, x: &Tensor, ctx: &mut ForwardCtx, relu: bool, pool: Option<&Pool2d>) -> CResult<Tensor> {
         if ctx.bn == BnMode::Running && ctx.tap.is_none() && kernels::enabled_for(x) {
             let (alpha, beta) = self.bn.running_affine()?;
-            return self.conv.forward_then(x, ctx, kernels::Epilogue { alpha, beta, relu });
+            let then = kernels::Epilogue { alpha, beta, relu };
+            return self.conv.forward_then_pool(x, ctx, then, pool.copied());
         }
-        let y = self.conv.forward(x, ctx)?;
-        self.bn.forward_then(&y, ctx, relu)
+        let y = self.bn.forward_then(&self.conv.forward(x, ctx)?, ctx, relu)?;
+        match pool {
+            Some(p) => ops::max_pool2d(&y, p),
+            None => Ok(y),
+        }
     }
     fn out_channels(&self) -> usize {
         self.conv.out_channels()
@@ -49,11 +57,7 @@ struct StemStage {
 
 impl Stage for StemStage {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let y = self.conv.forward(x, ctx, true)?;
-        match &self.maxpool {
-            Some(p) => ops::max_pool2d(&y, p),
-            None => Ok(y),
-        }
+        self.conv.forward_pooled(x, ctx, true, self.maxpool.as_ref())
     }
     fn contains(&self, name: &str) -> bool {
         self.conv.contains(name)

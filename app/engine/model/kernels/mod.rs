@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};
+use rayon::prelude::*;
 
 pub use act::{add_relu, relu};
 pub use adam::{AdamStep, adam_update};
@@ -98,6 +99,56 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout) -> Result<Cow<'a, [f32]>> {
 /// elements), so rayon does not schedule tiny planes one by one.
 fn min_planes(plane_len: usize) -> usize {
     (16 * 1024 / plane_len.max(1)).max(1)
+}
+
+/// `out[i] = f(pattern[i's index within its image], a[i], b[i])` over tensors of whole
+/// images of `pattern.len()` values each, in parallel by blocks of images. By image rather
+/// than by channel plane: the planes of 1x1 maps are single values, which rayon would
+/// schedule one by one. The output is written once, never zeroed first.
+fn map_images(a: &[f32], b: &[f32], pattern: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "map_images: inputs of different lengths");
+    let image = pattern.len().max(1);
+    let mut out = Vec::with_capacity(a.len());
+    let slots = &mut out.spare_capacity_mut()[..a.len()];
+    let chunks = slots.par_chunks_mut(image).zip(a.par_chunks(image).zip(b.par_chunks(image)));
+    chunks.with_min_len(min_planes(image)).for_each(|(slots, (a, b))| {
+        for (((slot, &p), &a), &b) in slots.iter_mut().zip(pattern).zip(a).zip(b) {
+            slot.write(f(p, a, b));
+        }
+    });
+    // SAFETY: the chunks of `slots`, `a` and `b` have equal lengths and cover all three,
+    // so the zipped loop writes every slot.
+    unsafe { out.set_len(a.len()) };
+    out
+}
+
+/// `planes` planes of `len` values, plane i made by `f(i, plane)` from zeros in a scratch
+/// plane (in cache) and copied out, in parallel: the output is written once, where zeroing
+/// it as a whole first would be one more pass over memory.
+fn build_planes(planes: usize, len: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let total = planes * len;
+    let mut out = Vec::with_capacity(total);
+    let per = min_planes(len);
+    let slots = &mut out.spare_capacity_mut()[..total];
+    slots.par_chunks_mut((per * len).max(1)).enumerate().for_each(|(t, block)| {
+        let mut plane = vec![0f32; len];
+        for (k, slots) in block.chunks_mut(len.max(1)).enumerate() {
+            plane.fill(0.0);
+            f(t * per + k, &mut plane);
+            for (slot, &v) in slots.iter_mut().zip(&plane) {
+                slot.write(v);
+            }
+        }
+    });
+    // SAFETY: the blocks cover the first `total` slots in chunks of `len`, each as long as
+    // `plane`, and the zipped loop writes every slot of each.
+    unsafe { out.set_len(total) };
+    out
+}
+
+/// Per-channel `values` repeated over each channel's `p` positions: one image's pattern.
+fn per_position(values: &[f32], p: usize) -> Vec<f32> {
+    values.iter().flat_map(|&v| std::iter::repeat_n(v, p)).collect()
 }
 
 /// Threads for parallel loops (candle's own setting, which follows RAYON_NUM_THREADS).

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::affine::affine;
 use super::f32_data;
 use crate::engine::model::ops::{Axis, Pool2d};
 
@@ -69,12 +70,15 @@ impl Best {
 
     /// The scan's rule lane by lane: the first element seen, then a later one when larger
     /// or NaN.
+    /// Indices are carried only when `INDICES`.
     #[inline(always)]
-    fn take(&mut self, v: &[f32; LANES], i: &[u32; LANES], inside: &[u32; LANES]) {
+    fn take<const INDICES: bool>(&mut self, v: &[f32; LANES], i: &[u32; LANES], inside: &[u32; LANES]) {
         for l in 0..LANES {
             let m = inside[l] & (!self.seen[l] | mask(v[l] > self.v[l]) | mask(v[l].is_nan()));
             self.v[l] = f32::from_bits((v[l].to_bits() & m) | (self.v[l].to_bits() & !m));
-            self.i[l] = (i[l] & m) | (self.i[l] & !m);
+            if INDICES {
+                self.i[l] = (i[l] & m) | (self.i[l] & !m);
+            }
             self.seen[l] |= inside[l];
         }
     }
@@ -107,16 +111,23 @@ impl Geo {
         Ok((n * c, Self { p, h, w, oh, ow, lanes }))
     }
 
-    /// Maxima and their indices for one plane; `cols` holds each output column's input
-    /// span (the same for every plane).
+    /// Maxima and (when `INDICES`) their indices for one plane; `cols` holds each output
+    /// column's input span (the same for every plane).
     /// `rows` is scratch for [`Self::plane_3x3s2`], kept across the planes of a task.
-    fn plane(&self, cols: &[(usize, usize)], x: &[f32], out: &mut [f32], idx: &mut [u32], rows: &mut Vec<Best>) {
+    fn plane<const INDICES: bool>(
+        &self,
+        cols: &[(usize, usize)],
+        x: &[f32],
+        out: &mut [f32],
+        idx: &mut [u32],
+        rows: &mut Vec<Best>,
+    ) {
         let (a, b) = (self.p.h, self.p.w);
         if a.kernel == 2 && a.stride == 2 && b.kernel == 2 && b.stride == 2 && a.padding == 0 && b.padding == 0 {
-            return self.plane_2x2(x, out, idx);
+            return self.plane_2x2::<INDICES>(x, out, idx);
         }
         if let Some(lanes) = &self.lanes {
-            return self.plane_3x3s2(lanes, x, out, idx, rows);
+            return self.plane_3x3s2::<INDICES>(lanes, x, out, idx, rows);
         }
         for oy in 0..self.oh {
             let (y0, y1) = span(a, oy, self.h);
@@ -132,7 +143,9 @@ impl Geo {
                     }
                 }
                 out[oy * self.ow + ox] = best.0;
-                idx[oy * self.ow + ox] = best.1;
+                if INDICES {
+                    idx[oy * self.ow + ox] = best.1;
+                }
             }
         }
     }
@@ -142,7 +155,14 @@ impl Geo {
     /// three rows of those per output row, so each step of the scan is a vector operation.
     /// Taking each row's first maximum, then the first row holding the largest, picks the
     /// element a row-by-row scan picks; NaN ends in the last NaN either way.
-    fn plane_3x3s2(&self, lanes: &Lanes, x: &[f32], out: &mut [f32], idx: &mut [u32], rows: &mut Vec<Best>) {
+    fn plane_3x3s2<const INDICES: bool>(
+        &self,
+        lanes: &Lanes,
+        x: &[f32],
+        out: &mut [f32],
+        idx: &mut [u32],
+        rows: &mut Vec<Best>,
+    ) {
         let (w, ow, a) = (self.w, self.ow, self.p.h);
         rows.clear();
         rows.resize(self.h, Best::NONE);
@@ -150,7 +170,7 @@ impl Geo {
             let line = &x[y * w..(y + 1) * w];
             for k in 0..3 {
                 let cols = &lanes.col[k];
-                best.take(&cols.map(|c| line[c]), &cols.map(|c| (y * w + c) as u32), &lanes.inside[k]);
+                best.take::<INDICES>(&cols.map(|c| line[c]), &cols.map(|c| (y * w + c) as u32), &lanes.inside[k]);
             }
         }
         for oy in 0..self.oh {
@@ -159,22 +179,24 @@ impl Geo {
                 let y = (2 * oy + k) as isize - a.padding as isize;
                 if y >= 0 && (y as usize) < self.h {
                     let r = &rows[y as usize];
-                    best.take(&r.v, &r.i, &r.seen);
+                    best.take::<INDICES>(&r.v, &r.i, &r.seen);
                 }
             }
             out[oy * ow..(oy + 1) * ow].copy_from_slice(&best.v[..ow]);
-            idx[oy * ow..(oy + 1) * ow].copy_from_slice(&best.i[..ow]);
+            if INDICES {
+                idx[oy * ow..(oy + 1) * ow].copy_from_slice(&best.i[..ow]);
+            }
         }
     }
 
     /// The common 2x2, stride-2, unpadded case (the window always lies inside the image),
     /// written without branches so the compiler can vectorise it.
-    fn plane_2x2(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+    fn plane_2x2<const INDICES: bool>(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
         let w = self.w;
         for oy in 0..self.oh {
             let (y0, y1) = (2 * oy * w, (2 * oy + 1) * w);
             let (r0, r1) = (&x[y0..y0 + 2 * self.ow], &x[y1..y1 + 2 * self.ow]);
-            let (o, ix) = (&mut out[oy * self.ow..(oy + 1) * self.ow], &mut idx[oy * self.ow..(oy + 1) * self.ow]);
+            let o = &mut out[oy * self.ow..(oy + 1) * self.ow];
             for ox in 0..self.ow {
                 let c = 2 * ox;
                 let mut best = (r0[c], (y0 + c) as u32);
@@ -182,7 +204,9 @@ impl Geo {
                 best = pick(best, (r1[c], (y1 + c) as u32));
                 best = pick(best, (r1[c + 1], (y1 + c + 1) as u32));
                 o[ox] = best.0;
-                ix[ox] = best.1;
+                if INDICES {
+                    idx[oy * self.ow + ox] = best.1;
+                }
             }
         }
     }
@@ -200,25 +224,11 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (planes, g) = Geo::new(self.p, l.dims())?;
-        let x = f32_data(s, l)?;
-        let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-        let mut y = vec![0f32; planes * ohw];
-        let mut idx = vec![0u32; planes * ohw];
-        let per = super::min_planes(hw);
-        let cols: Vec<(usize, usize)> = (0..g.ow).map(|ox| span(g.p.w, ox, g.w)).collect();
-        y.par_chunks_mut(ohw * per).zip(idx.par_chunks_mut(ohw * per)).enumerate().for_each(|(t, (out, ix))| {
-            let mut rows = Vec::new();
-            for (j, (o, i)) in out.chunks_mut(ohw).zip(ix.chunks_mut(ohw)).enumerate() {
-                let plane = t * per + j;
-                g.plane(&cols, &x[plane * hw..(plane + 1) * hw], o, i, &mut rows);
-            }
-        });
+        let (y, idx, shape) = pool_forward(self.p, l.dims(), &f32_data(s, l)?, true)?;
         if let Ok(mut slot) = self.indices.lock() {
-            *slot = Some(idx);
+            *slot = idx;
         }
-        let d = l.dims();
-        Ok((CpuStorage::F32(y), Shape::from((d[0], d[1], g.oh, g.ow))))
+        Ok((CpuStorage::F32(y), shape))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -242,27 +252,128 @@ impl CustomOp1 for MaxPoolBackward {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (planes, g) = Geo::new(self.p, &self.input)?;
-        let dy = f32_data(s, l)?;
-        let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-        if dy.len() != planes * ohw || self.indices.len() != planes * ohw {
-            candle_core::bail!("max_pool2d backward: gradient of the wrong size")
-        }
-        let mut dx = vec![0f32; planes * hw];
-        let per = super::min_planes(hw);
-        dx.par_chunks_mut(hw * per).enumerate().for_each(|(t, block)| {
-            for (k, out) in block.chunks_mut(hw).enumerate() {
-                let i = t * per + k;
-                let grads = &dy[i * ohw..(i + 1) * ohw];
-                for (&j, &gv) in self.indices[i * ohw..(i + 1) * ohw].iter().zip(grads) {
-                    if let Some(o) = out.get_mut(j as usize) {
-                        *o += gv;
-                    }
-                }
-            }
-        });
+        let dx = unpool(self.p, &self.input, &self.indices, &f32_data(s, l)?, None)?;
         Ok((CpuStorage::F32(dx), Shape::from(self.input.clone())))
     }
+}
+
+/// Max pooling of whole planes of one size, plane after plane.
+pub(super) struct Pooler {
+    geo: Geo,
+    /// Each output column's input span.
+    cols: Vec<(usize, usize)>,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Pooler {
+    pub fn new(p: Pool2d, h: usize, w: usize) -> Result<Self> {
+        let (_, geo) = Geo::new(p, &[1, 1, h, w])?;
+        let cols = (0..geo.ow).map(|ox| span(p.w, ox, w)).collect();
+        Ok(Self { oh: geo.oh, ow: geo.ow, geo, cols })
+    }
+
+    /// Output values per plane.
+    pub fn out_len(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Pools the planes `x` [planes, h, w] into `out` [planes, oh, ow] and, unless `idx`
+    /// is empty, each window's index of its maximum into `idx`. Without indices the scan
+    /// is the same, so the values are too.
+    pub fn planes(&self, x: &[f32], out: &mut [f32], idx: &mut [u32]) {
+        let (hw, ohw) = (self.geo.h * self.geo.w, self.out_len());
+        let mut rows = Vec::new();
+        for (j, o) in out.chunks_mut(ohw).enumerate() {
+            let plane = &x[j * hw..(j + 1) * hw];
+            match idx.is_empty() {
+                true => self.geo.plane::<false>(&self.cols, plane, o, &mut [], &mut rows),
+                false => self.geo.plane::<true>(&self.cols, plane, o, &mut idx[j * ohw..(j + 1) * ohw], &mut rows),
+            }
+        }
+    }
+}
+
+/// Max pooling of `x` with dims `dims` [n, c, h, w]: the maxima, when `indices` each
+/// window's index of its maximum within its plane (the backward pass's), and the output's
+/// shape.
+pub(super) fn pool_forward(
+    p: Pool2d,
+    dims: &[usize],
+    x: &[f32],
+    indices: bool,
+) -> Result<(Vec<f32>, Option<Vec<u32>>, Shape)> {
+    let (planes, g) = Geo::new(p, dims)?;
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    if x.len() != planes * hw {
+        candle_core::bail!("max_pool2d: {} values for dims {dims:?}", x.len())
+    }
+    let pooler = Pooler::new(p, g.h, g.w)?;
+    let mut y = vec![0f32; planes * ohw];
+    let mut idx = vec![0u32; if indices { planes * ohw } else { 0 }];
+    let per = super::min_planes(hw);
+    let ix_chunks = idx.par_chunks_mut(if indices { ohw * per } else { 1 });
+    let shape = Shape::from((dims[0], dims[1], g.oh, g.ow));
+    if indices {
+        y.par_chunks_mut(ohw * per)
+            .zip(ix_chunks)
+            .enumerate()
+            .for_each(|(t, (out, ix))| pooler.planes(&x[t * per * hw..][..out.len() / ohw * hw], out, ix));
+    } else {
+        y.par_chunks_mut(ohw * per)
+            .enumerate()
+            .for_each(|(t, out)| pooler.planes(&x[t * per * hw..][..out.len() / ohw * hw], out, &mut []));
+    }
+    Ok((y, indices.then_some(idx), shape))
+}
+
+/// What follows the pool's input gradient in the same pass: the backward of a per-channel
+/// scale `alpha` and, when `relu`, of a ReLU before the pool (see [`unpool`]).
+pub(super) struct ScaleBackward<'a> {
+    pub alpha: &'a [f32],
+    pub relu: bool,
+    /// The pool's output, whose signs are ReLU's mask at each window's maximum.
+    pub pooled: &'a [f32],
+}
+
+/// The gradient at the pool's input [n, c, h, w] (`input`) from the gradient `dy` at its
+/// output: each window's gradient added to its maximum, in window order. With `then`,
+/// also through ReLU and the scale before the pool, with the roundings of the separate
+/// passes: ReLU keeps a sum where the element is positive, which is where the pooled
+/// value of every window it is the maximum of is positive; then `v * alpha + 0`.
+pub(super) fn unpool(
+    p: Pool2d,
+    input: &[usize],
+    indices: &[u32],
+    dy: &[f32],
+    then: Option<ScaleBackward>,
+) -> Result<Vec<f32>> {
+    let (planes, g) = Geo::new(p, input)?;
+    let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
+    if dy.len() != planes * ohw || indices.len() != planes * ohw {
+        candle_core::bail!("max_pool2d backward: gradient of the wrong size")
+    }
+    if let Some(t) = &then
+        && (t.pooled.len() != dy.len() || t.alpha.len() != input[1])
+    {
+        candle_core::bail!("max_pool2d backward: pooled output or scales of the wrong size")
+    }
+    let dx = super::build_planes(planes, hw, |i, out| {
+        let at = i * ohw..(i + 1) * ohw;
+        let kept = |o: usize| then.as_ref().is_none_or(|t| !t.relu || t.pooled[i * ohw + o] > 0.0);
+        for (o, (&j, &gv)) in indices[at.clone()].iter().zip(&dy[at]).enumerate() {
+            if let Some(v) = out.get_mut(j as usize)
+                && kept(o)
+            {
+                *v += gv;
+            }
+        }
+        if let Some(t) = &then {
+            let a = t.alpha[i % input[1]];
+            out.iter_mut().for_each(|v| *v = affine(*v, a, 0.0));
+        }
+    });
+    Ok(dx)
 }
 
 pub fn max_pool2d(x: &Tensor, p: &Pool2d) -> Result<Tensor> {

@@ -161,8 +161,8 @@ fn conv_epilogue_is_bitwise_the_separate_ops() {
         let (alpha, beta) = (randn(&[6], 803), randn(&[6], 804));
         for relu_after in [false, true] {
             let then = Epilogue { alpha: alpha.to_vec1().unwrap(), beta: beta.to_vec1().unwrap(), relu: relu_after };
-            let fused =
-                conv2d_then(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All, Some(then)).unwrap();
+            let fused = conv2d_then(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All, Some(then), None)
+                .unwrap();
             let conv = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All).unwrap();
             let apart = channel_affine(&conv, &alpha, &beta).unwrap();
             let apart = if relu_after { relu(&apart).unwrap() } else { apart };
@@ -177,6 +177,42 @@ fn conv_epilogue_is_bitwise_the_separate_ops() {
                     bits(ga.get(v.as_tensor()).unwrap()),
                     "{what}: {name}"
                 );
+            }
+        }
+    }
+}
+
+/// A max-pool inside the convolution's op (after batch norm and ReLU, or alone) gives
+/// bitwise the values and gradients of the separate ops, on the im2col and the direct path,
+/// with ReLU's zeros making ties and all-zero windows.
+#[test]
+fn conv_pool_is_bitwise_the_separate_ops() {
+    let g = ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 };
+    let pools = [Pool2d::square(3, 2, 1), Pool2d::square(2, 2, 0)];
+    // One chunk of three images; five chunks of four (the last of two), pooled in parallel.
+    for (xs, direct) in [([3, 4, 9, 7], false), ([18, 4, 12, 12], false), ([8 * threads() + 1, 4, 6, 6], true)] {
+        assert_eq!(conv::direct_passes(&xs, &[6, 4, 3, 3], g)[0], direct);
+        let x = Var::from_tensor(&randn(&xs, 900)).unwrap();
+        let w = Var::from_tensor(&randn(&[6, 4, 3, 3], 901)).unwrap();
+        let b = Var::from_tensor(&randn(&[6], 902)).unwrap();
+        let (alpha, beta) = (randn(&[6], 903), randn(&[6], 904));
+        let epilogue = |relu| Epilogue { alpha: alpha.to_vec1().unwrap(), beta: beta.to_vec1().unwrap(), relu };
+        for (pool, then) in
+            pools.iter().flat_map(|p| [None, Some(epilogue(false)), Some(epilogue(true))].map(|t| (p, t)))
+        {
+            let what = format!("direct {direct}, {pool:?}, epilogue {:?}", then.as_ref().map(|t| t.relu));
+            let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), Some(b.as_tensor()));
+            let fused = conv2d_then(xt, wt, bt, g, Grads::All, then.clone(), Some(*pool)).unwrap();
+            let eval = conv2d_then(&xt.detach(), &wt.detach(), bt, g, Grads::None, then.clone(), Some(*pool));
+            assert_eq!(bits(&eval.unwrap()), bits(&fused), "{what}: evaluation");
+            let apart = max_pool2d(&conv2d_then(xt, wt, bt, g, Grads::All, then, None).unwrap(), pool).unwrap();
+            assert_eq!(bits(&fused), bits(&apart), "{what}: forward");
+            let probe = randn(fused.dims(), 905);
+            let gf = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let ga = (apart * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for (v, name) in [(&x, "dx"), (&w, "dw"), (&b, "db")] {
+                let (f, a) = (gf.get(v.as_tensor()).unwrap(), ga.get(v.as_tensor()).unwrap());
+                assert_eq!(bits(f), bits(a), "{what}: {name}");
             }
         }
     }
@@ -318,6 +354,7 @@ fn max_pool_picks_the_scan_order_element_among_ties_and_nans() {
     let x = Var::from_vec(values.clone(), (2, 2, h, w), &Device::Cpu).unwrap();
     let pools = [
         Pool2d::square(3, 2, 1),
+        Pool2d::square(2, 2, 0),
         Pool2d::square(3, 1, 1),
         Pool2d {
             h: Axis { kernel: 2, stride: 2, padding: 1 },
@@ -350,6 +387,9 @@ fn max_pool_picks_the_scan_order_element_among_ties_and_nans() {
             }
         }
         assert_eq!(dx, want_dx, "pool {n}: gradients");
+        let (values_only, none, _) = pool::pool_forward(*p, &[2, 2, h, w], &values, false).unwrap();
+        assert!(none.is_none(), "pool {n}: no indices asked for");
+        assert_eq!(values_only.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bits(&y), "pool {n}: without indices");
     }
 }
 

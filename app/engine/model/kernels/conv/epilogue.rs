@@ -3,11 +3,12 @@
 //! still in cache. Apart, each is a pass over the activations and a fresh tensor.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
-use rayon::prelude::*;
 
 use super::super::act::{relu_grad, relu_of};
 use super::super::affine::affine;
-use super::super::{f32_data, min_planes};
+use super::super::pool::{ScaleBackward, unpool};
+use super::super::{f32_data, map_images, per_position};
+use crate::engine::model::ops::Pool2d;
 
 #[derive(Debug, Clone)]
 pub struct Epilogue {
@@ -67,16 +68,36 @@ impl CustomOp2 for EpilogueBackward {
         let dims = l1.dims();
         let (c, p) = (dims[1], dims[2..].iter().product::<usize>().max(1));
         self.0.check(c)?;
-        let mut dz = vec![0f32; g.len()];
-        let planes = dz.par_chunks_mut(p).zip(g.par_chunks(p).zip(y.par_chunks(p)));
-        planes.with_min_len(min_planes(p)).enumerate().for_each(|(i, (out, (g, y)))| {
-            let a = self.0.alpha[i % c];
-            for (o, (&g, &y)) in out.iter_mut().zip(g.iter().zip(y)) {
-                let kept = if self.0.relu { relu_grad(g, y) } else { g };
-                // The separate scale op is the affine pass with beta 0.
-                *o = affine(kept, a, 0.0);
-            }
+        let scale = per_position(&self.0.alpha, p);
+        let relu = self.0.relu;
+        let dz = map_images(&g, &y, &scale, |a, g, y| {
+            let kept = if relu { relu_grad(g, y) } else { g };
+            // The separate scale op is the affine pass with beta 0.
+            affine(kept, a, 0.0)
         });
         Ok((CpuStorage::F32(dz), l1.shape().clone()))
+    }
+}
+
+/// The gradient at the convolution's output from the gradient at the output of the
+/// max-pool after it: the pool's backward pass and the epilogue's in one (see `unpool`).
+pub(super) struct PoolBackward {
+    pub p: Pool2d,
+    /// The convolution's output dims.
+    pub input: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub then: Option<Epilogue>,
+}
+
+impl CustomOp2 for PoolBackward {
+    fn name(&self) -> &'static str {
+        "fe-conv-pool-backward"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (g, pooled) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
+        let then = self.then.as_ref().map(|e| ScaleBackward { alpha: &e.alpha, relu: e.relu, pooled: &pooled });
+        let dz = unpool(self.p, &self.input, &self.indices, &g, then)?;
+        Ok((CpuStorage::F32(dz), Shape::from(self.input.clone())))
     }
 }

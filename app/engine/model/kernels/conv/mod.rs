@@ -1,17 +1,21 @@
 //! 2-D convolution by im2col and gemm, forward and both backward passes.
 
+use std::sync::Mutex;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, TensorId};
 use rayon::prelude::*;
 
+use super::pool::{Pooler, pool_forward};
 use super::transpose::transpose;
 use super::{Grads, apply3, f32_data, gemm_strided, matmul, threads};
+use crate::engine::model::ops::Pool2d;
 
 mod direct;
 mod epilogue;
 
 use direct::Pass;
 pub use epilogue::Epilogue;
-use epilogue::EpilogueBackward;
+use epilogue::{EpilogueBackward, PoolBackward};
 
 /// Convolution geometry (PyTorch's `nn.Conv2d` arguments, square stride and dilation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,6 +418,16 @@ struct Forward {
     /// The weight's id when it is a parameter (the direct path then keeps its gathered taps).
     weight_id: Option<TensorId>,
     then: Option<Epilogue>,
+    pool: Option<PoolAfter>,
+}
+
+/// A max-pool after the convolution and its epilogue, in the same op: its backward pass
+/// then needs neither the convolution's output nor a pass of its own (see `unpool`).
+struct PoolAfter {
+    p: Pool2d,
+    /// The forward pass's index of each window's maximum, kept when a backward pass may follow.
+    indices: Mutex<Option<Vec<u32>>>,
+    keep_indices: bool,
 }
 
 impl CustomOp3 for Forward {
@@ -432,57 +446,18 @@ impl CustomOp3 for Forward {
     ) -> Result<(CpuStorage, Shape)> {
         let d = Dims::new(l1.dims(), l2.dims(), self.g)?;
         let (x, w, b) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
-        let shape = Shape::from((d.n, d.c_out, d.oh, d.ow));
         if let Some(then) = &self.then {
             then.check(d.c_out)?;
         }
-        let bias = self.has_bias.then_some(&b[..]);
-        if direct::suits(&d, Pass::Forward) {
-            let y = direct::forward(&d, &x, &w, self.weight_id, bias, self.then.as_ref());
-            return Ok((CpuStorage::F32(y), shape));
+        let Some(pool) = &self.pool else {
+            let y = self.conv_output(&d, &x, &w, &b);
+            return Ok((CpuStorage::F32(y), Shape::from((d.n, d.c_out, d.oh, d.ow))));
+        };
+        let (pooled, indices, shape) = self.pooled_output(&d, &x, &w, &b)?;
+        if let Ok(mut slot) = pool.indices.lock() {
+            *slot = indices;
         }
-        let (k, p, cg) = (d.k(), d.p(), d.cout_g());
-        let plan = Plan::new(&d);
-        let taps = taps(&d);
-        let mut y = vec![0f32; d.n * d.c_out * p];
-        for_chunk_slices(plan, &mut y, d.c_out * p, |c, y_chunk| {
-            let imgs = plan.images(c, d.n);
-            let width = imgs.len() * p;
-            with_scratch(|col, scratch| {
-                // A chunk of one image has the output's own layout: gemm writes into it.
-                let single = imgs.len() == 1;
-                let out = if single {
-                    &mut y_chunk[..]
-                } else {
-                    scratch.resize(d.c_out * width, 0.0);
-                    &mut scratch[..]
-                };
-                for g in 0..d.g.groups {
-                    chunk_cols(&d, &x, &imgs, g, &taps, col);
-                    let og = &mut out[g * cg * width..(g + 1) * cg * width];
-                    if self.has_bias {
-                        // Start from the bias and let gemm accumulate onto it.
-                        for (ch, row) in og.chunks_mut(width).enumerate() {
-                            row.fill(b[g * cg + ch]);
-                        }
-                    }
-                    let wg = &w[g * cg * k..(g + 1) * cg * k];
-                    matmul(cg, width, k, og, self.has_bias, wg, (k, 1), col, (width, 1), !plan.by_chunk);
-                }
-                // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
-                if !single {
-                    for j in 0..imgs.len() {
-                        for ch in 0..d.c_out {
-                            y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&scratch[ch * width + j * p..][..p]);
-                        }
-                    }
-                }
-                if let Some(then) = &self.then {
-                    then.apply(y_chunk, p);
-                }
-            });
-        });
-        Ok((CpuStorage::F32(y), shape))
+        Ok((CpuStorage::F32(pooled), shape))
     }
 
     fn bwd(
@@ -493,9 +468,19 @@ impl CustomOp3 for Forward {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = match &self.then {
-            Some(then) => grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &EpilogueBackward(then.clone()))?,
-            None => grad.contiguous()?,
+        let grad = match (&self.pool, &self.then) {
+            (Some(pool), then) => {
+                let indices = pool.indices.lock().ok().and_then(|s| s.clone());
+                let Some(indices) = indices else { candle_core::bail!("conv2d backward without its forward pass") };
+                let d = Dims::new(x.dims(), w.dims(), self.g)?;
+                let back =
+                    PoolBackward { p: pool.p, input: vec![d.n, d.c_out, d.oh, d.ow], indices, then: then.clone() };
+                grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &back)?
+            }
+            (None, Some(then)) => {
+                grad.contiguous()?.apply_op2_no_bwd(&res.contiguous()?, &EpilogueBackward(then.clone()))?
+            }
+            (None, None) => grad.contiguous()?,
         };
         // An input that tracks no gradient (the images, when training) needs none.
         let dx = match x.track_op() {
@@ -511,6 +496,103 @@ impl CustomOp3 for Forward {
         let dw = x.contiguous()?.apply_op2_no_bwd(&grad, &BackwardWeight(self.g, w.dims().to_vec()))?;
         let db = if self.has_bias { Some(grad.apply_op1_no_bwd(&ChannelSums)?) } else { None };
         Ok((dx, Some(dw), db))
+    }
+}
+
+impl Forward {
+    /// The convolution's output [n, c_out, oh, ow] with its bias and epilogue.
+    fn conv_output(&self, d: &Dims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        if direct::suits(d, Pass::Forward) {
+            return direct::forward(d, x, w, self.weight_id, self.has_bias.then_some(b), self.then.as_ref());
+        }
+        let (plan, taps) = (Plan::new(d), taps(d));
+        let mut y = vec![0f32; d.n * d.c_out * d.p()];
+        for_chunk_slices(plan, &mut y, d.c_out * d.p(), |c, y_chunk| {
+            self.chunk_output(d, x, w, b, plan, &taps, c, y_chunk)
+        });
+        y
+    }
+
+    /// The pooled output of the convolution and its epilogue, and (when a backward pass may
+    /// follow) the pool's indices. On the im2col path each chunk of images is pooled while
+    /// its output is in cache: the unpooled output never goes to memory.
+    fn pooled_output(&self, d: &Dims, x: &[f32], w: &[f32], b: &[f32]) -> Result<(Vec<f32>, Option<Vec<u32>>, Shape)> {
+        let Some(pool) = &self.pool else { candle_core::bail!("conv2d: no pool to apply") };
+        let dims = [d.n, d.c_out, d.oh, d.ow];
+        if direct::suits(d, Pass::Forward) {
+            return pool_forward(pool.p, &dims, &self.conv_output(d, x, w, b), pool.keep_indices);
+        }
+        let pooler = Pooler::new(pool.p, d.oh, d.ow)?;
+        let (plan, taps, p, q) = (Plan::new(d), taps(d), d.p(), pooler.out_len());
+        let mut y = vec![0f32; d.n * d.c_out * q];
+        let mut idx = vec![0u32; if pool.keep_indices { y.len() } else { 0 }];
+        let chunk = |c: usize, (out, ix): (&mut [f32], &mut [u32])| {
+            let mut full = vec![0f32; plan.images(c, d.n).len() * d.c_out * p];
+            self.chunk_output(d, x, w, b, plan, &taps, c, &mut full);
+            pooler.planes(&full, out, ix);
+        };
+        let size = plan.b * d.c_out * q;
+        let ix_size = if pool.keep_indices { size } else { 0 };
+        let ix_chunks = idx.chunks_mut(ix_size.max(1)).map(Some).chain(std::iter::repeat_with(|| None));
+        let pairs: Vec<(&mut [f32], Option<&mut [u32]>)> = y.chunks_mut(size.max(1)).zip(ix_chunks).collect();
+        let run = |(c, (out, ix)): (usize, (&mut [f32], Option<&mut [u32]>))| chunk(c, (out, ix.unwrap_or(&mut [])));
+        if plan.by_chunk {
+            pairs.into_par_iter().enumerate().for_each(run);
+        } else {
+            pairs.into_iter().enumerate().for_each(run);
+        }
+        Ok((y, pool.keep_indices.then_some(idx), Shape::from((d.n, d.c_out, pooler.oh, pooler.ow))))
+    }
+
+    /// Chunk `c`'s output [images, c_out, p] with bias and epilogue, on the im2col path.
+    #[allow(clippy::too_many_arguments)]
+    fn chunk_output(
+        &self,
+        d: &Dims,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        plan: Plan,
+        taps: &[i32],
+        c: usize,
+        y_chunk: &mut [f32],
+    ) {
+        let (k, p, cg) = (d.k(), d.p(), d.cout_g());
+        let imgs = plan.images(c, d.n);
+        let width = imgs.len() * p;
+        with_scratch(|col, scratch| {
+            // A chunk of one image has the output's own layout: gemm writes into it.
+            let single = imgs.len() == 1;
+            let out = if single {
+                &mut y_chunk[..]
+            } else {
+                scratch.resize(d.c_out * width, 0.0);
+                &mut scratch[..]
+            };
+            for g in 0..d.g.groups {
+                chunk_cols(d, x, &imgs, g, taps, col);
+                let og = &mut out[g * cg * width..(g + 1) * cg * width];
+                if self.has_bias {
+                    // Start from the bias and let gemm accumulate onto it.
+                    for (ch, row) in og.chunks_mut(width).enumerate() {
+                        row.fill(b[g * cg + ch]);
+                    }
+                }
+                let wg = &w[g * cg * k..(g + 1) * cg * k];
+                matmul(cg, width, k, og, self.has_bias, wg, (k, 1), col, (width, 1), !plan.by_chunk);
+            }
+            // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
+            if !single {
+                for j in 0..imgs.len() {
+                    for ch in 0..d.c_out {
+                        y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&scratch[ch * width + j * p..][..p]);
+                    }
+                }
+            }
+            if let Some(then) = &self.then {
+                then.apply(y_chunk, p);
+            }
+        });
     }
 }
 
@@ -699,10 +781,10 @@ pub(super) fn direct_passes(x: &[usize], w: &[usize], g: Geometry) -> [bool; 3] 
 /// `x` [N, C, H, W] convolved with `w` [O, C/groups, KH, KW], plus the bias `b` [O], with
 /// the gradients `grads`.
 pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, g: Geometry, grads: Grads) -> Result<Tensor> {
-    conv2d_then(x, w, b, g, grads, None)
+    conv2d_then(x, w, b, g, grads, None, None)
 }
 
-/// [`conv2d`] followed by `then`, in one op.
+/// [`conv2d`] followed by `then` and a max-pool `pool`, in one op.
 pub fn conv2d_then(
     x: &Tensor,
     w: &Tensor,
@@ -710,6 +792,7 @@ pub fn conv2d_then(
     g: Geometry,
     grads: Grads,
     then: Option<Epilogue>,
+    pool: Option<Pool2d>,
 ) -> Result<Tensor> {
     let bias = match b {
         Some(b) => b.contiguous()?,
@@ -717,6 +800,8 @@ pub fn conv2d_then(
     };
     let w = w.contiguous()?;
     let weight_id = w.is_variable().then(|| w.id());
-    let op = Forward { g, weight_grad: grads.weights(), has_bias: b.is_some(), weight_id, then };
+    let keep_indices = grads != Grads::None;
+    let pool = pool.map(|p| PoolAfter { p, indices: Mutex::new(None), keep_indices });
+    let op = Forward { g, weight_grad: grads.weights(), has_bias: b.is_some(), weight_id, then, pool };
     apply3(&x.contiguous()?, &w, &bias, op, grads)
 }
