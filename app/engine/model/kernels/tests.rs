@@ -161,8 +161,9 @@ fn conv_epilogue_is_bitwise_the_separate_ops() {
         let (alpha, beta) = (randn(&[6], 803), randn(&[6], 804));
         for relu_after in [false, true] {
             let then = Epilogue { alpha: alpha.to_vec1().unwrap(), beta: beta.to_vec1().unwrap(), relu: relu_after };
-            let fused = conv2d_then(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All, Some(then), None)
-                .unwrap();
+            let (xt, wt, bt) = (x.as_tensor(), w.as_tensor(), Some(b.as_tensor()));
+            let input_only = conv2d_then(xt, wt, bt, g, Grads::Input, Some(then.clone()), None).unwrap();
+            let fused = conv2d_then(xt, wt, bt, g, Grads::All, Some(then), None).unwrap();
             let conv = conv2d(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), g, Grads::All).unwrap();
             let apart = channel_affine(&conv, &alpha, &beta).unwrap();
             let apart = if relu_after { relu(&apart).unwrap() } else { apart };
@@ -178,6 +179,11 @@ fn conv_epilogue_is_bitwise_the_separate_ops() {
                     "{what}: {name}"
                 );
             }
+            // The input's gradient alone (attacks), where the direct path runs the epilogue's
+            // backward pass inside the input gradient's op.
+            let gi = (input_only * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let (alone, with_all) = (gi.get(x.as_tensor()).unwrap(), ga.get(x.as_tensor()).unwrap());
+            assert_eq!(bits(alone), bits(with_all), "{what}: dx alone");
         }
     }
 }

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::super::prepared::prepared;
 use super::super::transpose::{TILE, tile, transpose};
 use super::super::{gemm_strided, min_planes, threads};
+use super::epilogue::Through;
 use super::{Dims, Epilogue, taps, with_scratch};
 
 /// The three passes of a convolution, which take the direct path up to different map sizes.
@@ -280,17 +281,39 @@ pub(super) fn forward(
     y
 }
 
-/// `dx` [n, c_in, h, w] from the output gradient `dy` [n, c_out, p].
-pub(super) fn backward_input(d: &Dims, dy: &[f32], w: &[f32], id: Option<TensorId>) -> Vec<f32> {
+/// [`to_positions`] in `ImageMajor` order of the gradient at the convolution's output, made
+/// image by image (in cache) from `g` and `y` through the epilogue's backward pass.
+fn to_positions_through(g: &[f32], y: &[f32], through: &Through, n: usize, ch: usize, len: usize, dst: &mut Vec<f32>) {
+    dst.resize(n * ch * len, 0.0);
+    let mut image = vec![0f32; ch * len];
+    for (j, (g, y)) in g.chunks(ch * len).zip(y.chunks(ch * len)).enumerate().take(n) {
+        through.image(g, y, &mut image);
+        transpose(&image, len, &mut dst[j * ch..], n * ch, ch, len);
+    }
+}
+
+/// `dx` [n, c_in, h, w] from the output gradient `dy` [n, c_out, p], taken first through
+/// the epilogue's backward pass when `through` is given (`dy` is then the gradient at the
+/// epilogue's output).
+pub(super) fn backward_input(
+    d: &Dims,
+    dy: &[f32],
+    w: &[f32],
+    id: Option<TensorId>,
+    through: Option<&Through>,
+) -> Vec<f32> {
     let (ci, co, p, hw) = (d.c_in, d.c_out, d.p(), d.h * d.w);
     let pairs = Pairs::new(d);
     let wl = gather_weight(d, w, &pairs.live, id);
     let per = chunk_images(d);
     let mut dx = vec![0f32; d.n * ci * hw];
-    dx.par_chunks_mut(per * ci * hw).zip(dy.par_chunks(per * co * p)).for_each(|(dx, dy)| {
+    dx.par_chunks_mut(per * ci * hw).zip(dy.par_chunks(per * co * p)).enumerate().for_each(|(t, (dx, dy))| {
         let nb = dy.len() / (co * p);
         with_scratch(|gt, acc| {
-            to_positions(dy, nb, co, p, Order::ImageMajor, gt);
+            match through {
+                Some(th) => to_positions_through(dy, &th.y[t * per * co * p..][..dy.len()], th, nb, co, p, gt),
+                None => to_positions(dy, nb, co, p, Order::ImageMajor, gt),
+            }
             acc.clear();
             acc.resize(hw * nb * ci, 0.0);
             for &(s, q, l) in &pairs.list {

@@ -70,12 +70,43 @@ impl CustomOp2 for EpilogueBackward {
         self.0.check(c)?;
         let scale = per_position(&self.0.alpha, p);
         let relu = self.0.relu;
-        let dz = map_images(&g, &y, &scale, |a, g, y| {
-            let kept = if relu { relu_grad(g, y) } else { g };
-            // The separate scale op is the affine pass with beta 0.
-            affine(kept, a, 0.0)
-        });
+        let dz = map_images(&g, &y, &scale, |a, g, y| backward_at(relu, g, y, a));
         Ok((CpuStorage::F32(dz), l1.shape().clone()))
+    }
+}
+
+/// One element of the epilogue's backward pass: ReLU's gradient (`g` kept where the
+/// output `y` is positive), then the scale `alpha`'s, with the separate ops' roundings.
+#[inline(always)]
+fn backward_at(relu: bool, g: f32, y: f32, alpha: f32) -> f32 {
+    let kept = if relu { relu_grad(g, y) } else { g };
+    // The separate scale op is the affine pass with beta 0.
+    affine(kept, alpha, 0.0)
+}
+
+/// The epilogue's backward pass applied image by image as the input gradient's products
+/// read the output gradient (`direct::backward_input`), with [`EpilogueBackward`]'s values:
+/// one pass less over the gradient.
+pub(super) struct Through<'a> {
+    /// The epilogue's output [n, c, p].
+    pub y: &'a [f32],
+    /// Each channel's scale repeated over its positions: one image's pattern.
+    scale: Vec<f32>,
+    relu: bool,
+}
+
+impl<'a> Through<'a> {
+    pub fn new(e: &Epilogue, y: &'a [f32], p: usize) -> Self {
+        Self { y, scale: per_position(&e.alpha, p), relu: e.relu }
+    }
+
+    /// One image's gradient at the convolution's output from `g` and `y`, that image's
+    /// gradient at the epilogue's output and the epilogue's output.
+    #[inline]
+    pub fn image(&self, g: &[f32], y: &[f32], out: &mut [f32]) {
+        for (((o, &g), &y), &a) in out.iter_mut().zip(g).zip(y).zip(&self.scale) {
+            *o = backward_at(self.relu, g, y, a);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ mod epilogue;
 
 use direct::Pass;
 pub use epilogue::Epilogue;
-use epilogue::{EpilogueBackward, PoolBackward};
+use epilogue::{EpilogueBackward, PoolBackward, Through};
 
 /// Convolution geometry (PyTorch's `nn.Conv2d` arguments, square stride and dilation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,6 +468,16 @@ impl CustomOp3 for Forward {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if let (None, Some(then), false, true) = (&self.pool, &self.then, self.weight_grad, x.track_op())
+            && direct::suits(&Dims::new(x.dims(), w.dims(), self.g)?, Pass::InputGrad)
+        {
+            // The input's gradient only (attacks) on the direct path: the epilogue's backward
+            // pass runs inside it, image by image, instead of as a pass of its own.
+            let back =
+                BackwardInputThrough { g: self.g, input: x.dims().to_vec(), id: self.weight_id, then: then.clone() };
+            let dx = grad.contiguous()?.apply_op3_no_bwd(&res.contiguous()?, &w.contiguous()?, &back)?;
+            return Ok((Some(dx), None, None));
+        }
         let grad = match (&self.pool, &self.then) {
             (Some(pool), then) => {
                 let indices = pool.indices.lock().ok().and_then(|s| s.clone());
@@ -619,6 +629,43 @@ fn chunk_grad<'a>(
     out
 }
 
+/// dX on the direct path from the gradient at the epilogue's output, the epilogue's output
+/// and W: [`BackwardInput`] of [`EpilogueBackward`]'s result, in one op.
+struct BackwardInputThrough {
+    g: Geometry,
+    /// The convolution's input dims.
+    input: Vec<usize>,
+    /// The weight's id when it is a parameter.
+    id: Option<TensorId>,
+    then: Epilogue,
+}
+
+impl CustomOp3 for BackwardInputThrough {
+    fn name(&self) -> &'static str {
+        "fe-conv2d-backward-input-through"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let d = Dims::new(&self.input, l3.dims(), self.g)?;
+        let (g, y, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?, f32_data(s3, l3)?);
+        if !direct::suits(&d, Pass::InputGrad) || g.len() != d.n * d.c_out * d.p() || y.len() != g.len() {
+            candle_core::bail!("conv2d backward: gradient {:?} does not fit the direct path of {d:?}", l1.dims())
+        }
+        self.then.check(d.c_out)?;
+        let through = Through::new(&self.then, &y, d.p());
+        let dx = direct::backward_input(&d, &g, &w, self.id, Some(&through));
+        Ok((CpuStorage::F32(dx), Shape::from(self.input.clone())))
+    }
+}
+
 /// dX from dY and W: the column gradient W^T dY, scattered back (col2im). Holds the
 /// input's dims and the weight's id when it is a parameter.
 struct BackwardInput(Geometry, Vec<usize>, Option<TensorId>);
@@ -632,7 +679,10 @@ impl CustomOp2 for BackwardInput {
         let d = Dims::new(&self.1, l2.dims(), self.0)?;
         let (dy, w) = (f32_data(s1, l1)?, f32_data(s2, l2)?);
         if direct::suits(&d, Pass::InputGrad) {
-            return Ok((CpuStorage::F32(direct::backward_input(&d, &dy, &w, self.2)), Shape::from(self.1.clone())));
+            return Ok((
+                CpuStorage::F32(direct::backward_input(&d, &dy, &w, self.2, None)),
+                Shape::from(self.1.clone()),
+            ));
         }
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
         let plan = Plan::new(&d);
