@@ -160,6 +160,20 @@ fn optimised_kernels_give_the_plain_results() {
         assert!(diff < 1e-4, "{name}: {key} differs by {diff} after three training steps");
     }
 
+    // A local sweep of the same network on a batch that takes the direct path: the stem's
+    // convolution, batch norm, ReLU and max-pool as one op, and the epilogues' gradients
+    // inside the direct path's input gradient.
+    let net = Network::load(&net_path, None, &Device::Cpu).unwrap();
+    let images = embedded::dataset().unwrap().subset(Subset::First { n: 100 }).unwrap();
+    let norm = setup::normalization(&net, Some(&images)).unwrap();
+    let cfg = SweepConfig {
+        layers: vec!["conv1".into(), "layer1.0.conv2".into(), "layer3.1.conv1".into()],
+        steps: 3,
+        ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3))
+    };
+    let (plain, fast) = both(|| sweep::run(&net, &images, &norm, &cfg, ctrl, &|_| {}).unwrap());
+    assert_eq!(sweep_counts(&plain), sweep_counts(&fast), "{name}: sweep");
+
     // Real data when present: the shared CNN on 1,000 MNIST test images.
     if let Some(shared) = shared_data() {
         let net = Network::load(&shared.join("models/mnist_cnn_small.pth"), None, &Device::Cpu).unwrap();

@@ -107,6 +107,7 @@ fn min_planes(plane_len: usize) -> usize {
 /// schedule one by one. The output is written once, never zeroed first.
 fn map_images(a: &[f32], b: &[f32], pattern: &[f32], f: impl Fn(f32, f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "map_images: inputs of different lengths");
+    assert!(a.is_empty() || !pattern.is_empty(), "map_images: values without a pattern");
     let image = pattern.len().max(1);
     let mut out = Vec::with_capacity(a.len());
     let slots = &mut out.spare_capacity_mut()[..a.len()];
@@ -116,8 +117,8 @@ fn map_images(a: &[f32], b: &[f32], pattern: &[f32], f: impl Fn(f32, f32, f32) -
             slot.write(f(p, a, b));
         }
     });
-    // SAFETY: the chunks of `slots`, `a` and `b` have equal lengths and cover all three,
-    // so the zipped loop writes every slot.
+    // SAFETY: the chunks of `slots`, `a` and `b` have equal lengths, at most the pattern's,
+    // and cover all three, so the zipped loop writes every slot.
     unsafe { out.set_len(a.len()) };
     out
 }

@@ -312,11 +312,10 @@ pub(super) fn pool_forward(
     let mut y = vec![0f32; planes * ohw];
     let mut idx = vec![0u32; if indices { planes * ohw } else { 0 }];
     let per = super::min_planes(hw);
-    let ix_chunks = idx.par_chunks_mut(if indices { ohw * per } else { 1 });
     let shape = Shape::from((dims[0], dims[1], g.oh, g.ow));
     if indices {
         y.par_chunks_mut(ohw * per)
-            .zip(ix_chunks)
+            .zip(idx.par_chunks_mut(ohw * per))
             .enumerate()
             .for_each(|(t, (out, ix))| pooler.planes(&x[t * per * hw..][..out.len() / ohw * hw], out, ix));
     } else {

@@ -536,20 +536,20 @@ impl Forward {
         let (plan, taps, p, q) = (Plan::new(d), taps(d), d.p(), pooler.out_len());
         let mut y = vec![0f32; d.n * d.c_out * q];
         let mut idx = vec![0u32; if pool.keep_indices { y.len() } else { 0 }];
-        let chunk = |c: usize, (out, ix): (&mut [f32], &mut [u32])| {
+        // Per chunk its part of the output and of the indices (none when not kept).
+        let size = (plan.b * d.c_out * q).max(1);
+        let mut ix_parts: Vec<&mut [u32]> = idx.chunks_mut(size).collect();
+        ix_parts.resize_with(plan.chunks, || &mut []);
+        let jobs: Vec<(&mut [f32], &mut [u32])> = y.chunks_mut(size).zip(ix_parts).collect();
+        let run = |(c, (out, ix)): (usize, (&mut [f32], &mut [u32]))| {
             let mut full = vec![0f32; plan.images(c, d.n).len() * d.c_out * p];
             self.chunk_output(d, x, w, b, plan, &taps, c, &mut full);
             pooler.planes(&full, out, ix);
         };
-        let size = plan.b * d.c_out * q;
-        let ix_size = if pool.keep_indices { size } else { 0 };
-        let ix_chunks = idx.chunks_mut(ix_size.max(1)).map(Some).chain(std::iter::repeat_with(|| None));
-        let pairs: Vec<(&mut [f32], Option<&mut [u32]>)> = y.chunks_mut(size.max(1)).zip(ix_chunks).collect();
-        let run = |(c, (out, ix)): (usize, (&mut [f32], Option<&mut [u32]>))| chunk(c, (out, ix.unwrap_or(&mut [])));
         if plan.by_chunk {
-            pairs.into_par_iter().enumerate().for_each(run);
+            jobs.into_par_iter().enumerate().for_each(run);
         } else {
-            pairs.into_iter().enumerate().for_each(run);
+            jobs.into_iter().enumerate().for_each(run);
         }
         Ok((y, pool.keep_indices.then_some(idx), Shape::from((d.n, d.c_out, pooler.oh, pooler.ow))))
     }
