@@ -16,10 +16,19 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in [vec!["--help"], vec!["info", "--help"], vec!["eval", "--help"], vec!["convert", "--help"]] {
-        let o = run(&cmd);
-        assert!(o.status.success(), "{cmd:?}");
-        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{cmd:?}");
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    let top = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(top.contains("Usage"), "{top}");
+    // The commands clap lists, one a line under "Commands:".
+    let section = top.split_once("Commands:\n").expect("a Commands section").1;
+    let commands: Vec<&str> =
+        section.lines().take_while(|l| !l.trim().is_empty()).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(commands.len(), 11, "{commands:?}");
+    for cmd in commands {
+        let o = if cmd == "help" { run(&["help"]) } else { run(&[cmd, "--help"]) };
+        assert!(o.status.success(), "{cmd} --help: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"), "{cmd}");
     }
 }
 
@@ -59,7 +68,10 @@ fn eval_on_the_embedded_default_reports_json() {
 
 #[test]
 fn pgd_is_at_least_as_strong_as_fgsm() {
-    let parse = |o: Output| -> serde_json::Value { serde_json::from_slice(&o.stdout).unwrap() };
+    let parse = |o: Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
     let fgsm = parse(run(&["eval", "--limit", "100", "--eps", "0.2", "--json"]));
     let pgd = parse(run(&["eval", "--limit", "100", "--eps", "0.2", "--attack", "pgd", "--pgd-steps", "5", "--json"]));
     assert!(pgd["correct_adversarial"].as_u64() <= fgsm["correct_adversarial"].as_u64(), "{pgd} vs {fgsm}");
@@ -84,6 +96,18 @@ fn bad_arguments_and_files_fail_cleanly() {
     let evil = fixtures().join("checkpoints/evil.pth");
     let o = run(&["info", "--model", evil.to_str().unwrap()]);
     assert!(stderr(&o).contains("argparse.Namespace"));
+}
+
+/// The analysis fixture's card with the sizes training from scratch needs, in `dir`.
+fn training_card(dir: &std::path::Path) -> std::path::PathBuf {
+    let card_text = std::fs::read_to_string(fixtures().join("analysis/tiny_cnn.json"))
+        .unwrap()
+        .replace("\"key\": \"features.0\"", "\"key\": \"features.0\", \"out_channels\": 4, \"kernel\": 3")
+        .replace("\"key\": \"features.4\"", "\"key\": \"features.4\", \"out_channels\": 8, \"kernel\": 3")
+        .replace("\"key\": \"classifier.0\"", "\"key\": \"classifier.0\", \"out_features\": 16");
+    let card = dir.join("tiny.json");
+    std::fs::write(&card, card_text).unwrap();
+    card
 }
 
 /// A folder with the analysis fixture's 60 MNIST images as both splits.
@@ -153,13 +177,7 @@ fn analysis_commands_write_their_results() {
 fn train_resume_landscape_and_selective_run_end_to_end() {
     let data = tiny_mnist();
     let runs = tempfile::tempdir().unwrap();
-    let card_text = std::fs::read_to_string(fixtures().join("analysis/tiny_cnn.json"))
-        .unwrap()
-        .replace("\"key\": \"features.0\"", "\"key\": \"features.0\", \"out_channels\": 4, \"kernel\": 3")
-        .replace("\"key\": \"features.4\"", "\"key\": \"features.4\", \"out_channels\": 8, \"kernel\": 3")
-        .replace("\"key\": \"classifier.0\"", "\"key\": \"classifier.0\", \"out_features\": 16");
-    let card = runs.path().join("tiny.json");
-    std::fs::write(&card, card_text).unwrap();
+    let card = training_card(runs.path());
     let ckpts = runs.path().join("run");
     let o = run(&[
         "train",
@@ -262,4 +280,68 @@ fn ctrl_c_stops_a_sweep_and_keeps_its_finished_steps() {
     let steps: usize =
         v["records"].as_array().unwrap().iter().map(|r| r["clean_correct"].as_array().unwrap().len()).sum();
     assert!(steps < 4 * 3 * 25, "the sweep stopped early ({steps} steps)");
+}
+
+/// Every command of the README's command-line block, as written there: first with its
+/// required words, then with each optional group on its own, placeholders filled with the
+/// analysis fixture. A flag documented but not parsed (or parsed but documented otherwise)
+/// fails here, and so does an `--out` folder that lacks a file the README's table promises.
+#[test]
+fn the_readme_command_line_block_runs_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let commands = common::readme::commands(&common::readme::code_block_after(&readme, "## Command line"));
+    let names: Vec<&str> = commands.iter().filter_map(|c| c.words.get(1).map(String::as_str)).collect();
+    assert_eq!(
+        names,
+        ["info", "eval", "convert", "sweep", "dropout", "train", "landscape", "selective", "figure"],
+        "the block's commands, in an order where each finds what the ones before it wrote"
+    );
+    let data = tiny_mnist();
+    let dir = tempfile::tempdir().unwrap();
+    let analysis = fixtures().join("analysis");
+    let places = common::readme::Places {
+        model: analysis.join("tiny_cnn.safetensors"),
+        card: analysis.join("tiny_cnn.json"),
+        training_card: training_card(data.path()),
+        data: data.path().to_path_buf(),
+        dir: dir.path().to_path_buf(),
+    };
+    let promised = promised_files(&readme);
+    // `convert --out` writes into an existing folder, as a user's would be.
+    std::fs::create_dir(dir.path().join("converted")).unwrap();
+    for command in &commands {
+        assert_eq!(command.words[0], "fragility-explorer", "{}", command.text);
+        for words in common::readme::variants(command) {
+            let args = common::readme::fill(&words[1..], &places);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = run(&args);
+            assert!(o.status.success(), "`{}` as `{}` failed:\n{}", command.text, args.join(" "), stderr(&o));
+            if args.contains(&"--out") {
+                for file in promised.iter().filter(|(c, _)| c == args[0]).map(|(_, f)| f) {
+                    assert!(dir.path().join(file).exists(), "`{}` did not write {file}", args.join(" "));
+                }
+            }
+        }
+    }
+}
+
+/// (command, file) pairs of the README's table of output files; `NNN` is the first epoch.
+fn promised_files(readme: &str) -> Vec<(String, String)> {
+    let table = readme.split_once("| command | files | contents |").expect("the README's table of output files").1;
+    let mut command = String::new();
+    let mut out = Vec::new();
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        if !cells[1].is_empty() {
+            command = cells[1].trim_matches('`').to_string();
+        }
+        let is_file =
+            |f: &&str| !f.starts_with('.') && [".json", ".csv", ".safetensors", "/"].iter().any(|end| f.ends_with(end));
+        for file in cells[2].split('`').skip(1).step_by(2).filter(is_file) {
+            out.push((command.clone(), file.replace("NNN", "001")));
+        }
+    }
+    assert!(out.len() >= 10, "the table lists the analyses' files: {out:?}");
+    out
 }

@@ -203,3 +203,76 @@ fn missing_and_unknown_paths_are_errors() {
     let e = data::load(&DataSpec::new(dir.path())).unwrap_err().to_string();
     assert!(e.contains("no dataset found"), "{e}");
 }
+
+/// Peak resident memory of this process so far, in bytes (Linux; None elsewhere).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn hostile_idx_files_get_clear_errors_and_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    write_idx_set(dir.path(), "t10k", 3, true);
+    let images = dir.path().join("t10k-images-idx3-ubyte.gz");
+    let load = || data::load(&DataSpec::new(dir.path())).unwrap_err().to_string();
+
+    // A gzip bomb: the header announces 3 images of 2x2, the stream inflates to 512 MB.
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&idx_bytes(&[3, 2, 2], &[0; 12])).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        e.write_all(&zeros).unwrap();
+    }
+    std::fs::write(&images, e.finish().unwrap()).unwrap();
+    let before = peak_rss();
+    let err = load();
+    assert!(err.contains("the data goes on for more than"), "{err}");
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        assert!(after < before + (64 << 20), "the bomb took {} MB", (after - before) >> 20);
+    }
+
+    // A header whose sizes hold a 0, and one that overflows.
+    std::fs::write(&images, gzip(&idx_bytes(&[3, 0, 2], &[]))).unwrap();
+    assert!(load().contains("sizes 3x0x2 hold a 0"), "{}", load());
+    std::fs::write(&images, gzip(&idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[]))).unwrap();
+    let err = load();
+    assert!(err.contains("overflow") || err.contains("ends before image 1"), "{err}");
+
+    // Named .gz, not gzip.
+    std::fs::write(&images, idx_bytes(&[3, 2, 2], &[0; 12])).unwrap();
+    assert!(load().contains("named .gz but is not gzip-compressed"), "{}", load());
+
+    // A stream that ends before its header's count.
+    std::fs::write(&images, gzip(&idx_bytes(&[3, 2, 2], &[0; 8]))).unwrap();
+    assert!(load().contains("the decompressed stream ends before image 3"), "{}", load());
+}
+
+/// The first N images of a set are read without decoding the rest: a header announcing a
+/// million images over a stream that holds ten still gives its first five.
+#[test]
+fn a_subset_decodes_only_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pixels, labels): (Vec<u8>, Vec<u8>) = ((0..40).collect(), (0..10).collect());
+    std::fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), gzip(&idx_bytes(&[1_000_000, 2, 2], &pixels)))
+        .unwrap();
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gzip(&idx_bytes(&[1_000_000], &labels))).unwrap();
+    let d = data::load(&DataSpec { subset: Subset::First { n: 5 }, ..DataSpec::new(dir.path()) }).unwrap();
+    assert_eq!((d.len(), d.image(4), d.labels[4]), (5, &[16u8, 17, 18, 19][..], 4));
+    assert!(d.name.contains("(5 of 1000000)"), "{}", d.name);
+    // The whole set is read to its end, so the lie is found.
+    let e = data::load(&DataSpec::new(dir.path())).unwrap_err().to_string();
+    assert!(e.contains("ends before image 11"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_named_pipe_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.pth");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = fragility_explorer::engine::checkpoint::load(&fifo, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("a named pipe, not a regular file") && e.ends_with("model.pth"), "{e}");
+}

@@ -36,8 +36,8 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 25)]
     pub steps: usize,
     /// Global sweeps: threshold range LO,HI
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [-1.0, 1.0], allow_negative_numbers = true)]
-    pub range: Vec<f64>,
+    #[arg(long, value_name = "LO,HI", default_value_t = RangeArg(sweep::DEFAULT_GLOBAL_RANGE), allow_hyphen_values = true)]
+    pub range: RangeArg,
     /// Filter biases with their layer's weights
     #[arg(long)]
     pub include_biases: bool,
@@ -57,6 +57,32 @@ pub struct SweepArgs {
     pub attack_opts: AttackArgs,
 }
 
+/// A threshold range written `LO,HI` (`-1,1` parses: its minus is not an option).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RangeArg(pub [f64; 2]);
+
+impl std::fmt::Display for RangeArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.0[0], self.0[1])
+    }
+}
+
+impl std::str::FromStr for RangeArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected =
+            || format!("expected two numbers LO,HI with LO < HI, such as {}", RangeArg(sweep::DEFAULT_GLOBAL_RANGE));
+        let (lo, hi) = s.split_once(',').ok_or_else(expected)?;
+        let (lo, hi): (f64, f64) =
+            (lo.trim().parse().map_err(|_| expected())?, hi.trim().parse().map_err(|_| expected())?);
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(expected());
+        }
+        Ok(Self([lo, hi]))
+    }
+}
+
 impl SweepArgs {
     pub fn config(&self, scope: Scope, attack: AttackConfig) -> SweepConfig {
         SweepConfig {
@@ -64,7 +90,7 @@ impl SweepArgs {
             layers: self.layers.clone(),
             filters: self.filters.clone(),
             steps: self.steps,
-            global_range: [self.range[0], self.range[1]],
+            global_range: self.range.0,
             include_biases: self.include_biases,
             attack,
             transfer: self.transfer,

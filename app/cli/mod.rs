@@ -18,7 +18,11 @@ use crate::engine::EngineError;
 
 #[derive(Parser, Debug)]
 #[command(name = "fragility-explorer", version, about = "Find the fragile, robust and antifragile parameters of trained networks", long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// Without a command the explorer opens, taking the same options as `gui`.
+    #[command(flatten)]
+    pub gui: gui::GuiArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -52,7 +56,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => gui::run(&gui::GuiArgs::default()),
+        None => gui::run(&cli.gui),
         Some(Command::Gui(a)) => gui::run(&a),
         Some(Command::Figure(a)) => figure::run(&a),
         Some(Command::Info(a)) => info::run(&a),

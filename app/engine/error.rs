@@ -16,13 +16,10 @@ pub enum EngineError {
     Data { msg: String, path: PathBuf },
     #[error("{0}")]
     Config(String),
-    #[error("cannot {action}: {source}: {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message, not a `#[source]`, so that printing the error chain
+    // does not say it twice.
+    #[error("cannot {action}: {cause}: {}", path.display())]
+    Io { action: &'static str, path: PathBuf, cause: std::io::Error },
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("cancelled")]
@@ -40,7 +37,7 @@ impl EngineError {
         Self::Data { msg: msg.into(), path: path.to_path_buf() }
     }
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
-        Self::Io { action, path: path.to_path_buf(), source }
+        Self::Io { action, path: path.to_path_buf(), cause: source }
     }
     pub fn model(msg: impl Into<String>) -> Self {
         Self::Model(msg.into())
@@ -50,7 +47,37 @@ impl EngineError {
     }
 }
 
-/// Reads a whole file, mapping the error to one that names the path.
+/// Reads a whole regular file, mapping the error to one that names the path. Anything else
+/// (a named pipe, a device, a socket, a folder) is refused before it is opened: reading a
+/// pipe blocks for ever and a device never ends.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    check_regular(path)?;
     std::fs::read(path).map_err(|e| EngineError::io("read", path, e))
+}
+
+/// Refuses whatever is not a regular file (symbolic links are followed), naming what it is.
+pub fn check_regular(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::io("read", path, e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    let what = file_kind(&meta.file_type());
+    Err(EngineError::io("read", path, std::io::Error::other(format!("{what}, not a regular file"))))
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() { "a folder" } else { "not a file" }
 }

@@ -76,9 +76,9 @@ fn eval_point(v: &Value, i: usize, path: &Path) -> Result<(f64, f64, f64)> {
 
 /// Reads `path` and recognises the result in it by its fields.
 pub fn load(path: &Path) -> Result<Results> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the results {}", path.display()))?;
+    let bytes = crate::engine::error::read_file(path)?;
     let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("the results are not JSON: {}", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("the results are not JSON: {}", path.display()))?;
     let evals = |items: &[Value]| -> Result<Results> {
         let points = items.iter().enumerate().map(|(i, e)| eval_point(e, i, path)).collect::<Result<_>>()?;
         Ok(Results::Evals(points, items.iter().map(|e| e.get("config").cloned().unwrap_or(Value::Null)).collect()))

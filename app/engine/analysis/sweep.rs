@@ -28,8 +28,11 @@ fn default_steps() -> usize {
 fn default_filters() -> Vec<FilterKind> {
     FilterKind::PAPER.to_vec()
 }
+/// The thresholds of a global sweep span this range by default (METHOD.md section 3).
+pub const DEFAULT_GLOBAL_RANGE: [f64; 2] = [-1.0, 1.0];
+
 fn default_range() -> [f64; 2] {
-    [-1.0, 1.0]
+    DEFAULT_GLOBAL_RANGE
 }
 fn default_delta() -> f64 {
     0.01

@@ -174,33 +174,138 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// How deeply containers may nest: a state_dict nests a handful of levels, and deeper
+/// structures would overflow the stack when dropped or walked.
+const MAX_DEPTH: u32 = 200;
+/// Values a pickle may create, copies from the memo included: far above any real
+/// checkpoint's, and low enough that a pickle which multiplies its objects cannot take the
+/// machine's memory (each value is a few dozen bytes).
+const MAX_VALUES: u64 = 8_000_000;
+
+/// What a value on the stack holds: its nesting depth and its count of values.
+#[derive(Debug, Clone, Copy, Default)]
+struct Meta {
+    depth: u32,
+    values: u64,
+}
+
+impl Meta {
+    const LEAF: Meta = Meta { depth: 0, values: 1 };
+
+    /// A container of items with these combined measures.
+    fn around(self) -> Meta {
+        Meta { depth: self.depth + 1, values: self.values + 1 }
+    }
+
+    fn join(self, other: Meta) -> Meta {
+        Meta { depth: self.depth.max(other.depth), values: self.values + other.values }
+    }
+}
+
+/// The pickle virtual machine's state. Every value on the stack and in the memo carries its
+/// [`Meta`], kept up to date as containers grow, so depth and size are bounded as they are
+/// built, without walking (or recursing into) what was built.
 struct Machine {
     stack: Vec<Value>,
-    memo: HashMap<u32, Value>,
+    meta: Vec<Meta>,
+    memo: HashMap<u32, (Value, Meta)>,
+    /// Values created so far.
+    created: u64,
 }
 
 impl Machine {
-    fn pop(&mut self) -> Result<Value, String> {
-        self.stack.pop().ok_or_else(|| "pickle stack underflow".to_string())
+    fn charge(&mut self, meta: Meta) -> Result<(), String> {
+        if meta.depth > MAX_DEPTH {
+            return Err(format!("the pickle nests containers more than {MAX_DEPTH} levels deep"));
+        }
+        self.created += meta.values;
+        if self.created > MAX_VALUES {
+            return Err(format!("the pickle builds more than {MAX_VALUES} values, far more than a state_dict holds"));
+        }
+        Ok(())
     }
-    fn pop_mark(&mut self) -> Result<Vec<Value>, String> {
+    fn push_meta(&mut self, v: Value, meta: Meta) -> Result<(), String> {
+        self.charge(meta)?;
+        self.stack.push(v);
+        self.meta.push(meta);
+        Ok(())
+    }
+    /// Pushes a value that holds no other values.
+    fn push(&mut self, v: Value) -> Result<(), String> {
+        self.push_meta(v, Meta::LEAF)
+    }
+    /// Pushes a new container around items measured `inner` (already charged).
+    fn push_container(&mut self, v: Value, inner: Meta) -> Result<(), String> {
+        self.charge(Meta::LEAF)?;
+        let meta = inner.around();
+        if meta.depth > MAX_DEPTH {
+            return Err(format!("the pickle nests containers more than {MAX_DEPTH} levels deep"));
+        }
+        self.stack.push(v);
+        self.meta.push(meta);
+        Ok(())
+    }
+    fn pop_entry(&mut self) -> Result<(Value, Meta), String> {
+        match (self.stack.pop(), self.meta.pop()) {
+            (Some(v), Some(m)) => Ok((v, m)),
+            _ => Err("pickle stack underflow".to_string()),
+        }
+    }
+    fn pop(&mut self) -> Result<Value, String> {
+        self.pop_entry().map(|(v, _)| v)
+    }
+    /// The values above the topmost mark (and the mark itself) off the stack.
+    fn pop_mark(&mut self) -> Result<(Vec<Value>, Meta), String> {
         let mark = self.stack.iter().rposition(|v| matches!(v, Value::Mark)).ok_or("pickle has no mark to pop to")?;
-        let items = self.stack.split_off(mark + 1);
-        self.stack.pop();
-        Ok(items)
+        self.pop_top(self.stack.len() - mark - 1).and_then(|items| {
+            self.pop()?;
+            Ok(items)
+        })
+    }
+    /// The top `n` values, in stack order.
+    fn pop_top(&mut self, n: usize) -> Result<(Vec<Value>, Meta), String> {
+        if self.stack.len() < n {
+            return Err("pickle stack underflow".into());
+        }
+        let at = self.stack.len() - n;
+        let meta = self.meta.split_off(at).into_iter().fold(Meta { depth: 0, values: 0 }, Meta::join);
+        Ok((self.stack.split_off(at), meta))
     }
     fn top(&mut self) -> Result<&mut Value, String> {
         self.stack.last_mut().ok_or_else(|| "pickle stack underflow".to_string())
     }
-    fn memo_get(&self, index: u32) -> Result<Value, String> {
-        self.memo.get(&index).cloned().ok_or_else(|| format!("pickle memo {index} missing"))
-    }
-    fn memo_put(&mut self, index: u32) -> Result<(), String> {
-        let top = self.stack.last().ok_or("pickle stack underflow")?.clone();
-        self.memo.insert(index, top);
+    /// Grows the top container by items measured `inner`.
+    fn grow_top(&mut self, inner: Meta) -> Result<(), String> {
+        let top = self.meta.last_mut().ok_or("pickle stack underflow")?;
+        top.depth = top.depth.max(inner.depth + 1);
+        top.values += inner.values;
+        if top.depth > MAX_DEPTH {
+            return Err(format!("the pickle nests containers more than {MAX_DEPTH} levels deep"));
+        }
         Ok(())
     }
-    fn set_items(&mut self, items: Vec<Value>) -> Result<(), String> {
+    /// A copy of the top value (DUP), counted like any new value.
+    fn dup(&mut self) -> Result<(), String> {
+        let (v, meta) = match (self.stack.last(), self.meta.last()) {
+            (Some(v), Some(m)) => (v.clone(), *m),
+            _ => return Err("pickle stack underflow".into()),
+        };
+        self.push_meta(v, meta)
+    }
+    fn memo_get(&mut self, index: u32) -> Result<(), String> {
+        let (v, meta) = self.memo.get(&index).cloned().ok_or_else(|| format!("pickle memo {index} missing"))?;
+        self.push_meta(v, meta)
+    }
+    fn memo_put(&mut self, index: u32) -> Result<(), String> {
+        let (v, meta) = match (self.stack.last(), self.meta.last()) {
+            (Some(v), Some(m)) => (v.clone(), *m),
+            _ => return Err("pickle stack underflow".into()),
+        };
+        self.charge(meta)?;
+        self.memo.insert(index, (v, meta));
+        Ok(())
+    }
+    fn set_items(&mut self, (items, inner): (Vec<Value>, Meta)) -> Result<(), String> {
         if !items.len().is_multiple_of(2) {
             return Err("pickle SETITEMS with an odd item count".into());
         }
@@ -211,16 +316,14 @@ impl Machine {
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             dict.push((k, v));
         }
-        Ok(())
+        self.grow_top(inner)
     }
-    fn append(&mut self, items: Vec<Value>) -> Result<(), String> {
+    fn append(&mut self, (items, inner): (Vec<Value>, Meta)) -> Result<(), String> {
         match self.top()? {
-            Value::List(list) | Value::Set(list) => {
-                list.extend(items);
-                Ok(())
-            }
-            other => Err(format!("pickle APPEND on a {}", other.kind())),
+            Value::List(list) | Value::Set(list) => list.extend(items),
+            other => return Err(format!("pickle APPEND on a {}", other.kind())),
         }
+        self.grow_top(inner)
     }
 }
 
@@ -310,7 +413,7 @@ fn reduce(callable: Value, args: Value) -> Result<Value, String> {
 /// Interprets a pickle stream into a value. Unknown globals and opcodes are errors.
 pub fn unpickle(data: &[u8]) -> Result<Value, String> {
     let mut r = Reader { data, pos: 0 };
-    let mut m = Machine { stack: Vec::new(), memo: HashMap::new() };
+    let mut m = Machine { stack: Vec::new(), meta: Vec::new(), memo: HashMap::new(), created: 0 };
     loop {
         let at = r.pos;
         let op = r.u8()?;
@@ -322,20 +425,17 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 r.u64()?;
             } // FRAME
             b'.' => return m.pop(), // STOP
-            b'(' => m.stack.push(Value::Mark),
+            b'(' => m.push(Value::Mark)?,
             b'0' => {
                 m.pop()?;
             }
             b'1' => {
                 m.pop_mark()?;
             }
-            b'2' => {
-                let top = m.top()?.clone();
-                m.stack.push(top);
-            }
-            b'N' => m.stack.push(Value::None),
-            0x88 => m.stack.push(Value::Bool(true)),
-            0x89 => m.stack.push(Value::Bool(false)),
+            b'2' => m.dup()?,
+            b'N' => m.push(Value::None)?,
+            0x88 => m.push(Value::Bool(true))?,
+            0x89 => m.push(Value::Bool(false))?,
             b'I' => {
                 let line = r.line()?;
                 let v = match line.as_str() {
@@ -343,15 +443,15 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                     "01" => Value::Bool(true),
                     s => Value::Int(s.trim().parse().map_err(|_| format!("bad INT {s:?}"))?),
                 };
-                m.stack.push(v);
+                m.push(v)?;
             }
-            b'J' => m.stack.push(Value::Int(r.u32()? as i32 as i64)),
-            b'K' => m.stack.push(Value::Int(r.u8()? as i64)),
-            b'M' => m.stack.push(Value::Int(r.u16()? as i64)),
+            b'J' => m.push(Value::Int(r.u32()? as i32 as i64))?,
+            b'K' => m.push(Value::Int(r.u8()? as i64))?,
+            b'M' => m.push(Value::Int(r.u16()? as i64))?,
             b'L' => {
                 let line = r.line()?;
                 let s = line.trim_end_matches('L');
-                m.stack.push(Value::Int(s.parse().map_err(|_| format!("bad LONG {s:?}"))?));
+                m.push(Value::Int(s.parse().map_err(|_| format!("bad LONG {s:?}"))?))?;
             }
             0x8a | 0x8b => {
                 let n = if op == 0x8a { r.u8()? as u64 } else { r.u32()? as u64 };
@@ -361,16 +461,16 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 }
                 let mut buf = if bytes.last().is_some_and(|b| b & 0x80 != 0) { [0xff; 8] } else { [0; 8] };
                 buf[..bytes.len()].copy_from_slice(bytes);
-                m.stack.push(Value::Int(i64::from_le_bytes(buf)));
+                m.push(Value::Int(i64::from_le_bytes(buf)))?;
             }
             b'F' => {
                 let line = r.line()?;
-                m.stack.push(Value::Float(line.trim().parse().map_err(|_| format!("bad FLOAT {line:?}"))?));
+                m.push(Value::Float(line.trim().parse().map_err(|_| format!("bad FLOAT {line:?}"))?))?;
             }
-            b'G' => m.stack.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().expect("8")))),
+            b'G' => m.push(Value::Float(f64::from_be_bytes(r.take(8)?.try_into().expect("8"))))?,
             b'S' => {
                 let line = r.line()?;
-                m.stack.push(Value::Str(line.trim_matches(|c| c == '\'' || c == '"').to_string()));
+                m.push(Value::Str(line.trim_matches(|c| c == '\'' || c == '"').to_string()))?;
             }
             b'T' | b'U' | b'X' | 0x8c | 0x8d | b'B' | b'C' | 0x8e => {
                 let n = match op {
@@ -383,53 +483,48 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                     b'B' | b'C' | 0x8e => Value::Bytes(bytes.to_vec()),
                     _ => Value::Str(String::from_utf8_lossy(bytes).into_owned()),
                 };
-                m.stack.push(v);
+                m.push(v)?;
             }
             b'V' => {
                 let line = r.line()?;
-                m.stack.push(Value::Str(line));
+                m.push(Value::Str(line))?;
             }
-            b')' => m.stack.push(Value::Tuple(Vec::new())),
+            b')' => m.push(Value::Tuple(Vec::new()))?,
             b't' => {
-                let items = m.pop_mark()?;
-                m.stack.push(Value::Tuple(items));
+                let (items, inner) = m.pop_mark()?;
+                m.push_container(Value::Tuple(items), inner)?;
             }
             0x85..=0x87 => {
-                let n = (op - 0x84) as usize;
-                if m.stack.len() < n {
-                    return Err("pickle stack underflow".into());
-                }
-                let items = m.stack.split_off(m.stack.len() - n);
-                m.stack.push(Value::Tuple(items));
+                let (items, inner) = m.pop_top((op - 0x84) as usize)?;
+                m.push_container(Value::Tuple(items), inner)?;
             }
-            b']' => m.stack.push(Value::List(Vec::new())),
+            b']' => m.push(Value::List(Vec::new()))?,
             b'l' => {
-                let items = m.pop_mark()?;
-                m.stack.push(Value::List(items));
+                let (items, inner) = m.pop_mark()?;
+                m.push_container(Value::List(items), inner)?;
             }
             b'a' => {
-                let v = m.pop()?;
-                m.append(vec![v])?;
+                let item = m.pop_top(1)?;
+                m.append(item)?;
             }
             b'e' | 0x90 => {
                 let items = m.pop_mark()?;
                 m.append(items)?;
             }
-            0x8f => m.stack.push(Value::Set(Vec::new())),
+            0x8f => m.push(Value::Set(Vec::new()))?,
             0x91 => {
-                let items = m.pop_mark()?;
-                m.stack.push(Value::Set(items));
+                let (items, inner) = m.pop_mark()?;
+                m.push_container(Value::Set(items), inner)?;
             }
-            b'}' => m.stack.push(Value::Dict(Vec::new())),
+            b'}' => m.push(Value::Dict(Vec::new()))?,
             b'd' => {
                 let items = m.pop_mark()?;
-                m.stack.push(Value::Dict(Vec::new()));
+                m.push(Value::Dict(Vec::new()))?;
                 m.set_items(items)?;
             }
             b's' => {
-                let v = m.pop()?;
-                let k = m.pop()?;
-                m.set_items(vec![k, v])?;
+                let pair = m.pop_top(2)?;
+                m.set_items(pair)?;
             }
             b'u' => {
                 let items = m.pop_mark()?;
@@ -438,16 +533,13 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
             b'g' => {
                 let line = r.line()?;
                 let idx = line.trim().parse().map_err(|_| format!("bad GET {line:?}"))?;
-                let v = m.memo_get(idx)?;
-                m.stack.push(v);
+                m.memo_get(idx)?;
             }
             b'h' => {
-                let v = m.memo_get(r.u8()? as u32)?;
-                m.stack.push(v);
+                m.memo_get(r.u8()? as u32)?;
             }
             b'j' => {
-                let v = m.memo_get(r.u32()?)?;
-                m.stack.push(v);
+                m.memo_get(r.u32()?)?;
             }
             b'p' => {
                 let line = r.line()?;
@@ -468,7 +560,7 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
             b'c' => {
                 let module = r.line()?;
                 let name = r.line()?;
-                m.stack.push(Value::Global(resolve_global(&module, &name).map_err(unexpected)?));
+                m.push(Value::Global(resolve_global(&module, &name).map_err(unexpected)?))?;
             }
             0x93 => {
                 let name = m.pop()?;
@@ -476,18 +568,18 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
                 let (Some(module), Some(name)) = (module.as_str(), name.as_str()) else {
                     return Err("STACK_GLOBAL without strings".into());
                 };
-                m.stack.push(Value::Global(resolve_global(module, name).map_err(unexpected)?));
+                m.push(Value::Global(resolve_global(module, name).map_err(unexpected)?))?;
             }
             b'R' | 0x81 => {
-                let args = m.pop()?;
+                let (args, inner) = m.pop_entry()?;
                 let callable = m.pop()?;
-                m.stack.push(reduce(callable, args)?);
+                m.push_container(reduce(callable, args)?, inner)?;
             }
             0x92 => {
                 let _kwargs = m.pop()?;
-                let args = m.pop()?;
+                let (args, inner) = m.pop_entry()?;
                 let callable = m.pop()?;
-                m.stack.push(reduce(callable, args)?);
+                m.push_container(reduce(callable, args)?, inner)?;
             }
             b'b' => {
                 // BUILD sets state on the object below; plain values keep none we need
@@ -496,7 +588,7 @@ pub fn unpickle(data: &[u8]) -> Result<Value, String> {
             }
             b'Q' => {
                 let pid = m.pop()?;
-                m.stack.push(persistent_load(pid)?);
+                m.push(persistent_load(pid)?)?;
             }
             b'P' => return Err("text persistent ids are not used by torch.save".into()),
             other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {at}")),
@@ -532,6 +624,33 @@ mod tests {
         let bytes = b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00lsq\x00\x85R.";
         let err = unpickle(bytes).unwrap_err();
         assert!(err.contains("`os.system`"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        for n in [MAX_DEPTH as usize + 2, 300_000] {
+            // ((((...)))) as tuples, and [[[[...]]]] as lists appended into lists.
+            let tuples = [b"\x80\x02".to_vec(), b"(".repeat(n), b"t".repeat(n), b".".to_vec()].concat();
+            let lists = [b"\x80\x02".to_vec(), b"]".repeat(n), b"a".repeat(n - 1), b".".to_vec()].concat();
+            for bytes in [tuples, lists] {
+                let err = unpickle(&bytes).unwrap_err();
+                assert!(err.contains("levels deep"), "{err}");
+            }
+        }
+        let shallow = [b"\x80\x02".to_vec(), b"(".repeat(50), b"t".repeat(50), b".".to_vec()].concat();
+        assert!(unpickle(&shallow).is_ok());
+    }
+
+    #[test]
+    fn a_pickle_that_multiplies_its_objects_is_refused() {
+        // x = []; then 64 times x = (x, x) through the memo: 2^64 values if copied blindly.
+        let mut bytes = b"\x80\x02]q\x00".to_vec();
+        for _ in 0..64 {
+            bytes.extend_from_slice(b"h\x00h\x00\x86q\x00");
+        }
+        bytes.push(b'.');
+        let err = unpickle(&bytes).unwrap_err();
+        assert!(err.contains("more than 8000000 values"), "{err}");
     }
 
     #[test]

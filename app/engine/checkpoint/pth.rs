@@ -35,19 +35,24 @@ pub(super) fn read_zip(bytes: &[u8], device: &Device) -> Result<Vec<(String, Ten
             return Err("the checkpoint was written on a big-endian machine, which is not supported".into());
         }
     }
-    let pickle_bytes = read_entry(&mut zip, &pkl_name)?;
+    let pickle_bytes = read_entry(&mut zip, &pkl_name, MAX_PICKLE_BYTES)?;
     let root = unpickle(&pickle_bytes).map_err(|e| format!("cannot read the checkpoint's pickle: {e}"))?;
     let entries = find_state_dict(root)?;
+    // What the storages will take, checked against the machine before any is inflated.
+    let mut sizes = Vec::with_capacity(entries.len());
+    for (key, tensor) in &entries {
+        let bytes = tensor.storage_numel.checked_mul(tensor.dtype.size_in_bytes()).ok_or_else(|| {
+            format!("tensor {key}: its storage of {} elements cannot be held in memory", tensor.storage_numel)
+        })?;
+        sizes.push(bytes as u64);
+    }
+    crate::engine::fsutil::check_fits_in_memory(sizes.iter().sum(), "the checkpoint's tensors")?;
     let mut out = Vec::with_capacity(entries.len());
-    for (key, tensor) in entries {
-        let data = read_entry(&mut zip, &format!("{folder}data/{}", tensor.storage_key))?;
-        let elem = tensor.dtype.size_in_bytes();
-        if data.len() < tensor.storage_numel * elem {
-            return Err(format!(
-                "tensor {key}: its storage is truncated ({} bytes, {} expected)",
-                data.len(),
-                tensor.storage_numel * elem
-            ));
+    for ((key, tensor), expected) in entries.into_iter().zip(sizes) {
+        // Never inflated past the size the pickle announces (a zip bomb stops there).
+        let data = read_entry(&mut zip, &format!("{folder}data/{}", tensor.storage_key), expected)?;
+        if (data.len() as u64) < expected {
+            return Err(format!("tensor {key}: its storage is truncated ({} bytes, {expected} expected)", data.len()));
         }
         let t = decode(tensor.dtype, &data, &tensor.size, &tensor.stride, tensor.offset, device)
             .map_err(|e| format!("tensor {key}: {e}"))?;
@@ -56,10 +61,15 @@ pub(super) fn read_zip(bytes: &[u8], device: &Device) -> Result<Vec<(String, Ten
     Ok(out)
 }
 
-fn read_entry(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>, String> {
-    let mut f = zip.by_name(name).map_err(|e| format!("the archive lacks {name} ({e})"))?;
-    let mut buf = Vec::with_capacity(f.size() as usize);
-    f.read_to_end(&mut buf).map_err(|e| format!("cannot read {name} from the archive ({e})"))?;
+/// A pickle of a state_dict is a few bytes per tensor; more is not a checkpoint.
+const MAX_PICKLE_BYTES: u64 = 256 << 20;
+
+/// An archive entry, inflated to at most `limit` bytes (what the entry should hold): the
+/// size the zip header declares is not trusted for allocating, and a longer stream is cut.
+fn read_entry(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let f = zip.by_name(name).map_err(|e| format!("the archive lacks {name} ({e})"))?;
+    let mut buf = Vec::with_capacity(f.size().min(limit).min(1 << 26) as usize);
+    f.take(limit).read_to_end(&mut buf).map_err(|e| format!("cannot read {name} from the archive ({e})"))?;
     Ok(buf)
 }
 

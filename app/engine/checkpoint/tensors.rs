@@ -17,9 +17,17 @@ pub(super) fn decode(
     offset: usize,
     device: &Device,
 ) -> Result<Tensor, String> {
-    let numel: usize = size.iter().product();
     let elem = dtype.size_in_bytes();
     let available = bytes.len() / elem;
+    // A view larger than its storage repeats elements (zero strides): a state_dict never
+    // does, and a hostile file would make a small storage fill the memory.
+    let numel =
+        size.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= available).ok_or_else(|| {
+            format!("the tensor's shape {size:?} asks for more elements than its storage holds ({available})")
+        })?;
+    if stride.len() != size.len() {
+        return Err(format!("the tensor has {} sizes but {} strides", size.len(), stride.len()));
+    }
     // Element index of every output element, in row-major order of `size`.
     let mut indices = Vec::with_capacity(numel);
     if numel > 0 {

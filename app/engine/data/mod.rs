@@ -204,27 +204,9 @@ impl Dataset {
     /// Applies a subset choice; asking for more images than there are is an error.
     pub fn subset(self, subset: Subset) -> Result<Dataset> {
         let total = self.len();
-        let (n, indices) = match subset {
-            Subset::All => return Ok(self),
-            Subset::First { n } => (n, (0..n.min(total)).collect::<Vec<_>>()),
-            Subset::Random { n, seed } => {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                let mut idx = sample(&mut rng, total, n.min(total)).into_vec();
-                idx.sort_unstable();
-                (n, idx)
-            }
-        };
-        if n == 0 {
-            return Err(EngineError::data(&self.source, "a subset of 0 images was asked for"));
-        }
-        if n > total {
-            return Err(EngineError::data(
-                &self.source,
-                format!("{n} images were asked for but this split has only {total}"),
-            ));
-        }
+        let Some(indices) = subset_indices(subset, total, &self.source)? else { return Ok(self) };
         let mut out = self.select(&indices);
-        out.name = format!("{} ({n} of {total})", self.name);
+        out.name = format!("{} ({} of {total})", self.name, indices.len());
         Ok(out)
     }
 
@@ -246,8 +228,9 @@ impl Dataset {
 pub fn load(spec: &DataSpec) -> Result<Dataset> {
     let path = &spec.path;
     let data = if path.is_dir() {
-        if let Some(d) = idx::find(path, spec.split)? {
-            d
+        if let Some(d) = idx::find(path, spec.split, spec.subset)? {
+            // Read with the subset taken: only the images asked for were decoded.
+            return Ok(d);
         } else if let Some(d) = cifar::find(path, spec.split)? {
             d
         } else {
@@ -278,22 +261,29 @@ pub fn load(spec: &DataSpec) -> Result<Dataset> {
 
 /// A dataset from in-memory IDX files (gzip or raw), e.g. the embedded default.
 pub fn from_idx_bytes(name: &str, images: &[u8], labels: &[u8], known: Option<Known>) -> Result<Dataset> {
-    let source = PathBuf::from(name);
-    let (shape, images) = idx::parse_images(images, &source)?;
-    let labels = idx::parse_labels(labels, &source)?;
-    if labels.len() * shape.iter().product::<usize>() != images.len() {
-        return Err(EngineError::data(&source, "image and label counts differ"));
+    idx::from_bytes(name, images, labels, known, Subset::All)
+}
+
+/// The indices a subset keeps of `total` images, ascending (None: all of them). Asking for
+/// none, or for more than there are, is an error.
+pub(crate) fn subset_indices(subset: Subset, total: usize, source: &Path) -> Result<Option<Vec<usize>>> {
+    let (n, indices) = match subset {
+        Subset::All => return Ok(None),
+        Subset::First { n } => (n, (0..n.min(total)).collect::<Vec<_>>()),
+        Subset::Random { n, seed } => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut idx = sample(&mut rng, total, n.min(total)).into_vec();
+            idx.sort_unstable();
+            (n, idx)
+        }
+    };
+    if n == 0 {
+        return Err(EngineError::data(source, "a subset of 0 images was asked for"));
     }
-    Ok(Dataset {
-        name: name.to_string(),
-        known,
-        source,
-        shape,
-        images,
-        labels,
-        classes: known.map(Known::classes),
-        notes: Vec::new(),
-    })
+    if n > total {
+        return Err(EngineError::data(source, format!("{n} images were asked for but this split has only {total}")));
+    }
+    Ok(Some(indices))
 }
 
 fn display_name(path: &Path) -> String {
