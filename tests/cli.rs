@@ -345,3 +345,49 @@ fn promised_files(readme: &str) -> Vec<(String, String)> {
     assert!(out.len() >= 10, "the table lists the analyses' files: {out:?}");
     out
 }
+
+/// Numbers and cards a layer or float32 cannot work with are refused with the accepted range,
+/// and a results file whose arrays disagree is an error, never a panic (exit 101).
+#[test]
+fn hostile_numbers_cards_and_results_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let analysis = fixtures().join("analysis");
+    let model = analysis.join("tiny_cnn.safetensors");
+    let card = std::fs::read_to_string(analysis.join("tiny_cnn.json")).unwrap();
+    let info = |card_text: String| {
+        let file = dir.path().join("card.json");
+        std::fs::write(&file, card_text).unwrap();
+        run(&["info", "--model", path(&model), "--card", path(&file)])
+    };
+    for (card_text, expected) in [
+        (card.replacen("\"padding\": 1", "\"padding\": 1, \"stride\": 0", 1), "`stride` must be at least 1"),
+        (card.replacen("\"kernel\": 2", "\"kernel\": 0", 1), "`kernel` must be at least 1"),
+        (card.replacen("\"padding\": 1", "\"padding\": 1, \"dilation\": 0", 1), "`dilation` must be at least 1"),
+        (card.replace("0.3081", "1e-30"), "`normalize.std` values must be at least"),
+    ] {
+        let o = info(card_text);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+    }
+    let o = info(format!("\u{feff}{card}"));
+    assert!(o.status.success(), "a byte-order mark before the JSON is fine: {}", stderr(&o));
+
+    let o = run(&["eval", "--limit", "10", "--eps", "1e300"]);
+    assert!(stderr(&o).contains("at most 1000000"), "{}", stderr(&o));
+    let o = run(&["sweep", "--limit", "10", "--steps", "1000001"]);
+    assert!(stderr(&o).contains("at most 10001") && o.status.code() == Some(1), "{}", stderr(&o));
+
+    let out = dir.path().join("sweep");
+    let o = run(&["sweep", "--model", path(&model), "--data", path(&analysis), "--layers", "features.0"]
+        .into_iter()
+        .chain(["--steps", "3", "--filters", "h1", "--limit", "20", "--out", path(&out)])
+        .collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = out.join("sweep.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    v["records"][0]["rho"].as_array_mut().unwrap().pop();
+    std::fs::write(&results, v.to_string()).unwrap();
+    let o = run(&["figure", "--results", path(&results)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`rho` has 2 values but `clean_correct` has 3"), "{}", stderr(&o));
+}

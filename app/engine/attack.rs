@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::card::Normalize;
+use crate::engine::card::{MAX_EPS, Normalize};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::model::kernels;
 use crate::engine::model::ops::sign;
@@ -67,18 +67,27 @@ impl Default for AttackConfig {
     }
 }
 
+/// More PGD iterations than any published evaluation uses, by far: a typo.
+pub const MAX_PGD_STEPS: usize = 100_000;
+
 impl AttackConfig {
     pub fn fgsm(eps: f64) -> Self {
         Self { eps, ..Self::default() }
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.eps.is_nan() || self.eps < 0.0 || !self.eps.is_finite() {
-            return Err(EngineError::config(format!("eps must be a finite number >= 0, found {}", self.eps)));
+        if !(0.0..=MAX_EPS).contains(&self.eps) {
+            return Err(EngineError::config(format!(
+                "eps must be a finite number >= 0, at most {MAX_EPS} (float32 images overflow beyond), found {}",
+                self.eps
+            )));
         }
         if self.kind == AttackKind::Pgd {
-            if self.pgd_steps == 0 {
-                return Err(EngineError::config("PGD needs at least one step"));
+            if !(1..=MAX_PGD_STEPS).contains(&self.pgd_steps) {
+                return Err(EngineError::config(format!(
+                    "PGD needs from 1 to {MAX_PGD_STEPS} steps, found {}",
+                    self.pgd_steps
+                )));
             }
             if let Some(s) = self.pgd_step
                 && (s.is_nan() || s <= 0.0)

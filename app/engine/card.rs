@@ -252,7 +252,8 @@ impl ModelCard {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = read_file(path)?;
         let text = String::from_utf8(bytes).map_err(|_| EngineError::card(path, "the file is not UTF-8 text"))?;
-        Self::parse(&text, path)
+        // Editors on Windows start UTF-8 files with a byte-order mark; JSON has no use for it.
+        Self::parse(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
     }
 
     pub fn to_json(&self) -> String {
@@ -295,9 +296,91 @@ impl ModelCard {
             return Err(format!("`stem` only applies to ResNets, not `{}`", self.architecture));
         }
         if let Some(eps) = self.eps
-            && (eps.is_nan() || eps < 0.0)
+            && !(0.0..=MAX_EPS).contains(&eps)
         {
-            return Err(format!("`eps` must be zero or more, found {eps}"));
+            return Err(format!("`eps` must be from 0 to {MAX_EPS}, found {eps}"));
+        }
+        if let Some(n) = &self.normalize
+            && let Some(bad) = n.std.iter().chain(&n.mean).find(|v| !(v.is_finite() && v.abs() <= 1e6))
+        {
+            return Err(format!("`normalize` values must be finite numbers up to 1e6 in size, found {bad}"));
+        }
+        if let Some(n) = &self.normalize
+            && let Some(bad) = n.std.iter().find(|&&s| f64::from(s) < MIN_STD)
+        {
+            return Err(format!(
+                "`normalize.std` values must be at least {MIN_STD} (float32 overflows below), found {bad}"
+            ));
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.validate().map_err(|e| format!("layer {i} ({}): {e}", layer.kind()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Larger attack strengths overflow float32 images (normalised units).
+pub const MAX_EPS: f64 = 1e6;
+/// Smaller standard deviations turn pixels into values float32 cannot hold.
+pub const MIN_STD: f64 = 1e-6;
+
+impl LayerSpec {
+    /// The layer's `type` as written in a card.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv2d { .. } => "conv2d",
+            LayerSpec::Linear { .. } => "linear",
+            LayerSpec::Batchnorm2d { .. } => "batchnorm2d",
+            LayerSpec::Relu {} => "relu",
+            LayerSpec::Tanh {} => "tanh",
+            LayerSpec::Sigmoid {} => "sigmoid",
+            LayerSpec::Maxpool2d { .. } => "maxpool2d",
+            LayerSpec::Avgpool2d { .. } => "avgpool2d",
+            LayerSpec::AdaptiveAvgpool2d { .. } => "adaptive_avgpool2d",
+            LayerSpec::Dropout { .. } => "dropout",
+            LayerSpec::Flatten {} => "flatten",
+        }
+    }
+
+    /// Sizes a layer cannot work with (PyTorch refuses the same), with the accepted range.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let at_least_one = |name: &str, p: Pair| match p.hw() {
+            [a, b] if a >= 1 && b >= 1 => Ok(()),
+            v => Err(format!("`{name}` must be at least 1, found {v:?}")),
+        };
+        match self {
+            LayerSpec::Conv2d { out_channels, kernel, stride, dilation, groups, .. } => {
+                at_least_one("stride", *stride)?;
+                at_least_one("dilation", *dilation)?;
+                if let Some(k) = kernel {
+                    at_least_one("kernel", *k)?;
+                }
+                if *groups == 0 || out_channels == &Some(0) {
+                    return Err("`groups` and `out_channels` must be at least 1".into());
+                }
+            }
+            LayerSpec::Linear { out_features: Some(0), .. } => return Err("`out_features` must be at least 1".into()),
+            LayerSpec::Maxpool2d { kernel, stride, padding, .. }
+            | LayerSpec::Avgpool2d { kernel, stride, padding, .. } => {
+                at_least_one("kernel", *kernel)?;
+                if let Some(s) = stride {
+                    at_least_one("stride", *s)?;
+                }
+                let (k, p) = (kernel.hw(), padding.hw());
+                if p[0] * 2 > k[0] || p[1] * 2 > k[1] {
+                    return Err(format!("`padding` {p:?} must be at most half the kernel {k:?}"));
+                }
+            }
+            LayerSpec::AdaptiveAvgpool2d { output } => at_least_one("output", *output)?,
+            LayerSpec::Dropout { p } if !(0.0..=1.0).contains(p) => {
+                return Err(format!("`p` must be from 0 to 1, found {p}"));
+            }
+            LayerSpec::Batchnorm2d { eps, momentum, .. }
+                if !(*eps > 0.0 && eps.is_finite() && (0.0..=1.0).contains(momentum)) =>
+            {
+                return Err(format!("`eps` must be positive and `momentum` from 0 to 1, found {eps} and {momentum}"));
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -85,7 +85,14 @@ pub fn load(path: &Path) -> Result<Results> {
     };
     Ok(match &v {
         Value::Array(items) if !items.is_empty() => evals(items)?,
-        o if has(o, &["records", "baseline"]) => Results::Sweep(parse(v, "sweep", path)?),
+        o if has(o, &["records", "baseline"]) => {
+            let sweep: SweepResult = parse(v, "sweep", path)?;
+            for rec in &sweep.records {
+                rec.check_consistent()
+                    .map_err(|e| anyhow::anyhow!("the results are inconsistent: {e}: {}", path.display()))?;
+            }
+            Results::Sweep(sweep)
+        }
         o if has(o, &["accuracy_per_kernel"]) => Results::Dropout(parse(v, "dropout", path)?),
         o if has(o, &["maps", "combined"]) => Results::Landscape(parse(v, "landscape", path)?),
         o if has(o, &["regular", "selective"]) => Results::Selective(parse(v, "selective", path)?),

@@ -100,13 +100,17 @@ impl Filter {
 
 /// Checks the step count: odd and at least 3, as Simpson's rule needs.
 pub fn check_steps(steps: usize) -> Result<()> {
-    if steps < 3 || steps.is_multiple_of(2) {
+    if !(3..=MAX_STEPS).contains(&steps) || steps.is_multiple_of(2) {
         return Err(EngineError::config(format!(
-            "the number of thresholds must be odd and at least 3 (Simpson's rule needs it), found {steps}"
+            "the number of thresholds must be odd and at least 3 (Simpson's rule needs it), at most {MAX_STEPS}, found {steps}"
         )));
     }
     Ok(())
 }
+
+/// More thresholds than weights in any real layer resolve nothing more, and a sweep would
+/// run for days: a typo, refused before work starts.
+pub const MAX_STEPS: usize = 10_001;
 
 /// `steps` evenly spaced values from `lo` to `hi` in float64, the ends exact.
 pub fn linspace(lo: f64, hi: f64, steps: usize) -> Vec<f64> {

@@ -191,6 +191,29 @@ impl SweepRecord {
         self.clean_correct.len() == self.alphas.len()
     }
 
+    /// A record read back from a file: every per-step array covers the same finished steps,
+    /// no more than the thresholds. Says which array disagrees.
+    pub fn check_consistent(&self) -> std::result::Result<(), String> {
+        let done = self.clean_correct.len();
+        let lengths = [
+            ("removed", self.removed.len()),
+            ("adv_correct", self.adv_correct.len()),
+            ("clean_accuracy", self.clean_accuracy.len()),
+            ("adv_accuracy", self.adv_accuracy.len()),
+            ("rho", self.rho.len()),
+            ("step_class_clean", self.step_class_clean.len()),
+            ("step_class_adv", self.step_class_adv.len()),
+        ];
+        let record = format!("record {} {}", self.layer, self.filter);
+        if done > self.alphas.len() {
+            return Err(format!("{record}: {done} steps recorded but only {} thresholds", self.alphas.len()));
+        }
+        match lengths.iter().find(|(_, n)| *n != done) {
+            Some((name, n)) => Err(format!("{record}: `{name}` has {n} values but `clean_correct` has {done}")),
+            None => Ok(()),
+        }
+    }
+
     fn push(&mut self, removed: usize, c: Counts, reused: bool, base: &Baseline, delta: f64) {
         let s = base.samples.max(1) as f64;
         self.removed.push(removed);

@@ -102,6 +102,17 @@ impl Conv2d {
                 "`{key}` has shape {shape:?} but a convolution weight has 4 dimensions"
             )));
         }
+        if shape.contains(&0) {
+            return Err(EngineError::model(format!(
+                "`{key}` has shape {shape:?}: a convolution needs every size >= 1"
+            )));
+        }
+        if geo.groups == 0 || geo.stride.contains(&0) || geo.dilation.contains(&0) {
+            return Err(EngineError::model(format!(
+                "`{prefix}`: stride {:?}, dilation {:?} and groups {} must all be at least 1",
+                geo.stride, geo.dilation, geo.groups
+            )));
+        }
         if let Some(c) = in_channels
             && shape[1] * geo.groups != c
         {

@@ -33,7 +33,9 @@ pub fn layers(r: &SweepResult) -> Vec<String> {
 
 fn record<'a>(r: &'a SweepResult, layer: &str, filter: FilterKind) -> Result<&'a SweepRecord> {
     match r.records.iter().find(|x| x.layer == layer && x.filter == filter) {
-        Some(rec) => Ok(rec),
+        Some(rec) => {
+            rec.check_consistent().map(|()| rec).map_err(|e| anyhow::anyhow!("the results are inconsistent: {e}"))
+        }
         None => bail!("the sweep has no {filter} record of layer `{layer}`; it has {}", holdings(r)),
     }
 }
