@@ -125,12 +125,17 @@ fn run(device: DeviceChoice, inbox: Receiver<Command>, out: Outbox) {
             }
             let progress = EventProgress::new(&out, job.kind, job.generation);
             let ctrl = Ctrl { progress: &progress, stop: &job.stop };
-            let result = tasks::run(&mut state, cmd, ctrl, &|p| out.reply(&job, p));
+            // A panic in one job (a bug, or input no check foresaw) fails that job only: the
+            // state's guards restore the weights as the panic unwinds, and the worker goes on.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tasks::run(&mut state, cmd, ctrl, &|p| out.reply(&job, p))
+            }));
             match result {
-                Ok(Some(payload)) => out.reply(&job, payload),
-                Ok(None) => {}
-                Err(e) if is_cancelled(&e) => out.reply(&job, Payload::Cancelled),
-                Err(e) => out.reply(&job, Payload::Failed(format!("{e:#}"))),
+                Ok(Ok(Some(payload))) => out.reply(&job, payload),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) if is_cancelled(&e) => out.reply(&job, Payload::Cancelled),
+                Ok(Err(e)) => out.reply(&job, Payload::Failed(format!("{e:#}"))),
+                Err(panic) => out.reply(&job, Payload::Failed(panic_message(panic.as_ref()))),
             }
         }
     }
@@ -138,4 +143,14 @@ fn run(device: DeviceChoice, inbox: Receiver<Command>, out: Outbox) {
 
 fn is_cancelled(e: &anyhow::Error) -> bool {
     matches!(e.downcast_ref::<EngineError>(), Some(EngineError::Cancelled))
+}
+
+/// What a caught panic said, as a job failure the user can report.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("internal error ({what}); the job was stopped and the app goes on, please report it")
 }
