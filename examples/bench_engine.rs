@@ -12,7 +12,7 @@
 //!     cargo run --release --example bench_engine -- --sweep mnist_cnn|resnet18_tv28
 //!         [--checkpoint FILE] [--layers 0,3] [--max-steps K] [--batch B] [--no-torch]
 //!
-//! Times the SPEC sweep loop (every filterable layer x h1, h2, h3 x 25 steps, 1,000 MNIST
+//! Times docs/METHOD.md sweep loop (every filterable layer x h1, h2, h3 x 25 steps, 1,000 MNIST
 //! test images, FGSM regenerated per filtered network) against scripts/bench_torch.py's
 //! straightforward PyTorch loop, step by step, and checks both give the same counts.
 

@@ -391,7 +391,7 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
            ResNet-18 with the torchvision stem and one input channel (11.2 M parameters), both trained \
            from scratch: Adam, learning rate 1e-3, batch 100, seed {SEED}, no augmentation, a checkpoint \
            per epoch.\n\
-         - Attack: FGSM, eps {EPS} in normalised units (SPEC defaults for both datasets), the exact \
+         - Attack: FGSM, eps {EPS} in normalised units (docs/METHOD.md defaults for both datasets), the exact \
            gradient direction, regenerated against every filtered network; batch norm with running \
            statistics.\n\
          - Sweeps: local, h1, h2 and h3, 25 thresholds each, delta 0.01, tau 0.02."
@@ -432,7 +432,7 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
     let _ = writeln!(w, "\n## Characterisation of the last checkpoint\n");
     let _ = writeln!(
         w,
-        "Scores are Simpson integrals of normalised accuracy minus the fraction of weights kept (SPEC \
+        "Scores are Simpson integrals of normalised accuracy minus the fraction of weights kept (docs/METHOD.md \
          section 5): positive means the layer keeps more accuracy than weights, negative that it loses \
          accuracy faster. A layer is fragile when its mean S_adv over h1, h2 and h3 is below -0.02.\n"
     );
@@ -470,7 +470,7 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
             r.records.len()
         );
         for (title, file) in o.figures.iter().filter(|(t, _)| t.starts_with("char")) {
-            let _ = writeln!(w, "![{}]({}/{}/{file})\n", title, o.known.name(), o.model);
+            let _ = writeln!(w, "![{}](study/{}/{}/{file})\n", title, o.known.name(), o.model);
         }
     }
     let _ = writeln!(w, "## The learning landscape (small CNN)\n");
@@ -497,13 +497,13 @@ fn report(outcomes: &[Outcome], pending: &[String], args: &str) -> String {
         }
         let _ = writeln!(w);
         for (title, file) in o.figures.iter().filter(|(t, _)| t.starts_with("landscape")) {
-            let _ = writeln!(w, "![{}]({}/{}/{file})\n", title, o.known.name(), o.model);
+            let _ = writeln!(w, "![{}](study/{}/{}/{file})\n", title, o.known.name(), o.model);
         }
     }
     let _ = writeln!(w, "## Fragile neurons and adversarial targeting\n");
     let _ = writeln!(
         w,
-        "Nodal dropout of the first convolution (SPEC section 7): each kernel removed in turn. Fragile \
+        "Nodal dropout of the first convolution (METHOD.md section 7): each kernel removed in turn. Fragile \
          kernels cost more accuracy than the average; d_F and d_N are the mean absolute change of fragile \
          and other kernels' raw outputs under FGSM. The papers report that attacks target fragile \
          kernels (d_F > d_N). Null kernels are those whose removal costs nothing (A_k at or above the \

@@ -5,7 +5,7 @@
         [--work forward,fgsm,train]
 
 forward: evaluation-mode logits under no_grad. fgsm: forward, input gradient of the exact
-logit cotangent (SPEC section 4) with torch.autograd.grad, signed step. train: training-mode
+logit cotangent (METHOD.md section 4) with torch.autograd.grad, signed step. train: training-mode
 forward, cross-entropy, backward, Adam (lr 1e-3). Median images per second of N repeats after
 one warm-up; peak resident memory per configuration (VmHWM, reset before each).
 """
@@ -120,7 +120,7 @@ def bench(name, batch, work, repeats):
 
 
 # --------------------------------------------------------------------------------------------------
-# The straightforward SPEC sweep loop (the baseline for the engine's sweep benchmark)
+# The straightforward docs/METHOD.md sweep loop (the baseline for the engine's sweep benchmark)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -204,7 +204,7 @@ def run_sweep(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sweep", choices=["mnist_cnn", "resnet18_tv28"], help="run the SPEC sweep loop instead")
+    ap.add_argument("--sweep", choices=["mnist_cnn", "resnet18_tv28"], help="run docs/METHOD.md sweep loop instead")
     ap.add_argument("--checkpoint", help="--sweep resnet18_tv28: trained weights (safetensors)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     ap.add_argument("--images", type=int, default=1000)

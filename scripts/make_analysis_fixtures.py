@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for the fragility analysis of docs/SPEC sections 1-7.
+"""Independent PyTorch reference for the fragility analysis of docs/METHOD.md sections 1-7.
 
 Trains a tiny, seeded MNIST CNN on the CPU, then runs synaptic filtering sweeps (local and global,
 filters h0-h3), FGSM with the exact logit cotangent, filtering scores, step / weight / layer
@@ -205,7 +205,7 @@ def removed_mask(filt, w64, a, width=0.0, clip=None):
     if filt == "h3":
         rem = (a - width / 2 <= w64) & (w64 < a + width / 2)
         if clip is not None:
-            # SPEC 3: weights outside the configured range are never inside a pulse window. A no-op
+            # docs/METHOD.md 3: weights outside the configured range are never inside a pulse window. A no-op
             # for local sweeps (the range is the layer's own [min, max]).
             rem &= (w64 >= clip[0]) & (w64 <= clip[1])
         return rem
@@ -242,7 +242,7 @@ class Filterable:
 
 
 def cotangent(z, y):
-    """Exact logit cotangent of SPEC 4 per sample, float64, cast to float32."""
+    """Exact logit cotangent of docs/METHOD.md 4 per sample, float64, cast to float32."""
     z64 = z.detach().double().numpy()
     c = np.zeros_like(z64)
     for s in range(z64.shape[0]):
@@ -424,7 +424,7 @@ def self_check_record(rec, masks, baseline, local):
 
 
 # ----------------------------------------------------------------------------------------------
-# Nodal dropout (SPEC 7)
+# Nodal dropout (METHOD.md section 7)
 
 
 def dropout(model, x, y, layer="features.0"):

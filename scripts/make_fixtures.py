@@ -4,7 +4,7 @@
     python3 scripts/make_fixtures.py
 
 Everything is deterministic (torch.manual_seed per model, CPU, float32). See
-tests/fixtures/README.md for what each file contains, and section 4 of the method spec (SPEC.md)
+tests/fixtures/README.md for what each file contains, and section 4 of the method spec (docs/METHOD.md)
 for the attack.
 
   A. tests/fixtures/models/      tiny random-weight models (one per architecture family), their model
@@ -396,7 +396,7 @@ def rescale_head(model, x, target_std):
 
 
 # --------------------------------------------------------------------------------------------------
-# Attack reference computations (SPEC section 4)
+# Attack reference computations (METHOD.md section 4)
 # --------------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 """PyTorch reference numbers for the shared MNIST CNN on the full MNIST test set.
 
 Prints clean accuracy, FGSM accuracy (eps 0.3, normalised units, no clamp) with the exact
-gradient direction of SPEC section 4, and with PyTorch's own float32 autograd of batch-mean
+gradient direction of METHOD.md section 4, and with PyTorch's own float32 autograd of batch-mean
 cross-entropy, plus the number of saturated samples. Used to check `fragility-explorer eval`.
 
 Usage: python3 scripts/reference_mnist.py [path/to/shared/data] [--batch 100] [--limit N]
@@ -34,7 +34,7 @@ def model() -> nn.Module:
 
 
 def exact_cotangent(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """SPEC section 4: c_j = exp(z_j - r) for j != y, c_y = -sum; float64, cast back."""
+    """METHOD.md section 4: c_j = exp(z_j - r) for j != y, c_y = -sum; float64, cast back."""
     z = z.detach().double()
     onehot = F.one_hot(y, z.shape[1]).bool()
     r = z.masked_fill(onehot, float("-inf")).max(dim=1, keepdim=True).values

@@ -1,4 +1,4 @@
-//! Invariants of the analyses (SPEC sections 3-8), bad input, cancellation, training.
+//! Invariants of the analyses (METHOD.md sections 3-8), bad input, cancellation, training.
 
 mod common;
 

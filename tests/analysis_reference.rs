@@ -1,5 +1,5 @@
 //! Sweeps, scores, classes and nodal dropout against an independent PyTorch
-//! implementation of SPEC (scripts/make_analysis_fixtures.py): counts exact, floats 1e-5.
+//! implementation of docs/METHOD.md (scripts/make_analysis_fixtures.py): counts exact, floats 1e-5.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! FGSM and PGD (SPEC section 4), with an input-gradient direction that float
+//! FGSM and PGD (METHOD.md section 4), with an input-gradient direction that float
 //! rounding cannot hide.
 
 use candle_core::{DType, Tensor, Var};
@@ -24,7 +24,7 @@ pub enum AttackKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum GradMode {
-    /// Per-sample logit cotangent in float64 (SPEC section 4): never lost to rounding.
+    /// Per-sample logit cotangent in float64 (METHOD.md section 4): never lost to rounding.
     #[default]
     Exact,
     /// The conventional float32 backward of batch-mean cross-entropy, as PyTorch code does.

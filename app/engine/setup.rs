@@ -5,12 +5,12 @@ use crate::engine::data::{Dataset, Known};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::model::Network;
 
-/// The dataset whose SPEC defaults apply: the card's, else the data's own.
+/// The dataset whose defaults apply (docs/METHOD.md section 10): the card's, else the data's own.
 fn known(net: &Network, data: Option<&Dataset>) -> Option<Known> {
     net.card.dataset.as_deref().and_then(Known::from_name).or_else(|| data.and_then(|d| d.known))
 }
 
-/// Normalisation from the card, else the SPEC default of the dataset.
+/// Normalisation from the card, else the dataset's default (docs/METHOD.md section 10).
 pub fn normalization(net: &Network, data: Option<&Dataset>) -> Result<Normalize> {
     if let Some(n) = &net.card.normalize {
         return Ok(n.clone());
@@ -23,7 +23,7 @@ pub fn normalization(net: &Network, data: Option<&Dataset>) -> Result<Normalize>
     })
 }
 
-/// eps from the card, else the SPEC default of the dataset.
+/// eps from the card, else the dataset's default (docs/METHOD.md section 10).
 pub fn default_eps(net: &Network, data: Option<&Dataset>) -> Option<f64> {
     net.card.eps.or_else(|| known(net, data).map(Known::default_eps))
 }

@@ -1,4 +1,4 @@
-//! Nodal dropout and adversarial targeting (SPEC section 7).
+//! Nodal dropout and adversarial targeting (METHOD.md section 7).
 
 use candle_core::{D, DType, Tensor};
 use serde::{Deserialize, Serialize};

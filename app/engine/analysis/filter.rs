@@ -1,4 +1,4 @@
-//! The synaptic filters (SPEC section 2) and the thresholds a sweep visits (section 3).
+//! The synaptic filters (METHOD.md section 2) and the thresholds a sweep visits (section 3).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! The learning landscape (SPEC section 8): local sweeps over a series of checkpoints,
+//! The learning landscape (METHOD.md section 8): local sweeps over a series of checkpoints,
 //! assembled into step-by-epoch maps.
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Synaptic filtering and fragility analysis (SPEC sections 1-9).
+//! Synaptic filtering and fragility analysis (METHOD.md sections 1-9).
 
 pub mod dropout;
 pub mod evalset;

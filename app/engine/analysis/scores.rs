@@ -1,4 +1,4 @@
-//! Filtering scores (SPEC section 5) and characterisation (section 6).
+//! Filtering scores (METHOD.md section 5) and characterisation (section 6).
 
 use serde::{Deserialize, Serialize};
 

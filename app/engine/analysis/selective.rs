@@ -1,4 +1,4 @@
-//! Selective backpropagation against its control (SPEC section 8): from one checkpoint,
+//! Selective backpropagation against its control (METHOD.md section 8): from one checkpoint,
 //! train two copies with the same seed and data order; the selective arm updates only the
 //! weights characterised robust or antifragile on adversarial accuracy.
 
@@ -21,7 +21,7 @@ use crate::engine::train::{EpochLog, TrainConfig, Trainer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Selection {
-    /// Freeze each weight characterised fragile (its nearest pulse step, SPEC section 6).
+    /// Freeze each weight characterised fragile (its nearest pulse step, METHOD.md section 6).
     #[default]
     PerWeight,
     /// Freeze whole layers characterised fragile (mean S_adv over h1, h2, h3 below -tau).

@@ -1,4 +1,4 @@
-//! Local and global sweeps (SPEC section 3): filter, re-attack, count, step by step.
+//! Local and global sweeps (METHOD.md section 3): filter, re-attack, count, step by step.
 
 use serde::{Deserialize, Serialize};
 
@@ -243,7 +243,7 @@ impl SweepRecord {
         self.s_diff = Some(s_adv - s_clean);
     }
 
-    /// Per-weight classes from this h3 record (SPEC section 6), for the unfiltered `values`
+    /// Per-weight classes from this h3 record (METHOD.md section 6), for the unfiltered `values`
     /// of its set; `adversarial` picks the accuracy the classes follow.
     pub fn weight_classes(&self, values: &[f32], adversarial: bool) -> Option<Vec<Class>> {
         if self.filter != FilterKind::H3 || !self.complete() {

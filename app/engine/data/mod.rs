@@ -53,7 +53,7 @@ impl DataSpec {
     }
 }
 
-/// Datasets with defaults in the SPEC (normalisation, eps).
+/// Datasets with defaults in docs/METHOD.md (normalisation, eps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Known {
@@ -81,7 +81,7 @@ impl Known {
         }
     }
 
-    /// SPEC section 10.
+    /// METHOD.md section 10.
     pub fn normalize(self) -> Normalize {
         let (mean, std) = match self {
             Self::Mnist => (vec![0.1307], vec![0.3081]),

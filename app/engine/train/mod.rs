@@ -1,4 +1,4 @@
-//! Training (SPEC section 8): Adam on cross-entropy, seeded data order, checkpoints
+//! Training (METHOD.md section 8): Adam on cross-entropy, seeded data order, checkpoints
 //! every k epochs with their optimiser state, resumable.
 
 pub mod adam;

@@ -1,4 +1,4 @@
-//! Figures of nodal dropout (SPEC section 7): accuracy per removed kernel and the attack's
+//! Figures of nodal dropout (METHOD.md section 7): accuracy per removed kernel and the attack's
 //! displacement per kernel.
 
 use super::{Built, cell};

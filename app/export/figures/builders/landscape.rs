@@ -1,4 +1,4 @@
-//! Learning-landscape maps (SPEC section 8): threshold step (x) by epoch (y), per layer,
+//! Learning-landscape maps (METHOD.md section 8): threshold step (x) by epoch (y), per layer,
 //! filter and view.
 
 use anyhow::{Result, bail};

@@ -91,7 +91,7 @@ pub fn sweep_curves(r: &SweepResult, layer: &str, filter: FilterKind, current: O
     Ok((Figure::Line(plot), table))
 }
 
-/// Filters of the compression view (SPEC section 9).
+/// Filters of the compression view (METHOD.md section 9).
 const COMPRESSION_FILTERS: [FilterKind; 3] = [FilterKind::H1, FilterKind::H2, FilterKind::H0];
 
 /// The compression view of one layer (or "global"): normalised clean and adversarial accuracy
@@ -110,7 +110,7 @@ pub fn compression(r: &SweepResult, layer: &str) -> Result<Built> {
         );
     }
     let b = &r.baseline;
-    // Below 1e-6 the baseline is not divided by (SPEC section 5): the view shows raw accuracy.
+    // Below 1e-6 the baseline is not divided by (METHOD.md section 5): the view shows raw accuracy.
     let norm = |acc: f64, base: f64| if base < 1e-6 { acc } else { acc / base };
     let mut table = Table::new(&["filter", "step", "alpha", "rho", "clean_normalised", "adv_normalised"]);
     let mut plotted = Vec::new();

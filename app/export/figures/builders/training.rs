@@ -1,4 +1,4 @@
-//! Training curves, and selective against regular training (SPEC section 8).
+//! Training curves, and selective against regular training (METHOD.md section 8).
 
 use super::Built;
 use crate::engine::analysis::selective::SelectiveResult;
