@@ -391,3 +391,60 @@ fn hostile_numbers_cards_and_results_get_clear_errors() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("`rho` has 2 values but `clean_correct` has 3"), "{}", stderr(&o));
 }
+
+/// A cancelled sweep never replaces a complete earlier result: both are kept, and the user is
+/// told where the partial one went. An output folder that cannot be written is found before
+/// any work, and `convert` does not write its card over a file it was not asked to replace.
+#[test]
+fn results_are_never_replaced_by_partial_ones_or_written_over_unasked() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let out = tempfile::tempdir().unwrap();
+    let dir = path(out.path());
+    let o = run(&["sweep", "--limit", "20", "--steps", "3", "--layers", "features.0", "--out", dir]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let complete = std::fs::read(out.path().join("sweep.json")).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
+        .args(["sweep", "--limit", "300", "--out", dir])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr_lines = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr_lines.read_line(&mut line).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill only sends SIGINT to the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr_lines, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest}");
+    assert!(rest.contains("holds a complete earlier result"), "{rest}");
+    assert_eq!(std::fs::read(out.path().join("sweep.json")).unwrap(), complete, "the complete result is untouched");
+    let partial = std::fs::read_dir(out.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("cancelled-"))
+        .expect("the partial result's folder");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(partial.path().join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(v["cancelled"], true);
+
+    // Not a folder (as root, permissions cannot make one unwritable): refused before work.
+    let file = out.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let start = std::time::Instant::now();
+    let o = run(&["sweep", "--out", path(&file.join("results"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot create the output folder"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("sweeping"), "found before the sweep started: {}", stderr(&o));
+    eprintln!("refused in {:?}", start.elapsed());
+
+    let card = out.path().join("mine.json");
+    std::fs::write(&card, b"{\"my\": \"notes\"}").unwrap();
+    let o = run(&["convert", "--out", path(&out.path().join("mine.safetensors"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("would be replaced"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&card).unwrap(), b"{\"my\": \"notes\"}");
+}

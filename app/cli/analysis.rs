@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
-use super::common::{DataArgs, ModelArgs, group};
+use super::common::{DataArgs, ModelArgs, group, prepare_out, result_dir};
 use super::eval::AttackArgs;
 use super::progress::{self, Bar, ctrl_c_flag};
 use crate::engine::analysis::dropout::{self, DropoutConfig};
@@ -120,7 +120,7 @@ pub fn open(model: &ModelArgs, data: &DataArgs) -> Result<(Network, Dataset)> {
 
 fn out_dir(out: &Option<PathBuf>) -> Result<Option<PathBuf>> {
     if let Some(d) = out {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+        prepare_out(d)?;
     }
     Ok(out.clone())
 }
@@ -152,6 +152,7 @@ pub fn run_sweep(a: &SweepCmd) -> Result<()> {
     let result = sweep::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop }, &|_| {});
     bar.finish();
     let result = result?;
+    let out = out.map(|d| result_dir(&d, "sweep.json", result.cancelled)).transpose()?;
     if let Some(dir) = &out {
         tables::write_sweep(dir, &result)?;
     }
@@ -235,6 +236,7 @@ pub fn run_dropout(a: &DropoutCmd) -> Result<()> {
     let r = dropout::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop });
     bar.finish();
     let r = r?;
+    let out = out.map(|d| result_dir(&d, "dropout.json", r.cancelled)).transpose()?;
     if let Some(dir) = &out {
         tables::write_dropout(dir, &r)?;
     }
@@ -287,6 +289,7 @@ pub fn run_landscape(a: &LandscapeCmd) -> Result<()> {
     let r = landscape::run(&entries, &data, &cfg, &dev, Ctrl { progress: &bar, stop: &stop }, &|_, _| {});
     bar.finish();
     let r = r?;
+    let out = out.map(|d| result_dir(&d, "landscape.json", r.cancelled)).transpose()?;
     if let Some(dir) = &out {
         tables::write_landscape(dir, &r)?;
     }

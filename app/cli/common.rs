@@ -116,3 +116,36 @@ pub fn group(n: usize) -> String {
     }
     out
 }
+
+/// Creates an output folder and proves it can be written, before any work starts: a folder
+/// that refuses files is found in a second, not after an hour of sweeping.
+pub fn prepare_out(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    let probe = dir.join(format!(".fragility-explorer-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| format!("cannot write into the output folder {}", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+/// Where a finished or cancelled result is written: `dir`, unless the result was cancelled
+/// and `dir` already holds a complete one (its `main` file without `"cancelled": true`).
+/// Then the partial result goes to a new folder inside `dir`, so both are kept, and the
+/// user is told where.
+pub fn result_dir(dir: &std::path::Path, main: &str, cancelled: bool) -> Result<PathBuf> {
+    let complete_before = std::fs::read(dir.join(main))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("cancelled") != Some(&serde_json::Value::Bool(true)));
+    if !(cancelled && complete_before) {
+        return Ok(dir.to_path_buf());
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let partial = dir.join(format!("cancelled-{stamp}"));
+    prepare_out(&partial)?;
+    eprintln!(
+        "{} holds a complete earlier result: the cancelled one goes to {} instead",
+        dir.join(main).display(),
+        partial.display()
+    );
+    Ok(partial)
+}

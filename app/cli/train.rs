@@ -126,6 +126,7 @@ pub fn run_train(a: &TrainCmd) -> Result<()> {
         test_attack,
     };
     let mut trainer = Trainer::new(&net, cfg)?;
+    super::common::prepare_out(&a.out)?;
     if let Some(ckpt) = &a.resume
         && !trainer.resume_optimiser(ckpt)?
     {
@@ -209,7 +210,7 @@ pub fn run_selective(a: &SelectiveCmd) -> Result<()> {
         sweep: a.sweep.config(Scope::Local, attack),
     };
     drop(net);
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    super::common::prepare_out(&a.out)?;
     let (bar, stop) = (Bar::new(), ctrl_c_flag());
     let r = selective::run(
         &a.checkpoint,
