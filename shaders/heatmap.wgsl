@@ -193,7 +193,8 @@ fn fs_main(vin: VertexOut) -> @location(0) vec4<f32> {
         colour = table[min(cls, 2u)] / 255.0;
     }
     if (params.mode.w & FLAG_MASK) != 0u && removes(w) {
-        // Removed weights: darkened, with diagonal stripes so they read on any colour.
+        // Removed weights: darkened, with diagonal stripes so they read on any colour
+        // (render::heatmap::STRIPE is the 0.6, and the mask view's legend paints the same).
         let stripe = (u32(vin.position.x + vin.position.y) / 3u) % 2u == 0u;
         let strength = select(params.colour.z, params.colour.z * 0.6, stripe);
         colour = mix(colour, params.shade.rgb, strength);

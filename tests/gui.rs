@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
 use fragility_explorer::jobs::JobKind;
-use fragility_explorer::ui::dialogs::ScriptedDialogs;
+use fragility_explorer::jobs::command::{EvalEstimate, EvalOutcome};
+use fragility_explorer::ui::actions::Action;
+use fragility_explorer::ui::dialogs::{Purpose, ScriptedDialogs};
+use fragility_explorer::ui::panels::file_browser::{self, MAX_ENTRIES};
+use fragility_explorer::ui::session::ReadoutView;
 use fragility_explorer::ui::settings::Tab;
 use fragility_explorer::ui::{AppOptions, ExplorerApp};
 
@@ -119,6 +123,62 @@ fn explore_by_hand_layer_threshold_readout_and_curve() {
 }
 
 #[test]
+fn the_readout_shows_an_estimate_then_the_exact_count_and_never_a_stale_number() {
+    let mut h = app(Arc::default(), [1300.0, 820.0]);
+    let exact = h.state().session.readout.expect("a readout");
+    h.get_by_label("on 100 images");
+
+    // A filter change whose evaluation is in flight: its first estimate, with its interval.
+    // The job is made up (no real one has its generation), so nothing else answers it.
+    let generation = u64::MAX;
+    let estimate = EvalEstimate { samples: 200, of: 1000, clean: 190, adv: 61, removed: 72, total: 288 };
+    let a = h.state_mut();
+    a.filter_version += 1;
+    let version = a.filter_version;
+    a.session.eval_asked(generation, version);
+    a.session.on_estimate(generation, estimate);
+    h.step();
+    h.get_by_label("≈ 95.0 %");
+    h.get_by_label("≈ 30.5 %");
+    let (lo, hi) = estimate.clean_interval();
+    assert!(lo < 0.95 && hi > 0.95, "{lo} {hi}");
+    h.get_by_label(&format!("95 %: {:.1}–{:.1}", 100.0 * lo, 100.0 * hi));
+    h.get_by_label("first 200 of 1,000 images · exact count follows…");
+    h.get_by_label("72 of 288");
+
+    // The exact count replaces it.
+    let outcome = EvalOutcome { samples: 1000, clean: 948, adv: 310, base_clean: 990, base_adv: 400, ..exact };
+    h.state_mut().session.on_evaluated(generation, EvalOutcome { removed: 72, ..outcome }, version);
+    h.step();
+    assert!(h.query_by_label_contains("≈").is_none());
+    h.get_by_label("94.8 %");
+    h.get_by_label("on 1,000 images");
+
+    // The threshold moves on: no number is shown until one is made for it.
+    h.state_mut().filter_version += 1;
+    h.step();
+    assert_eq!(h.state().session.readout_view(h.state().filter_version), ReadoutView::Pending);
+    assert!(h.query_by_label("94.8 %").is_none() && h.query_by_label("on 1,000 images").is_none());
+    h.get_by_label("Evaluating…");
+    // A late estimate made for the threshold it has left shows nothing either.
+    h.state_mut().session.on_estimate(generation, estimate);
+    h.step();
+    assert!(h.query_by_label_contains("≈").is_none());
+
+    // The real path: two changes in a row, the second supersedes the first; the readout that
+    // stays is for the current filter, exact, on the new subset (estimate first, then all).
+    h.state_mut().settings.subset = 300;
+    h.state_mut().push(Action::FilterChanged);
+    h.step();
+    h.state_mut().settings.threshold += 0.01;
+    h.state_mut().push(Action::FilterChanged);
+    wait(&mut h, "the readout on 300 images", |a| a.is_idle() && !a.session.readout_stale);
+    let a = h.state();
+    assert!(matches!(a.session.readout_view(a.filter_version), ReadoutView::Exact(r) if r.samples == 300));
+    h.get_by_label("on 300 images");
+}
+
+#[test]
 fn a_bad_file_shows_an_error_and_the_app_stays_usable() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("broken.safetensors");
@@ -221,6 +281,87 @@ fn snapshots_of_the_main_views() {
     snapshot(&mut h, "perturbation_view");
 }
 
+/// The labels of one axis: accessible labels that read as numbers beside an axis title node
+/// (just above an x title, just right of a y title).
+fn tick_labels(h: &Harness<'_, ExplorerApp>, title: egui::Rect, x_axis: bool) -> Vec<String> {
+    h.query_all_by_role(egui::accesskit::Role::Label)
+        .filter_map(|n| Some((n.value()?, n.rect())))
+        .filter(|(v, r)| {
+            let c = r.center();
+            let beside = if x_axis {
+                (title.top() - 40.0..=title.top() + 2.0).contains(&c.y)
+            } else {
+                (title.right() - 2.0..=title.right() + 70.0).contains(&c.x)
+            };
+            beside && v.trim().parse::<f64>().is_ok()
+        })
+        .map(|(v, _)| v)
+        .collect()
+}
+
+/// Every axis titled `title` has at least `min` numeric tick labels.
+fn assert_axis(h: &Harness<'_, ExplorerApp>, title: &str, x_axis: bool, min: usize) {
+    let titles: Vec<egui::Rect> =
+        h.query_all_by_role_and_label(egui::accesskit::Role::Label, title).map(|n| n.rect()).collect();
+    assert!(!titles.is_empty(), "no axis titled `{title}`");
+    for t in titles {
+        let labels = tick_labels(h, t, x_axis);
+        assert!(labels.len() >= min, "axis `{title}` has the tick labels {labels:?}, fewer than {min}");
+    }
+}
+
+#[path = "figures/synthetic.rs"]
+#[allow(dead_code)]
+mod synthetic;
+
+#[test]
+fn curves_and_landscape_views_have_axes_ticks_legends_and_colorbars() {
+    let mut h = app(Arc::default(), [1300.0, 820.0]);
+    // The first layer is chosen on opening.
+    wait(&mut h, "features.0", |a| a.is_idle() && a.session.layer.as_ref().is_some_and(|l| l.name == "features.0"));
+
+    // The mask view: axes over the tiles, a colorbar with its title, the shade in the legend.
+    assert_axis(&h, "output channel: row", false, 3);
+    assert_axis(&h, "output channel: + column", true, 3);
+    // The colorbar's title, and the histogram's axis.
+    assert_eq!(h.query_all_by_role_and_label(egui::accesskit::Role::Label, "weight value").count(), 2);
+    h.get_by_role_and_label(egui::accesskit::Role::Label, "removed by h1");
+
+    // The threshold curve: several labelled ticks on the threshold axis (it used to show one),
+    // both y axes titled with their units, every series in the legend.
+    h.state_mut().settings.steps = 5;
+    h.get_by_label("Curves").click();
+    h.step();
+    h.get_by_label("Sweep").click();
+    wait(&mut h, "the sweep", |a| a.is_idle() && a.session.sweeps.records.iter().any(|r| r.complete()));
+    assert_axis(&h, "threshold a (weight value)", true, 4);
+    assert_axis(&h, "accuracy (%)", false, 5);
+    h.get_by_role_and_label(egui::accesskit::Role::Label, "fraction retained ρ");
+    for series in ["clean accuracy", "adversarial accuracy", "fraction retained ρ", "current threshold a"] {
+        h.get_by_role_and_label(egui::accesskit::Role::CheckBox, series);
+    }
+
+    // The landscape of a run of four checkpoints: each map has its axes, the accuracy maps a
+    // colorbar, the class maps the class legend.
+    {
+        let a = h.state_mut();
+        let result = synthetic::landscape();
+        let model = a.session.model.as_mut().expect("a model");
+        model.checkpoints = result.checkpoints.iter().map(|c| (c.path.clone(), c.epoch)).collect();
+        a.session.landscape = Some(result);
+    }
+    h.get_by_label("Landscape").click();
+    h.run_steps(2);
+    assert_axis(&h, "threshold step i", true, 4);
+    assert_axis(&h, "epoch", false, 4);
+    for title in ["clean accuracy (%)", "adversarial accuracy (%)"] {
+        h.get_by_role_and_label(egui::accesskit::Role::Label, title);
+    }
+    for class in ["fragile", "robust", "antifragile"] {
+        assert_eq!(h.query_all_by_role_and_label(egui::accesskit::Role::Label, class).count(), 2, "{class}");
+    }
+}
+
 #[test]
 fn an_unrecognised_checkpoint_asks_for_a_card_and_opens_with_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -278,4 +419,146 @@ fn dropping_a_checkpoint_opens_it() {
     });
     assert!(h.state().session.readout.is_some());
     assert!(h.state().settings.recent_models.first().is_some_and(|p| p.ends_with("tiny_cnn.safetensors")));
+}
+
+/// A copy of the tiny fixture checkpoint and its card in a fresh folder, beside a subfolder.
+fn folder_with_a_checkpoint() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis");
+    for f in ["tiny_cnn.safetensors", "tiny_cnn.json"] {
+        std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("runs")).unwrap();
+    dir
+}
+
+fn opened(a: &ExplorerApp, name: &str) -> bool {
+    a.is_idle() && a.session.model.as_ref().is_some_and(|m| m.name.ends_with(name))
+}
+
+#[test]
+fn ctrl_o_asks_the_native_dialog_for_a_checkpoint() {
+    let dir = folder_with_a_checkpoint();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    ScriptedDialogs::push(&dialogs.models, dir.path().join("tiny_cnn.safetensors"));
+    let mut h = app(dialogs.clone(), [1300.0, 820.0]);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::O);
+    h.step();
+    wait(&mut h, "the checkpoint", |a| opened(a, "tiny_cnn.safetensors"));
+    assert!(h.state().panels.browser.is_none(), "the native dialog answered: no built-in browser");
+    assert!(dialogs.models.lock().unwrap().is_empty(), "the dialog was asked once");
+}
+
+#[test]
+fn without_a_portal_the_built_in_browser_opens_a_checkpoint() {
+    let dir = folder_with_a_checkpoint();
+    let why = "no desktop portal (org.freedesktop.portal.Desktop) answered on the session bus";
+    let mut h = app(Arc::new(ScriptedDialogs::unavailable(why)), [1300.0, 820.0]);
+
+    // The button opens the browser, which says why; Escape closes it and nothing changes.
+    h.get_by_label("Open checkpoint…").click();
+    wait(&mut h, "the browser", |a| a.panels.browser.is_some());
+    h.run_steps(2);
+    h.get_by_label("Open checkpoint");
+    assert!(h.get_all_by_label_contains("No desktop portal (org.freedesktop.portal.Desktop)").next().is_some());
+    let notes: Vec<_> = h.state().session.messages.iter().map(|m| m.text.clone()).collect();
+    assert!(notes.iter().any(|n| n.contains("using the built-in browser")), "{notes:?}");
+    h.key_press(egui::Key::Escape);
+    h.step();
+    wait(&mut h, "the browser to close", |a| a.panels.browser.is_none() && a.is_idle());
+    assert!(h.state().session.model.as_ref().is_some_and(|m| m.name.contains("embedded")));
+
+    // Ctrl+O takes the same way; up a folder, type the folder, then pick with the keyboard.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::O);
+    h.step();
+    wait(&mut h, "the browser again", |a| a.panels.browser.is_some());
+    h.run_steps(2);
+    let path = |h: &Harness<'_, ExplorerApp>| {
+        h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Path").value().unwrap_or_default()
+    };
+    let start = path(&h);
+    h.get_by_label("Parent").click();
+    h.step();
+    let parent = Path::new(&start).parent().expect("the working folder has a parent");
+    assert_eq!(Path::new(&path(&h)), parent);
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Path").click();
+    h.step();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.step();
+    h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Path").type_text(&dir.path().display().to_string());
+    h.step();
+    h.key_press(egui::Key::Enter);
+    h.run_steps(2);
+    assert_eq!(Path::new(&path(&h)), dir.path().canonicalize().unwrap());
+    // Folders first: runs/, then tiny_cnn.json, then tiny_cnn.safetensors.
+    h.get_by_label("runs/");
+    h.get_by_label("tiny_cnn.json");
+    for _ in 0..3 {
+        h.key_press(egui::Key::ArrowDown);
+        h.step();
+    }
+    h.key_press(egui::Key::Enter);
+    h.step();
+    wait(&mut h, "the checkpoint", |a| opened(a, "tiny_cnn.safetensors"));
+    assert!(h.state().panels.browser.is_none());
+    // Only one note says why, however often the browser opens.
+    let why_notes = h.state().session.messages.iter().filter(|m| m.text.contains("built-in browser")).count();
+    assert!(why_notes <= 1, "{why_notes} notes");
+}
+
+#[test]
+fn the_folder_listing_puts_folders_first_highlights_what_opens_and_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let files =
+        ["b.safetensors", "a.pth", "card.json", "notes.txt", ".hidden.pt", "t10k-images-idx3-ubyte.gz", "batch.bin"];
+    for f in files {
+        std::fs::write(dir.path().join(f), b"x").unwrap();
+    }
+    for d in ["zeta", "Alpha", ".git"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let names = |l: &file_browser::Listing| l.entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+    let lit = |l: &file_browser::Listing| {
+        l.entries.iter().filter(|e| e.highlighted).map(|e| e.name.clone()).collect::<Vec<_>>()
+    };
+
+    let models = file_browser::list(dir.path(), Purpose::OpenModel, false, MAX_ENTRIES);
+    assert_eq!(
+        names(&models),
+        ["Alpha", "zeta", "a.pth", "b.safetensors", "batch.bin", "card.json", "notes.txt", "t10k-images-idx3-ubyte.gz"]
+    );
+    assert!(models.entries[..2].iter().all(|e| e.folder) && models.entries[2..].iter().all(|e| !e.folder));
+    assert_eq!(lit(&models), ["a.pth", "b.safetensors"], "checkpoints stand out; cards do not");
+    assert_eq!((models.more, models.error.clone()), (0, None));
+    let data = file_browser::list(dir.path(), Purpose::OpenData, false, MAX_ENTRIES);
+    assert_eq!(lit(&data), ["batch.bin", "t10k-images-idx3-ubyte.gz"]);
+    assert!(lit(&file_browser::list(dir.path(), Purpose::ExportAll, false, MAX_ENTRIES)).is_empty());
+
+    let hidden = file_browser::list(dir.path(), Purpose::OpenModel, true, MAX_ENTRIES);
+    assert_eq!(hidden.entries.len(), 10, "hidden entries only on request");
+    assert!(names(&hidden).contains(&".git".to_string()) && lit(&hidden).contains(&".hidden.pt".to_string()));
+
+    // A huge folder is cut at the cap and says how many more there are.
+    let capped = file_browser::list(dir.path(), Purpose::OpenModel, false, 3);
+    assert_eq!((capped.entries.len(), capped.more), (3, 5));
+
+    let missing = file_browser::list(&dir.path().join("gone"), Purpose::OpenModel, false, MAX_ENTRIES);
+    let error = missing.error.expect("an error, not a panic");
+    assert!(
+        missing.entries.is_empty() && error.contains("cannot read this folder") && error.ends_with("gone"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_native_dialog_check_answers_quickly_and_says_why_not() {
+    use fragility_explorer::ui::dialogs::{Dialogs, RfdDialogs};
+    let start = Instant::now();
+    let answer = RfdDialogs.native();
+    eprintln!("native dialogs here: {answer:?} after {:?}", start.elapsed());
+    // A silent bus costs at most the check's timeout, never a hang.
+    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+    if let Err(why) = answer {
+        assert!(why.contains("zenity"), "the reason names both ways that were tried: {why}");
+    }
 }

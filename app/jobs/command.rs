@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::engine::analysis::dropout::{DropoutConfig, DropoutResult};
+use crate::engine::analysis::evalset::{Z95, wilson_interval};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::landscape::LandscapeResult;
 use crate::engine::analysis::selective::SelectiveResult;
@@ -264,6 +265,32 @@ pub struct EvalOutcome {
     pub total: usize,
 }
 
+/// A first estimate of an evaluation from its first images, sent before the exact counts
+/// when the evaluation subset is larger than the estimate's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalEstimate {
+    /// Images counted: the first ones of the evaluation subset.
+    pub samples: usize,
+    /// Images of the whole evaluation.
+    pub of: usize,
+    pub clean: usize,
+    pub adv: usize,
+    pub removed: usize,
+    pub total: usize,
+}
+
+impl EvalEstimate {
+    /// 95 % interval of the clean accuracy over all `of` images.
+    pub fn clean_interval(&self) -> (f64, f64) {
+        wilson_interval(self.clean, self.samples, self.of, Z95)
+    }
+
+    /// 95 % interval of the adversarial accuracy over all `of` images.
+    pub fn adv_interval(&self) -> (f64, f64) {
+        wilson_interval(self.adv, self.samples, self.of, Z95)
+    }
+}
+
 /// One sample of the perturbation view, images already coloured.
 #[derive(Debug, Clone)]
 pub struct SampleView {
@@ -304,6 +331,8 @@ pub enum Payload {
         message: String,
     },
     Layer(Box<LayerData>),
+    /// A first estimate of the evaluation; `Evaluated` with the exact counts follows.
+    EvalEstimate(EvalEstimate),
     Evaluated(EvalOutcome),
     Samples(Vec<SampleView>),
     Sweep(SweepEvent),

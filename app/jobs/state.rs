@@ -22,6 +22,8 @@ pub struct CachedEvalSet {
     pub batch: usize,
     pub set: EvalSet,
     pub data: Dataset,
+    /// The layer the set's kept prefixes end before; none are kept if `None`.
+    pub prefix_for: Option<String>,
 }
 
 pub struct WorkerState {
@@ -145,7 +147,7 @@ impl WorkerState {
             let part = data.clone().subset(Subset::First { n })?;
             let norm = setup::normalization(net, Some(data))?;
             let set = EvalSet::new(net, &part, &norm, batch.max(1))?;
-            self.eval = Some(CachedEvalSet { subset, batch, set, data: part });
+            self.eval = Some(CachedEvalSet { subset, batch, set, data: part, prefix_for: None });
         }
         self.eval.as_ref().ok_or_else(|| anyhow!("no evaluation set"))
     }

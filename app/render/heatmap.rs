@@ -33,6 +33,10 @@ pub struct Params {
 }
 
 pub const FLAG_MASK: u32 = 1;
+/// How far a removed weight's colour is mixed towards the shade; every other diagonal stripe
+/// takes `STRIPE` of that (shaders/heatmap.wgsl). The mask view's legend paints the same.
+pub const SHADE_STRENGTH: f32 = 0.78;
+pub const STRIPE: f32 = 0.6;
 pub const FLAG_CLASSES: u32 = 2;
 
 /// What the shader is told, in the app's terms.
@@ -65,7 +69,7 @@ impl Params {
             conv: [layout.out_ch, layout.in_ch, layout.kh, layout.kw],
             tile: [layout.in_cols, layout.tile_w, layout.tile_h, layout.tile_cols],
             thresholds: edges(style.filter_kind, style.alpha, style.width, style.range),
-            colour: [style.value_range[0], style.value_range[1], 0.78, 0.0],
+            colour: [style.value_range[0], style.value_range[1], SHADE_STRENGTH, 0.0],
             mode: [layout.kind as u32, style.filter_kind, style.view_mode, flags],
             cmap: [style.colormap, 0, 0, 0],
             background: [br, bg, bb, 1.0],
@@ -364,6 +368,11 @@ mod tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn the_shaders_stripes_are_the_legends() {
+        assert!(SHADER.contains(&format!("params.colour.z * {STRIPE}")), "the stripe strength of the shader");
     }
 
     #[test]

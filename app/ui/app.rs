@@ -17,8 +17,10 @@ use crate::render::heatmap::HeatmapResources;
 
 /// How long each frame may spend taking events from the worker.
 const EVENT_BUDGET: Duration = Duration::from_millis(10);
-/// Quiet time after the last slider move before the network is re-evaluated.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Quiet time after the last slider move before the network is re-evaluated: none, every
+/// move sends an evaluation that stops the one before it (examples/bench_slider.rs measured
+/// this against waiting; docs/PERFORMANCE.md, "Slider latency").
+pub const DEBOUNCE: Duration = Duration::ZERO;
 
 /// How the app starts.
 #[derive(Default)]
@@ -167,14 +169,17 @@ impl ExplorerApp {
         }
     }
 
-    fn debounce(&mut self, ctx: &egui::Context) {
+    /// Sends the evaluation once it is due, unless the one sent before has not begun on the
+    /// worker (it waits behind a long job): then as soon as it begins (its first event wakes
+    /// the UI), so at most one evaluation waits in the queue however fast the slider moves.
+    pub(super) fn debounce(&mut self, ctx: &egui::Context) {
         if let Some(due) = self.eval_due {
             let now = Instant::now();
-            if now >= due {
+            if now < due {
+                ctx.request_repaint_after(due - now);
+            } else if !self.eval_waiting() {
                 self.eval_due = None;
                 self.evaluate_now();
-            } else {
-                ctx.request_repaint_after(due - now);
             }
         }
     }
@@ -229,15 +234,15 @@ impl ExplorerApp {
 
 /// Checkpoints by extension; a folder holding checkpoints is a training run.
 pub fn is_model_path(p: &std::path::Path) -> bool {
-    let ext = |p: &std::path::Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let checkpoint = |p: &std::path::Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| super::dialogs::CHECKPOINT_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    };
     if p.is_dir() {
-        return std::fs::read_dir(p).is_ok_and(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .any(|e| matches!(ext(&e.path()).as_deref(), Some("safetensors" | "pth" | "pt")))
-        });
+        return std::fs::read_dir(p).is_ok_and(|entries| entries.filter_map(Result::ok).any(|e| checkpoint(&e.path())));
     }
-    matches!(ext(p).as_deref(), Some("safetensors" | "pth" | "pt"))
+    checkpoint(p)
 }
 
 impl eframe::App for ExplorerApp {

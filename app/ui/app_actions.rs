@@ -1,13 +1,14 @@
 //! Turning panel actions into worker commands.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::actions::{Action, FigureId};
 use super::app::{DEBOUNCE, ExplorerApp};
-use super::dialogs::{Pending, Purpose};
+use super::dialogs::{Answer, Pending, Purpose};
 use super::figures;
-use super::settings::Tab;
+use super::panels::file_browser::{self, FileBrowser};
+use super::settings::{Settings, Tab};
 use crate::engine::analysis::dropout::DropoutConfig;
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::selective::SelectiveConfig;
@@ -61,15 +62,22 @@ impl ExplorerApp {
             self.settings.threshold = default_threshold(self.settings.filter, lo, hi);
         }
         self.send(JobKind::Layer, |job| Command::Layer { job, layer });
-        self.filter_changed();
-        // The evaluation runs at once on a new layer; only slider drags are debounced.
-        self.eval_due = Some(Instant::now());
+        // The evaluation runs at once on a new layer, whatever the slider's quiet time.
+        self.filter_changed_after(Duration::ZERO);
     }
 
     fn filter_changed(&mut self) {
+        self.filter_changed_after(DEBOUNCE);
+    }
+
+    /// The filter, threshold, attack or subset changed: what the readout shows is now for
+    /// another filter, and a new evaluation goes out after `quiet` (at once when zero).
+    fn filter_changed_after(&mut self, quiet: Duration) {
         self.filter_version += 1;
         self.session.readout_stale = true;
-        self.eval_due = Some(Instant::now() + DEBOUNCE);
+        self.eval_due = Some(Instant::now() + quiet);
+        let ctx = self.ctx.clone();
+        self.debounce(&ctx);
     }
 
     /// The threshold slider's range for the current layer, scope and filter.
@@ -90,36 +98,43 @@ impl ExplorerApp {
     }
 
     pub fn attack_config(&self) -> AttackConfig {
-        AttackConfig {
-            kind: self.settings.attack,
-            eps: self.settings.eps.unwrap_or(0.0).max(0.0),
-            pgd_steps: self.settings.pgd_steps.max(1),
-            ..AttackConfig::default()
-        }
+        attack_config(&self.settings)
     }
 
     pub fn eval_setup(&self) -> EvalSetup {
-        EvalSetup { attack: self.attack_config(), subset: self.settings.subset.max(1), batch: BATCH }
+        eval_setup(&self.settings)
     }
 
     pub fn filter_choice(&self) -> Option<FilterChoice> {
-        let layer = self.settings.layer.clone()?;
-        Some(FilterChoice {
-            kind: self.settings.filter,
-            scope: self.settings.scope,
-            layer,
-            alpha: self.settings.threshold,
-            steps: self.settings.steps,
-            global_range: self.settings.global_range,
-        })
+        filter_choice(&self.settings)
+    }
+
+    /// The command behind the accuracy readout for these settings, sent after every change
+    /// of the filter, threshold, attack or subset (examples/bench_slider.rs sends it too).
+    pub fn evaluate_command(settings: &Settings, job: Job) -> Command {
+        Command::Evaluate { job, filter: filter_choice(settings), setup: eval_setup(settings) }
+    }
+
+    /// Whether the evaluation sent last has not begun on the worker yet (it waits behind
+    /// another job): a newer one would only queue up behind it.
+    pub(super) fn eval_waiting(&self) -> bool {
+        self.jobs.status(JobKind::Eval).is_some_and(|s| s.running && s.stage.is_empty())
     }
 
     pub(super) fn evaluate_now(&mut self) {
         if self.session.model.is_none() {
             return;
         }
-        let (filter, setup) = (self.filter_choice(), self.eval_setup());
-        self.send(JobKind::Eval, |job| Command::Evaluate { job, filter, setup });
+        // The job stops the one before it; the readout takes answers from this one only.
+        let job = self.jobs.start(JobKind::Eval);
+        let generation = job.generation;
+        match self.worker.send(Self::evaluate_command(&self.settings, job)) {
+            Ok(()) => self.session.eval_asked(generation, self.filter_version),
+            Err(e) => {
+                self.jobs.abandon(JobKind::Eval);
+                self.session.error(e);
+            }
+        }
         if self.settings.layout.tab == Tab::Perturbation {
             self.request_samples();
         }
@@ -213,8 +228,12 @@ impl ExplorerApp {
     /// Acts on the answer of the dialog being shown, once the user has given it.
     pub(super) fn dialog_answered(&mut self) {
         let Some(answer) = self.dialog.as_ref().and_then(Pending::answer) else { return };
-        let purpose = self.dialog.take().map(|d| d.purpose);
-        let (Some(purpose), Some(path)) = (purpose, answer) else { return };
+        let Some(purpose) = self.dialog.take().map(|d| d.purpose) else { return };
+        let path = match answer {
+            Answer::Picked(path) => path,
+            Answer::Cancelled => return,
+            Answer::Unavailable(why) => return self.browse(purpose, why),
+        };
         match purpose {
             Purpose::OpenModel | Purpose::OpenModelFolder => self.open(Some(Source::Path(path)), None),
             Purpose::OpenData => self.open(None, Some(Source::Path(path))),
@@ -225,6 +244,25 @@ impl ExplorerApp {
                 self.export(path.join(format!("fragility-explorer-{stamp}")), &FigureId::ALL);
             }
         }
+    }
+
+    /// No native dialog here: the built-in browser asks instead and answers the same way.
+    /// The status line says why, once.
+    fn browse(&mut self, purpose: Purpose, why: String) {
+        if !self.panels.browser_explained {
+            self.panels.browser_explained = true;
+            self.session.note(file_browser::explain(&why));
+        }
+        let (current, recent) = match purpose {
+            Purpose::OpenModel | Purpose::OpenModelFolder => {
+                (self.settings.model.clone(), self.settings.recent_models.clone())
+            }
+            Purpose::OpenData => (self.settings.data.clone(), self.settings.recent_data.clone()),
+            Purpose::Export(_) | Purpose::ExportAll => (None, Vec::new()),
+        };
+        let (pending, answer) = Pending::in_app(purpose);
+        self.panels.browser = Some(FileBrowser::new(purpose, why, answer, current.as_deref(), recent));
+        self.dialog = Some(pending);
     }
 
     fn train(&mut self) {
@@ -295,6 +333,30 @@ impl ExplorerApp {
         };
         self.apply(action);
     }
+}
+
+fn attack_config(s: &Settings) -> AttackConfig {
+    AttackConfig {
+        kind: s.attack,
+        eps: s.eps.unwrap_or(0.0).max(0.0),
+        pgd_steps: s.pgd_steps.max(1),
+        ..AttackConfig::default()
+    }
+}
+
+fn eval_setup(s: &Settings) -> EvalSetup {
+    EvalSetup { attack: attack_config(s), subset: s.subset.max(1), batch: BATCH }
+}
+
+fn filter_choice(s: &Settings) -> Option<FilterChoice> {
+    Some(FilterChoice {
+        kind: s.filter,
+        scope: s.scope,
+        layer: s.layer.clone()?,
+        alpha: s.threshold,
+        steps: s.steps,
+        global_range: s.global_range,
+    })
 }
 
 /// Where the threshold starts on a new layer: a quarter of the way into the range, so

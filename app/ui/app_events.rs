@@ -13,7 +13,7 @@ impl ExplorerApp {
             return;
         }
         self.jobs.update(&e);
-        let kind = e.kind;
+        let (kind, generation) = (e.kind, e.generation);
         match e.payload {
             Payload::Opened { model, data } => {
                 if let Source::Path(p) = &model.source {
@@ -55,10 +55,8 @@ impl ExplorerApp {
                 self.session.layer = Some(*layer);
                 self.panels.mask.reset_view();
             }
-            Payload::Evaluated(outcome) => {
-                self.session.readout = Some(outcome);
-                self.session.readout_stale = false;
-            }
+            Payload::EvalEstimate(estimate) => self.session.on_estimate(generation, estimate),
+            Payload::Evaluated(outcome) => self.session.on_evaluated(generation, outcome, self.filter_version),
             Payload::Samples(samples) => {
                 self.session.samples = samples;
                 self.session.samples_key += 1;

@@ -1,6 +1,8 @@
 //! The evaluation subset of an analysis, prepared once: normalised batches on the device
 //! and, for transfer attacks, adversarial inputs made once on the unfiltered network.
 
+use std::ops::Range;
+
 use candle_core::Tensor;
 
 use crate::engine::attack::{AttackConfig, AttackKind, Prefix, attack};
@@ -35,6 +37,30 @@ const PREFIX_BUDGET_BYTES: usize = 4 << 30;
 pub struct Counts {
     pub clean: usize,
     pub adv: usize,
+}
+
+/// The standard normal quantile of a two-sided 95 % interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// Wilson score interval of the proportion of a population of `population` items from
+/// `successes` of the first `n` of them, with the finite-population correction (the sample is
+/// part of the population: the effective sample size is `n (population - 1) / (population - n)`,
+/// so the interval closes on the exact proportion when `n` is the whole population). `z` is the
+/// normal quantile ([`Z95`] for 95 %). (0, 1) when `n` is 0.
+pub fn wilson_interval(successes: usize, n: usize, population: usize, z: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let p = successes as f64 / n as f64;
+    if n >= population {
+        return (p, p);
+    }
+    let m = n as f64 * (population as f64 - 1.0).max(1.0) / (population - n) as f64;
+    let z2 = z * z;
+    let denom = 1.0 + z2 / m;
+    let centre = (p + z2 / (2.0 * m)) / denom;
+    let half = z * (p * (1.0 - p) / m + z2 / (4.0 * m * m)).sqrt() / denom;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 fn correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
@@ -98,16 +124,39 @@ impl EvalSet {
         Ok(())
     }
 
+    /// Drops the kept prefixes (see [`EvalSet::keep_prefix`]): counts run every stage again.
+    pub fn forget_prefix(&mut self) {
+        self.prefix = None;
+    }
+
+    /// Images in the batches of `range`.
+    pub fn images_in(&self, range: Range<usize>) -> usize {
+        self.batches.get(range).map_or(0, |b| b.iter().map(|(_, labels)| labels.len()).sum())
+    }
+
     /// Clean and adversarial correct counts of the network as it is now; the attack is
     /// made against it unless the inputs were frozen. Kept prefixes stand in for the
     /// stages before the filtered layers.
     pub fn counts(&self, net: &Network, bn: BnMode, attack_cfg: &AttackConfig, ctrl: Ctrl) -> Result<Counts> {
+        self.counts_in(0..self.batches.len(), net, bn, attack_cfg, ctrl)
+    }
+
+    /// [`EvalSet::counts`] over the batches of `range` only: the counts of consecutive
+    /// ranges add up to those of the whole set (each image is counted on its own).
+    pub fn counts_in(
+        &self,
+        range: Range<usize>,
+        net: &Network,
+        bn: BnMode,
+        attack_cfg: &AttackConfig,
+        ctrl: Ctrl,
+    ) -> Result<Counts> {
         let logits = |x: &Tensor, kept: Option<&Prefix>| match kept {
             Some(p) => p.logits(net, bn),
             None => Ok(net.logits(x, bn)?),
         };
         let mut c = Counts::default();
-        for (i, (x, labels)) in self.batches.iter().enumerate() {
+        for (i, (x, labels)) in self.batches.iter().enumerate().take(range.end).skip(range.start) {
             ctrl.check()?;
             let kept = self.prefix.as_ref().map(|p| &p.clean[i]);
             match &self.transfer {
@@ -142,5 +191,27 @@ impl EvalSet {
             n += correct(&net.logits(x, bn)?, labels)?;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_interval_matches_the_textbook_and_closes_on_the_whole_population() {
+        // 50 of 100 from a practically infinite population: the textbook [0.4038, 0.5962].
+        let (lo, hi) = wilson_interval(50, 100, usize::MAX, Z95);
+        assert!((lo - 0.4038).abs() < 1e-4 && (hi - 0.5962).abs() < 1e-4, "{lo} {hi}");
+        // The finite-population correction narrows it; all images counted leaves no doubt.
+        let (flo, fhi) = wilson_interval(50, 100, 200, Z95);
+        assert!(flo > lo && fhi < hi && flo < 0.5 && fhi > 0.5, "{flo} {fhi}");
+        assert_eq!(wilson_interval(97, 200, 200, Z95), (0.485, 0.485));
+        // Near the edges it stays inside [0, 1] and around the observed proportion.
+        let (lo, hi) = wilson_interval(200, 200, 1000, Z95);
+        assert!(lo > 0.97 && lo < 1.0 && hi > 1.0 - 1e-12, "{lo} {hi}");
+        let (lo, hi) = wilson_interval(0, 200, 1000, Z95);
+        assert!(lo == 0.0 && hi > 0.0 && hi < 0.03, "{lo} {hi}");
+        assert_eq!(wilson_interval(0, 0, 1000, Z95), (0.0, 1.0));
     }
 }

@@ -10,7 +10,7 @@ mod draw;
 mod export;
 pub mod palette;
 
-pub use draw::{PNG_SCALE, render_png, render_svg};
+pub use draw::{PNG_SCALE, render_png, render_svg, ticks};
 pub use export::export;
 
 use crate::render::colormap::Colormap;

@@ -22,7 +22,9 @@ pub fn run(state: &mut WorkerState, cmd: Command, ctrl: Ctrl, emit: &dyn Fn(Payl
             open::save_card_and_open(state, &checkpoint, &card, emit).map(Some)
         }
         Command::Layer { layer, .. } => open::layer(state, &layer).map(Some),
-        Command::Evaluate { filter, setup, .. } => evaluate::evaluate(state, filter.as_ref(), &setup, ctrl).map(Some),
+        Command::Evaluate { filter, setup, .. } => {
+            evaluate::evaluate(state, filter.as_ref(), &setup, ctrl, emit).map(Some)
+        }
         Command::EpsCurve { filter, setup, eps, .. } => {
             evaluate::eps_curve(state, filter.as_ref(), &setup, &eps, ctrl, emit).map(Some)
         }

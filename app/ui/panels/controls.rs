@@ -6,6 +6,7 @@ use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::AttackKind;
 use crate::ui::actions::Action;
 use crate::ui::app::ExplorerApp;
+use crate::ui::session::ReadoutView;
 use crate::ui::theme;
 
 pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
@@ -90,7 +91,8 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     }
 
     ui.separator();
-    readout(ui, app);
+    // A change made in this frame is evaluated at its end: nothing shown yet is for it.
+    readout(ui, app, changed);
     ui.separator();
     ui.horizontal_wrapped(|ui| {
         let filter = app.settings.filter;
@@ -107,40 +109,76 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     });
 }
 
-fn readout(ui: &mut egui::Ui, app: &mut ExplorerApp) {
+/// The accuracy of the filtered network: the exact counts, a first estimate with its 95 %
+/// interval while they are computed, or placeholders; never numbers made for a filter,
+/// threshold or subset other than the current one.
+fn readout(ui: &mut egui::Ui, app: &ExplorerApp, changed: bool) {
     ui.heading("Accuracy");
-    let Some(r) = app.session.readout else {
-        ui.weak("Evaluating…");
-        return;
-    };
-    let n = r.samples.max(1) as f64;
+    let view = if changed { ReadoutView::Pending } else { app.session.readout_view(app.filter_version) };
     let weak = ui.visuals().weak_text_color();
-    let delta = |c: usize, b: usize| {
-        let d = (c as f64 - b as f64) / n;
-        let colour = if d < -0.005 {
-            theme::ERROR
-        } else if d > 0.005 {
-            theme::GOOD
-        } else {
-            weak
-        };
-        (format!("{:+.1} pts", 100.0 * d), colour)
-    };
     egui::Grid::new("readout").num_columns(3).show(ui, |ui| {
-        for (name, c, b, colour) in [
-            ("Clean accuracy", r.clean, r.base_clean, theme::CLEAN),
-            ("Adversarial accuracy", r.adv, r.base_adv, theme::ADVERSARIAL),
-        ] {
-            ui.colored_label(colour, name);
-            ui.strong(percent(c as f64 / n));
-            let (text, col) = delta(c, b);
-            ui.colored_label(col, text).on_hover_text(format!("baseline {}", percent(b as f64 / n)));
-            ui.end_row();
+        let rows = [("Clean accuracy", theme::CLEAN), ("Adversarial accuracy", theme::ADVERSARIAL)];
+        match view {
+            ReadoutView::Exact(r) => {
+                let n = r.samples.max(1) as f64;
+                for ((name, colour), (c, b)) in rows.into_iter().zip([(r.clean, r.base_clean), (r.adv, r.base_adv)]) {
+                    ui.colored_label(colour, name);
+                    ui.strong(percent(c as f64 / n));
+                    let d = (c as f64 - b as f64) / n;
+                    let col = if d < -0.005 {
+                        theme::ERROR
+                    } else if d > 0.005 {
+                        theme::GOOD
+                    } else {
+                        weak
+                    };
+                    ui.colored_label(col, format!("{:+.1} pts", 100.0 * d))
+                        .on_hover_text(format!("baseline {}", percent(b as f64 / n)));
+                    ui.end_row();
+                }
+                removed_row(ui, r.removed, r.total);
+            }
+            ReadoutView::Estimate(e) => {
+                let n = e.samples.max(1) as f64;
+                for ((name, colour), (c, (lo, hi))) in
+                    rows.into_iter().zip([(e.clean, e.clean_interval()), (e.adv, e.adv_interval())])
+                {
+                    ui.colored_label(colour, name);
+                    ui.strong(format!("≈ {}", percent(c as f64 / n)));
+                    ui.label(format!("95 %: {:.1}–{:.1}", 100.0 * lo, 100.0 * hi)).on_hover_text(
+                        "Wilson score interval of the accuracy over all the evaluation images, \
+                         from the first ones",
+                    );
+                    ui.end_row();
+                }
+                removed_row(ui, e.removed, e.total);
+            }
+            ReadoutView::Pending => {
+                for (name, colour) in rows {
+                    ui.colored_label(colour, name);
+                    ui.weak("…");
+                    ui.label("");
+                    ui.end_row();
+                }
+                ui.label("Weights removed");
+                ui.weak("…");
+                ui.label("");
+                ui.end_row();
+            }
         }
-        ui.label("Weights removed");
-        ui.strong(format!("{} of {}", group(r.removed), group(r.total)));
-        ui.label(percent(r.removed as f64 / r.total.max(1) as f64));
-        ui.end_row();
     });
-    ui.weak(format!("on {} images{}", group(r.samples), if app.session.readout_stale { " · updating…" } else { "" }));
+    match view {
+        ReadoutView::Exact(r) => ui.weak(format!("on {} images", group(r.samples))),
+        ReadoutView::Estimate(e) => {
+            ui.weak(format!("first {} of {} images · exact count follows…", group(e.samples), group(e.of)))
+        }
+        ReadoutView::Pending => ui.weak("Evaluating…"),
+    };
+}
+
+fn removed_row(ui: &mut egui::Ui, removed: usize, total: usize) {
+    ui.label("Weights removed");
+    ui.strong(format!("{} of {}", group(removed), group(total)));
+    ui.label(percent(removed as f64 / total.max(1) as f64));
+    ui.end_row();
 }

@@ -1,8 +1,9 @@
 //! Curves: accuracy against threshold as the sweep streams in, accuracy against eps, and
 //! the compression view (normalised accuracy against fraction retained).
 
-use egui_plot::{AxisHints, HPlacement, Legend, Line, MarkerShape, Plot, PlotPoints, Points, VLine};
+use egui_plot::{Line, MarkerShape, PlotPoints, Points, VLine};
 
+use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
@@ -49,6 +50,11 @@ impl CurvesView {
     }
 }
 
+/// Series names, shared by the plots and their legends.
+const CLEAN: &str = "clean accuracy";
+const ADVERSARIAL: &str = "adversarial accuracy";
+const RETAINED: &str = "fraction retained ρ";
+
 fn threshold_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     let filter = app.settings.filter;
     let set = sweep_set(app).unwrap_or_default();
@@ -62,39 +68,29 @@ fn threshold_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         return;
     };
     let n = app.session.sweeps.baseline.map_or(1, |b| b.samples.max(1)) as f64;
+    // Accuracies in percent; the fraction retained on the right axis reads the same grid
+    // as 0 to 1.
     let pts = |f: &dyn Fn(&crate::ui::sweep_store::StepPoint) -> f64| -> Vec<[f64; 2]> {
-        rec.steps.iter().map(|s| [s.alpha, f(s)]).collect()
+        rec.steps.iter().map(|s| [s.alpha, 100.0 * f(s)]).collect()
     };
     let clean = pts(&|s| s.clean as f64 / n);
     let adv = pts(&|s| s.adv as f64 / n);
-    let rho: Vec<[f64; 2]> = rec.steps.iter().zip(rec.rho()).map(|(s, r)| [s.alpha, r]).collect();
+    let rho: Vec<[f64; 2]> = rec.steps.iter().zip(rec.rho()).map(|(s, r)| [s.alpha, 100.0 * r]).collect();
     ui.weak(format!("{} of {} steps", rec.steps.len(), rec.alphas.len()));
     let (lo, hi) = rec.alphas.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let threshold = app.settings.threshold;
-    Plot::new("threshold_curve")
-        .legend(Legend::default())
-        .x_axis_label("threshold")
-        .custom_y_axes(vec![
-            AxisHints::new_y().label("accuracy"),
-            AxisHints::new_y().label("fraction retained").placement(HPlacement::Right),
-        ])
-        .include_x(lo)
-        .include_x(hi)
-        .include_y(0.0)
-        .include_y(1.0)
-        .show(ui, |plot| {
-            for (name, data, colour) in [
-                ("clean", clean, theme::CLEAN),
-                ("adversarial", adv, theme::ADVERSARIAL),
-                ("fraction retained", rho, theme::RETAINED),
-            ] {
-                plot.line(Line::new(name, PlotPoints::from(data.clone())).color(colour).width(2.0));
-                plot.points(
-                    Points::new(name, PlotPoints::from(data)).color(colour).radius(3.0).shape(MarkerShape::Circle),
-                );
-            }
-            plot.vline(VLine::new("current threshold", threshold).color(theme::THRESHOLD).width(1.5));
-        });
+    let figure = FigurePlot::new("threshold_curve", Axis::new("threshold a (weight value)"), Axis::new("accuracy (%)"))
+        .right_axis(Axis::new(RETAINED).scaled(0.01, &[RETAINED]));
+    let plot = figure.plot().include_x(lo).include_x(hi).include_y(0.0).include_y(100.0);
+    figure.show(ui, plot, move |plot| {
+        for (name, data, colour) in
+            [(CLEAN, clean, theme::CLEAN), (ADVERSARIAL, adv, theme::ADVERSARIAL), (RETAINED, rho, theme::RETAINED)]
+        {
+            plot.line(Line::new(name, PlotPoints::from(data.clone())).color(colour).width(2.0));
+            plot.points(Points::new(name, PlotPoints::from(data)).color(colour).radius(3.0).shape(MarkerShape::Circle));
+        }
+        plot.vline(VLine::new("current threshold a", threshold).color(theme::THRESHOLD).width(1.5));
+    });
 }
 
 fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
@@ -107,22 +103,18 @@ fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         empty_note(ui, "Press Run to measure accuracy at eps from 0 to twice the current one");
         return;
     }
-    let clean: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], p[1]]).collect();
-    let adv: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], p[2]]).collect();
+    let clean: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], 100.0 * p[1]]).collect();
+    let adv: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], 100.0 * p[2]]).collect();
     let eps = app.settings.eps.unwrap_or(0.0);
-    Plot::new("eps_curve")
-        .legend(Legend::default())
-        .x_axis_label("eps (normalised units)")
-        .y_axis_label("accuracy")
-        .include_y(0.0)
-        .include_y(1.0)
-        .show(ui, |plot| {
-            for (name, data, colour) in [("clean", clean, theme::CLEAN), ("adversarial", adv, theme::ADVERSARIAL)] {
-                plot.line(Line::new(name, PlotPoints::from(data.clone())).color(colour).width(2.0));
-                plot.points(Points::new(name, PlotPoints::from(data)).color(colour).radius(3.0));
-            }
-            plot.vline(VLine::new("current eps", eps).color(theme::THRESHOLD));
-        });
+    let figure = FigurePlot::new("eps_curve", Axis::new("eps (normalised units)"), Axis::new("accuracy (%)"));
+    let plot = figure.plot().include_x(0.0).include_y(0.0).include_y(100.0);
+    figure.show(ui, plot, move |plot| {
+        for (name, data, colour) in [(CLEAN, clean, theme::CLEAN), (ADVERSARIAL, adv, theme::ADVERSARIAL)] {
+            plot.line(Line::new(name, PlotPoints::from(data.clone())).color(colour).width(2.0));
+            plot.points(Points::new(name, PlotPoints::from(data)).color(colour).radius(3.0));
+        }
+        plot.vline(VLine::new("current eps", eps).color(theme::THRESHOLD));
+    });
 }
 
 /// The compression filters (SPEC section 9).
@@ -145,41 +137,42 @@ fn compression(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         empty_note(ui, "No sweeps yet");
         return;
     };
-    Plot::new("compression")
-        .legend(Legend::default())
-        .x_axis_label("fraction retained")
-        .y_axis_label("normalised accuracy")
-        .include_x(0.0)
-        .include_x(1.0)
-        .include_y(0.0)
-        .show(ui, |plot| {
-            plot.line(
-                Line::new("P = rho", PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
-                    .color(theme::RETAINED)
-                    .style(egui_plot::LineStyle::dashed_dense()),
-            );
-            for f in COMPRESSION {
-                let Some(rec) = app.session.sweeps.record(&set, f) else { continue };
-                let rho = rec.rho();
-                // The exported figure's colours: one per filter, adversarial dashed.
-                let [r, g, b] = palette::series(builders::filter_colour(f));
-                let colour = egui::Color32::from_rgb(r, g, b);
-                for adv in [false, true] {
-                    let base_c = if adv { base.adv_correct } else { base.clean_correct }.max(1) as f64;
-                    let pts: Vec<[f64; 2]> = rec
-                        .steps
-                        .iter()
-                        .zip(&rho)
-                        .map(|(s, r)| [*r, (if adv { s.adv } else { s.clean }) as f64 / base_c])
-                        .collect();
-                    let name = format!("{} {}", f.name(), if adv { "adversarial" } else { "clean" });
-                    let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(1.5);
-                    if adv {
-                        line = line.style(egui_plot::LineStyle::dashed_dense());
-                    }
-                    plot.line(line);
-                    plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).radius(2.5));
-                }
+    let diagonal = "P / P_base = ρ";
+    let figure =
+        FigurePlot::new("compression", Axis::new(RETAINED), Axis::new("normalised accuracy P / P_base (unfiltered)"));
+    let plot = figure.plot().include_x(0.0).include_x(1.0).include_y(0.0);
+    let mut series = Vec::new();
+    for f in COMPRESSION {
+        let Some(rec) = app.session.sweeps.record(&set, f) else { continue };
+        let rho = rec.rho();
+        // The exported figure's colours: one per filter, adversarial dashed.
+        let [r, g, b] = palette::series(builders::filter_colour(f));
+        let colour = egui::Color32::from_rgb(r, g, b);
+        for adv in [false, true] {
+            let base_c = if adv { base.adv_correct } else { base.clean_correct }.max(1) as f64;
+            let pts: Vec<[f64; 2]> = rec
+                .steps
+                .iter()
+                .zip(&rho)
+                .map(|(s, r)| [*r, (if adv { s.adv } else { s.clean }) as f64 / base_c])
+                .collect();
+            let name = format!("{} {}", f.name(), if adv { "adversarial" } else { "clean" });
+            series.push((name, pts, colour, adv));
+        }
+    }
+    figure.show(ui, plot, move |plot| {
+        plot.line(
+            Line::new(diagonal, PlotPoints::from(vec![[0.0, 0.0], [1.0, 1.0]]))
+                .color(theme::RETAINED)
+                .style(egui_plot::LineStyle::dashed_dense()),
+        );
+        for (name, pts, colour, adv) in series {
+            let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(1.5);
+            if adv {
+                line = line.style(egui_plot::LineStyle::dashed_dense());
             }
-        });
+            plot.line(line);
+            plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).radius(2.5));
+        }
+    });
 }

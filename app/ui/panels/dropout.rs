@@ -1,8 +1,9 @@
 //! Fragile neurons: nodal dropout of a convolution layer (A_k per kernel, the mean line,
 //! fragile and null kernels marked) and how far the attack moves each kernel (d_F against d_N).
 
-use egui_plot::{Bar, BarChart, HLine, Legend, Plot};
+use egui_plot::{Bar, BarChart, HLine};
 
+use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::model::LayerKind;
 use crate::jobs::JobKind;
@@ -43,51 +44,76 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         f(r.d_other),
         if r.targeted { "targets" } else { "does not target" }
     ));
-    let colour = |k: usize| {
+    // One bar chart per kind of kernel, so each colour has its legend entry.
+    let kinds = [
+        ("fragile kernels", theme::class_colour(0)),
+        ("null kernels", theme::class_colour(2)),
+        ("other kernels", theme::BAR),
+    ];
+    let kind_of = |k: usize| {
         if r.fragile.contains(&k) {
-            theme::class_colour(0)
+            0
         } else if r.null.contains(&k) {
-            theme::class_colour(2)
+            1
         } else {
-            theme::BAR
+            2
         }
     };
+    let charts = |values: &[f64], scale: f64| -> Vec<BarChart> {
+        kinds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(name, colour))| {
+                let bars: Vec<Bar> = values
+                    .iter()
+                    .enumerate()
+                    .filter(|&(k, _)| kind_of(k) == i)
+                    .map(|(k, &v)| Bar::new(k as f64, scale * v).width(0.8).fill(colour))
+                    .collect();
+                (!bars.is_empty()).then(|| BarChart::new(name, bars).color(colour))
+            })
+            .collect()
+    };
     let h = (ui.available_height() - 30.0) / 2.0;
-    let acc: Vec<Bar> = r
-        .accuracy_per_kernel
-        .iter()
-        .enumerate()
-        .map(|(k, &a)| Bar::new(k as f64, a).width(0.8).fill(colour(k)))
-        .collect();
+    let acc = charts(&r.accuracy_per_kernel, 100.0);
     let lo = r.accuracy_per_kernel.iter().copied().fold(r.baseline_accuracy, f64::min);
-    Plot::new("dropout_accuracy")
-        .legend(Legend::default())
-        .height(h)
-        .x_axis_label("kernel")
-        .y_axis_label("clean accuracy without it")
-        // Zoomed to where the kernels differ; bars from 0 would all look the same.
-        .default_y_bounds(lo - 0.005, r.baseline_accuracy.max(lo) + 0.003)
-        .show(ui, |plot| {
-            plot.bar_chart(BarChart::new("A_k (red fragile, green null)", acc).color(theme::BAR));
-            plot.hline(HLine::new("mean", r.mean).color(theme::MEAN_LINE).width(1.5));
-            plot.hline(HLine::new("baseline", r.baseline_accuracy).color(theme::CLEAN));
-        });
+    let figure = FigurePlot::new(
+        "dropout_accuracy",
+        Axis::new("kernel k removed").integers(),
+        Axis::new("clean accuracy without kernel k (%)"),
+    );
+    // Zoomed to where the kernels differ; bars from 0 would all look the same.
+    let plot =
+        figure.plot().height(h).default_y_bounds(100.0 * (lo - 0.005), 100.0 * (r.baseline_accuracy.max(lo) + 0.003));
+    let (mean, baseline) = (100.0 * r.mean, 100.0 * r.baseline_accuracy);
+    figure.show(ui, plot, move |plot| {
+        for chart in acc {
+            plot.bar_chart(chart);
+        }
+        plot.hline(HLine::new("mean A_k", mean).color(theme::MEAN_LINE).width(1.5));
+        plot.hline(HLine::new("baseline (no kernel removed)", baseline).color(theme::CLEAN));
+    });
     ui.horizontal(|ui| {
         ui.strong("Shift under attack per kernel");
         export_button(ui, app, FigureId::DropoutShift);
     });
-    let d: Vec<Bar> =
-        r.d_per_kernel.iter().enumerate().map(|(k, &v)| Bar::new(k as f64, v).width(0.8).fill(colour(k))).collect();
-    Plot::new("dropout_shift").legend(Legend::default()).height(h).x_axis_label("kernel").y_axis_label("d_k").show(
-        ui,
-        |plot| {
-            plot.bar_chart(BarChart::new("d_k", d).color(theme::BAR));
-            if let Some(v) = r.d_fragile {
-                plot.hline(HLine::new("d_F", v).color(theme::class_colour(0)));
-            }
-            if let Some(v) = r.d_other {
-                plot.hline(HLine::new("d_N", v).color(theme::MEAN_LINE));
-            }
-        },
+    let d = charts(&r.d_per_kernel, 1.0);
+    let (d_fragile, d_other) = (r.d_fragile, r.d_other);
+    let figure = FigurePlot::new(
+        "dropout_shift",
+        Axis::new("kernel k").integers(),
+        Axis::new("d_k, mean |output change| under attack"),
     );
+    let plot = figure.plot().height(h).include_y(0.0);
+    figure.show(ui, plot, move |plot| {
+        for chart in d {
+            plot.bar_chart(chart);
+        }
+        if let Some(v) = d_fragile {
+            plot.hline(HLine::new("d_F (mean of fragile kernels)", v).color(theme::class_colour(0)));
+        }
+        if let Some(v) = d_other {
+            plot.hline(HLine::new("d_N (mean of the others)", v).color(theme::MEAN_LINE));
+        }
+    });
 }

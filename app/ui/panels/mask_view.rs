@@ -1,20 +1,22 @@
 //! The mask view: the selected layer's weights as a GPU heatmap, coloured by value or by
-//! class, the removed weights of the current filter shaded; zoom, pan and a tooltip.
+//! class, the removed weights of the current filter shaded; zoom, pan and a tooltip. Axes
+//! name the weight indices (or the tiles' output channels) and follow zoom and pan; a
+//! colorbar or a class legend sits beside the map.
 
-use egui::{Color32, Mesh, Pos2, Rect, Sense, Stroke, Vec2};
+use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
 
+use super::widgets::map::{self, MapAxis};
+use super::widgets::plot::Axis;
 use super::widgets::{empty_note, export_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
 use crate::render::colormap::Colormap;
 use crate::render::heatmap::{HeatmapCallback, HeatmapStyle, Upload};
-use crate::render::layout::Layout;
+use crate::render::layout::{Layout, LayoutKind};
 use crate::ui::actions::FigureId;
 use crate::ui::app::ExplorerApp;
 use crate::ui::settings::ViewMode;
 use crate::ui::theme;
-
-const COLORBAR_WIDTH: f32 = 88.0;
 
 /// Zoom and pan of the heatmap, in cells.
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,13 +74,55 @@ impl MaskView {
             export_button(ui, app, FigureId::Mask);
         });
         let layout = Layout::for_shape(&layer.shape);
-        let avail = ui.available_size();
-        let (rect, response) = ui.allocate_exact_size(
-            Vec2::new((avail.x - COLORBAR_WIDTH).max(50.0), avail.y.max(50.0)),
-            Sense::click_and_drag(),
+        if let Some(caption) = tile_caption(&layout) {
+            ui.weak(caption);
+        }
+        let (range, width) = filter_range(app, layer.min as f64, layer.max as f64);
+        let value_range = match app.settings.colormap {
+            Colormap::Diverging => [-layer.max_abs, layer.max_abs],
+            _ => [layer.min, layer.max],
+        };
+        let view_mode = match (app.settings.view_mode, classes.is_some()) {
+            (ViewMode::ClassesClean, true) => 1,
+            (ViewMode::ClassesAdversarial, true) => 2,
+            _ => 0,
+        };
+        // Beside the map: the colorbar or the class legend, and what the shade means.
+        let bar_range = [value_range[0] as f64, value_range[1] as f64];
+        let removed = format!("removed by {}", app.settings.filter.name());
+        let mut entries = if view_mode == 0 { Vec::new() } else { map::class_entries() };
+        if app.settings.shade_removed {
+            let base = match view_mode {
+                0 => {
+                    let [r, g, b] = app.settings.colormap.at(0.5);
+                    Color32::from_rgb(r, g, b)
+                }
+                _ => theme::class_colour(1),
+            };
+            entries.push((map::Swatch::Shaded { base, shade: theme::HEATMAP_SHADE }, removed.as_str()));
+        }
+        let legend_title = match view_mode {
+            0 => "",
+            1 => "class (clean)",
+            _ => "class (adversarial)",
+        };
+        let names: Vec<&str> = entries.iter().map(|e| e.1).collect();
+        let mut band_w = map::legend_width(ui, legend_title, &names);
+        if view_mode == 0 {
+            band_w = band_w.max(map::colorbar_width(ui, bar_range));
+        }
+
+        // The map sits at the top left of the space, its axes to the left and below, its
+        // colorbar or legend right beside it: no empty band above the weights.
+        let (outer, _) = ui.allocate_exact_size(ui.available_size().max(Vec2::splat(50.0)), Sense::hover());
+        let area = Rect::from_min_max(
+            outer.min + Vec2::new(map::LEFT, 4.0),
+            (outer.max - Vec2::new(band_w, map::BOTTOM)).max(outer.min + Vec2::new(map::LEFT + 20.0, 24.0)),
         );
-        let bar_rect =
-            Rect::from_min_size(rect.right_top() + Vec2::new(8.0, 0.0), Vec2::new(COLORBAR_WIDTH - 8.0, rect.height()));
+        let rect = fit(&layout, area);
+        let response = ui.interact(rect, ui.make_persistent_id("mask_heatmap"), Sense::click_and_drag());
+        let band =
+            Rect::from_min_max(Pos2::new(rect.right(), rect.top()), Pos2::new(rect.right() + band_w, rect.bottom()));
 
         // Pan by dragging, zoom towards the pointer by scrolling, reset by double click.
         let mut window = self.window(&layout, rect);
@@ -104,16 +148,6 @@ impl MaskView {
         }
         window = self.window(&layout, rect);
 
-        let (range, width) = filter_range(app, layer.min as f64, layer.max as f64);
-        let value_range = match app.settings.colormap {
-            Colormap::Diverging => [-layer.max_abs, layer.max_abs],
-            _ => [layer.min, layer.max],
-        };
-        let view_mode = match (app.settings.view_mode, classes.is_some()) {
-            (ViewMode::ClassesClean, true) => 1,
-            (ViewMode::ClassesAdversarial, true) => 2,
-            _ => 0,
-        };
         let style = HeatmapStyle {
             view: window,
             filter_kind: filter_index(app.settings.filter),
@@ -152,10 +186,22 @@ impl MaskView {
             Stroke::new(1.0, ui.visuals().widgets.noninteractive.bg_stroke.color),
             egui::StrokeKind::Outside,
         );
+        let id = ui.make_persistent_id("mask_axes");
+        let (x, y) = tick_axes(&layout, window, rect);
+        map::axes(ui, id, rect, &x, &y);
         if view_mode == 0 {
-            colorbar(ui, bar_rect, app.settings.colormap, value_range);
+            // The colorbar, and below it what the shade means.
+            let line = ui.text_style_height(&egui::TextStyle::Body) + 6.0;
+            let below = entries.len() as f32 * line;
+            let bar = Rect::from_min_max(
+                band.min,
+                Pos2::new(band.right(), (band.bottom() - below - 4.0).max(band.top() + 40.0)),
+            );
+            map::colorbar(ui, id.with("colorbar"), bar, app.settings.colormap, bar_range, "weight value");
+            let rest = Rect::from_min_max(Pos2::new(band.left(), bar.bottom() + 4.0), band.max);
+            map::legend(ui, id.with("shade"), rest, "", &entries);
         } else {
-            class_legend(ui, bar_rect);
+            map::legend(ui, id.with("legend"), band, legend_title, &entries);
         }
 
         let hovered = response.hover_pos().map(|pos| cell_at(window, rect, pos));
@@ -213,51 +259,73 @@ pub fn filter_range(app: &ExplorerApp, lo: f64, hi: f64) -> ([f64; 2], f64) {
     (range, width)
 }
 
-fn colorbar(ui: &mut egui::Ui, rect: Rect, cmap: Colormap, range: [f32; 2]) {
-    let bar = Rect::from_min_size(rect.min + Vec2::new(0.0, 8.0), Vec2::new(14.0, rect.height() - 16.0));
-    let mut mesh = Mesh::default();
-    let steps = 32;
-    for i in 0..steps {
-        let t0 = i as f32 / steps as f32;
-        let t1 = (i + 1) as f32 / steps as f32;
-        let [r, g, b] = cmap.at(1.0 - (t0 + t1) / 2.0);
-        let r_ = Rect::from_min_max(
-            Pos2::new(bar.left(), bar.top() + t0 * bar.height()),
-            Pos2::new(bar.right(), bar.top() + t1 * bar.height() + 0.5),
-        );
-        mesh.add_colored_rect(r_, Color32::from_rgb(r, g, b));
-    }
-    let p = ui.painter();
-    p.add(mesh);
-    let font = egui::FontId::proportional(11.0);
-    let colour = ui.visuals().text_color();
-    for (t, v) in [(0.0, range[1]), (0.5, (range[0] + range[1]) / 2.0), (1.0, range[0])] {
-        p.text(
-            Pos2::new(bar.right() + 3.0, bar.top() + t * bar.height()),
-            egui::Align2::LEFT_CENTER,
-            format!("{v:.2}"),
-            font.clone(),
-            colour,
-        );
+/// The largest rectangle at the top left of `area` with the grid's shape, so cells are square;
+/// a grid far from the area's shape (a wide linear layer) is stretched over all of it.
+fn fit(layout: &Layout, area: Rect) -> Rect {
+    let (cols, rows) = (layout.cols as f32, layout.rows as f32);
+    let aspect = layout.aspect() / (area.width() / area.height().max(1.0));
+    if (0.25..=4.0).contains(&aspect) {
+        let scale = (area.width() / cols).min(area.height() / rows);
+        Rect::from_min_size(area.min, Vec2::new(cols * scale, rows * scale))
+    } else {
+        area
     }
 }
 
-fn class_legend(ui: &mut egui::Ui, rect: Rect) {
-    let p = ui.painter();
-    let font = egui::FontId::proportional(11.0);
-    for (i, name) in ["fragile", "robust", "antifragile"].iter().enumerate() {
-        let y = rect.top() + 12.0 + i as f32 * 20.0;
-        p.rect_filled(
-            Rect::from_min_size(Pos2::new(rect.left(), y - 6.0), Vec2::splat(12.0)),
-            2.0,
-            theme::class_colour(i),
-        );
-        p.text(
-            Pos2::new(rect.left() + 16.0, y),
-            egui::Align2::LEFT_CENTER,
-            *name,
-            font.clone(),
-            ui.visuals().text_color(),
-        );
+/// What a tile of a convolution layer shows, above the map.
+fn tile_caption(layout: &Layout) -> Option<String> {
+    if layout.kind != LayoutKind::Conv {
+        return None;
+    }
+    let (k, inp) = (format!("{}×{}", layout.kh, layout.kw), layout.in_ch);
+    Some(if inp == 1 {
+        format!("Each tile is one output channel's {k} kernel; its channel is its row's label plus its column's")
+    } else {
+        let rows = inp.div_ceil(layout.in_cols);
+        format!(
+            "Each tile is one output channel: its {inp} input kernels ({k}), {} across × {rows} down; its channel is its row's label plus its column's",
+            layout.in_cols
+        )
+    })
+}
+
+/// The axes of the visible `window` (in cells) drawn in `rect`: weight indices of a matrix,
+/// or the output channels of the tiles of a convolution.
+fn tick_axes(layout: &Layout, window: [f32; 4], rect: Rect) -> (MapAxis, MapAxis) {
+    let [wx, wy, ww, wh] = window;
+    // Items `size` cells apart (content centred `offset` cells in), `n` of them: those in the
+    // window, with the axis length shortened to theirs so labels keep their spacing.
+    let axis = |axis: Axis, lo: f32, len: f32, size: f32, offset: f32, n: u32, vertical: bool| {
+        let (start, extent) = if vertical { (rect.top(), rect.height()) } else { (rect.left(), rect.width()) };
+        let at = |i: f64| start + ((i as f32 * size + offset) - lo) / len * extent;
+        let (a, b) = (((lo - offset) / size) as f64, ((lo + len - offset) / size) as f64);
+        let (c, d) = (a.max(-0.5), b.min(n as f64 - 0.5));
+        let length = if b > a { extent * ((d - c) / (b - a)).max(0.0) as f32 } else { 0.0 };
+        if vertical { MapAxis::vertical(&axis, c, d, length, at) } else { MapAxis::new(&axis, c, d, length, at) }
+    };
+    match layout.kind {
+        LayoutKind::Matrix => (
+            axis(Axis::new("input i (weight column)").integers(), wx, ww, 1.0, 0.5, layout.cols, false),
+            axis(Axis::new("output o (weight row)").integers(), wy, wh, 1.0, 0.5, layout.rows, true),
+        ),
+        LayoutKind::Conv => {
+            let tile_rows = layout.out_ch.div_ceil(layout.tile_cols);
+            let cols: Vec<String> = (0..layout.tile_cols).map(|c| format!("+{c}")).collect();
+            let rows: Vec<String> = (0..tile_rows).map(|r| (r * layout.tile_cols).to_string()).collect();
+            let (tw, th) = (layout.tile_w as f32, layout.tile_h as f32);
+            // A tile's content is one cell narrower than the tile (the gap after it).
+            (
+                axis(
+                    Axis::new("output channel: + column").categories(cols),
+                    wx,
+                    ww,
+                    tw,
+                    (tw - 1.0) / 2.0,
+                    layout.tile_cols,
+                    false,
+                ),
+                axis(Axis::new("output channel: row").categories(rows), wy, wh, th, (th - 1.0) / 2.0, tile_rows, true),
+            )
+        }
     }
 }

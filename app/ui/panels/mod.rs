@@ -5,6 +5,7 @@ mod card_dialog;
 mod controls;
 pub mod curves;
 mod dropout;
+pub mod file_browser;
 mod jobs;
 mod landscape;
 pub mod mask_view;
@@ -16,6 +17,7 @@ mod top_bar;
 mod training;
 pub mod widgets;
 
+use super::actions::FigureId;
 use super::app::ExplorerApp;
 use super::settings::Tab;
 
@@ -25,10 +27,22 @@ pub struct Panels {
     pub mask: mask_view::MaskView,
     pub perturbation: perturbation::PerturbationView,
     pub curves: curves::CurvesView,
+    /// The built-in file browser, while it is shown (no native dialog on this desktop).
+    pub browser: Option<file_browser::FileBrowser>,
+    /// Why the built-in browser is used has been said in the status line.
+    pub browser_explained: bool,
 }
 
 impl Panels {
     pub fn show(&mut self, ui: &mut egui::Ui, app: &mut ExplorerApp) {
+        // The browser first: its keys (arrows, Enter, Backspace, Escape) are taken before
+        // any widget behind it sees them.
+        if let Some(browser) = &mut self.browser
+            && !browser.show(ui.ctx())
+        {
+            self.browser = None;
+        }
+        top_bar::shortcuts(ui.ctx(), app, self.figure(app.settings.layout.tab));
         egui::Panel::top("top_bar").show(ui, |ui| top_bar::show(ui, app));
         egui::Panel::bottom("status_bar").show(ui, |ui| status_bar::show(ui, app));
         if app.settings.layout.model_panel {
@@ -68,5 +82,22 @@ impl Panels {
             }
         });
         card_dialog::show(ui.ctx(), app);
+    }
+
+    /// The figure the current view exports (Ctrl+E).
+    fn figure(&self, tab: Tab) -> FigureId {
+        match tab {
+            Tab::Mask => FigureId::Mask,
+            Tab::Perturbation => FigureId::Perturbation,
+            Tab::Curves => match self.curves.curve {
+                curves::Curve::Threshold => FigureId::Sweep,
+                curves::Curve::Eps => FigureId::Eps,
+                curves::Curve::Compression => FigureId::Compression,
+            },
+            Tab::Scores => FigureId::Scores,
+            Tab::Dropout => FigureId::Dropout,
+            Tab::Landscape => FigureId::Landscape,
+            Tab::Training => FigureId::Training,
+        }
     }
 }

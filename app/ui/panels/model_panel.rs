@@ -1,7 +1,8 @@
 //! The model panel: model and data, the layer list, and the selected layer's histogram.
 
-use egui_plot::{Bar, BarChart, Plot, VLine};
+use egui_plot::{Bar, BarChart, VLine};
 
+use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{export_button, group};
 use crate::engine::analysis::filter::FilterKind;
 use crate::ui::actions::{Action, FigureId};
@@ -98,24 +99,21 @@ fn histogram(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         crate::engine::analysis::sweep::Scope::Local => layer_width / app.settings.steps.max(1) as f64 / 2.0,
         crate::engine::analysis::sweep::Scope::Global => pulse / app.settings.steps.max(1) as f64 / 2.0,
     };
-    Plot::new("histogram")
-        .height(ui.available_height().clamp(120.0, 260.0))
-        .allow_scroll(false)
-        .x_axis_label("weight value")
-        .y_axis_label("count")
-        .show(ui, |plot| {
-            plot.bar_chart(BarChart::new("weights", bars).color(theme::BAR));
-            let line = |x: f64| VLine::new("threshold", x).color(theme::THRESHOLD).width(2.0);
-            match kind {
-                FilterKind::H3 => {
-                    plot.vline(line(threshold - half));
-                    plot.vline(line(threshold + half));
-                }
-                FilterKind::H0 => {
-                    plot.vline(line(threshold));
-                    plot.vline(line(-threshold));
-                }
-                _ => plot.vline(line(threshold)),
+    let figure = FigurePlot::new("histogram", Axis::new("weight value"), Axis::new("count (weights per bin)"));
+    let plot = figure.plot().height(ui.available_height().clamp(120.0, 260.0)).allow_scroll(false);
+    figure.show(ui, plot, move |plot| {
+        plot.bar_chart(BarChart::new("weights", bars).color(theme::BAR));
+        let line = |x: f64| VLine::new("threshold a", x).color(theme::THRESHOLD).width(2.0);
+        match kind {
+            FilterKind::H3 => {
+                plot.vline(line(threshold - half));
+                plot.vline(line(threshold + half));
             }
-        });
+            FilterKind::H0 => {
+                plot.vline(line(threshold));
+                plot.vline(line(-threshold));
+            }
+            _ => plot.vline(line(threshold)),
+        }
+    });
 }

@@ -3,8 +3,10 @@
 
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
+use super::widgets::map;
 use super::widgets::{empty_note, export_button, job_button};
 use crate::jobs::JobKind;
+use crate::render::colormap::Colormap;
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;
 use crate::ui::theme;
@@ -41,11 +43,23 @@ impl PerturbationView {
             job_button(ui, app, JobKind::Perturb, "Attack samples", Action::Perturb);
             export_button(ui, app, FigureId::Perturbation);
         });
-        ui.weak("Clean image · perturbation (scaled, blue negative, red positive) · adversarial image, for the filtered network");
+        ui.weak("Clean image · perturbation δ = adversarial − clean (pixel units, averaged over channels) · adversarial image, for the filtered network");
         if app.session.samples.is_empty() {
             empty_note(ui, "No samples yet");
             return;
         }
+        // The perturbation's colours: each image is scaled to its own largest |δ|, given under it.
+        let line = ui.text_style_height(&egui::TextStyle::Body);
+        let (bar, _) = ui
+            .allocate_exact_size(egui::vec2(ui.available_width().min(560.0), 2.0 * line + 12.0), egui::Sense::hover());
+        map::colorbar_horizontal(
+            ui,
+            ui.make_persistent_id("perturbation_colorbar"),
+            bar,
+            Colormap::Diverging,
+            [-1.0, 1.0],
+            "δ / max |δ| of the sample",
+        );
         self.upload(ui.ctx(), app);
         let classes = app.session.model.as_ref().map(|m| m.classes.clone()).unwrap_or_default();
         let name = |k: u32| classes.get(k as usize).cloned().unwrap_or_else(|| k.to_string());
@@ -70,7 +84,7 @@ impl PerturbationView {
                                     ui.add(egui::Image::new(t).fit_to_exact_size(egui::vec2(cell, cell)));
                                 }
                             });
-                            ui.label(format!("true {}", name(s.label)));
+                            ui.label(format!("true {} · max |δ| {:.3}", name(s.label), s.perturbation_scale));
                             ui.colored_label(
                                 theme::CLEAN,
                                 format!("clean {} ({:.0} %)", name(s.clean_pred), 100.0 * s.clean_conf),

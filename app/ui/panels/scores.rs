@@ -1,9 +1,10 @@
 //! Per-layer filtering scores: a bar chart for the current filter and a table of every
 //! complete sweep with the layer classes.
 
-use egui_plot::{Bar, BarChart, Legend, Plot};
+use egui_plot::{Bar, BarChart};
 
 use super::model_panel::class_index;
+use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::jobs::JobKind;
@@ -58,23 +59,22 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
             .collect()
     };
     let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
-    Plot::new("scores")
-        .legend(Legend::default())
-        .height(ui.available_height() * 0.55)
-        .y_axis_label("score")
-        .x_axis_formatter(move |mark, _| {
-            let i = mark.value.round();
-            if (mark.value - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .show(ui, |plot| {
-            plot.bar_chart(BarChart::new("S_clean", bars(0, -0.27, theme::CLEAN)).color(theme::CLEAN));
-            plot.bar_chart(BarChart::new("S_adv", bars(1, 0.0, theme::ADVERSARIAL)).color(theme::ADVERSARIAL));
-            plot.bar_chart(BarChart::new("S_diff", bars(2, 0.27, theme::THRESHOLD)).color(theme::THRESHOLD));
-        });
+    let figure = FigurePlot::new(
+        "scores",
+        Axis::new("layer").categories(names),
+        Axis::new("score S (area of normalised accuracy − ρ)"),
+    );
+    let plot = figure.plot().height(ui.available_height() * 0.55).include_y(0.0);
+    let charts = [
+        BarChart::new("S_clean", bars(0, -0.27, theme::CLEAN)).color(theme::CLEAN),
+        BarChart::new("S_adv", bars(1, 0.0, theme::ADVERSARIAL)).color(theme::ADVERSARIAL),
+        BarChart::new("S_diff = S_adv − S_clean", bars(2, 0.27, theme::THRESHOLD)).color(theme::THRESHOLD),
+    ];
+    figure.show(ui, plot, move |plot| {
+        for chart in charts {
+            plot.bar_chart(chart);
+        }
+    });
     egui::ScrollArea::vertical().show(ui, |ui| {
         egui::Grid::new("score_table").striped(true).num_columns(6).show(ui, |ui| {
             for h in ["layer", "filter", "S_clean", "S_adv", "S_diff", "layer class"] {

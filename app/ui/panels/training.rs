@@ -1,8 +1,9 @@
 //! Regular against selective training from the open checkpoint, side by side, with live
 //! clean and adversarial test accuracy per epoch.
 
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Corner, Line, PlotPoints, Points};
 
+use super::widgets::plot::{Axis, FigurePlot, legend};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::selective::Selection;
 use crate::engine::train::EpochLog;
@@ -29,29 +30,35 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         empty_note(ui, "No training yet");
         return;
     }
+    // Accuracies in percent.
     let series = |logs: &[EpochLog], adv: bool| -> Vec<[f64; 2]> {
         logs.iter()
-            .filter_map(|l| Some([l.epoch as f64, if adv { l.test_adv_accuracy? } else { l.test_clean_accuracy? }]))
+            .filter_map(|l| {
+                let a = if adv { l.test_adv_accuracy? } else { l.test_clean_accuracy? };
+                Some([l.epoch as f64, 100.0 * a])
+            })
             .collect()
     };
-    Plot::new("training").legend(Legend::default()).x_axis_label("epoch").y_axis_label("test accuracy").show(
-        ui,
-        |plot| {
-            for (arm, logs, colour) in [
-                ("regular", &app.session.regular, theme::REGULAR),
-                ("selective", &app.session.selective, theme::SELECTIVE),
-            ] {
-                for adv in [false, true] {
-                    let name = format!("{arm} {}", if adv { "adversarial" } else { "clean" });
-                    let pts = series(logs, adv);
-                    let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(2.0);
-                    if adv {
-                        line = line.style(egui_plot::LineStyle::dashed_loose());
-                    }
-                    plot.line(line);
-                    plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).radius(3.0));
-                }
+    let mut lines = Vec::new();
+    for (arm, logs, colour) in
+        [("regular", &app.session.regular, theme::REGULAR), ("selective", &app.session.selective, theme::SELECTIVE)]
+    {
+        for adv in [false, true] {
+            let name = format!("{arm}, {} accuracy", if adv { "adversarial" } else { "clean" });
+            lines.push((name, series(logs, adv), colour, adv));
+        }
+    }
+    let figure = FigurePlot::new("training", Axis::new("epoch").integers(), Axis::new("test accuracy (%)"));
+    // Accuracies near 100 % at the top: the legend goes in the empty bottom corner.
+    let plot = figure.plot().include_y(0.0).include_y(100.0).legend(legend(Corner::RightBottom));
+    figure.show(ui, plot, move |plot| {
+        for (name, pts, colour, adv) in lines {
+            let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(2.0);
+            if adv {
+                line = line.style(egui_plot::LineStyle::dashed_loose());
             }
-        },
-    );
+            plot.line(line);
+            plot.points(Points::new(name, PlotPoints::from(pts)).color(colour).radius(3.0));
+        }
+    });
 }

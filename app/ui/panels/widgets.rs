@@ -1,4 +1,8 @@
-//! Small pieces shared by panels.
+//! Small pieces shared by panels: buttons, notes, and the axes, colorbars and legends that make
+//! every plot and map read like a figure.
+
+pub mod map;
+pub mod plot;
 
 pub use crate::cli::common::group;
 use crate::jobs::JobKind;

@@ -8,7 +8,7 @@ mod legend;
 mod line;
 mod pen;
 mod raster;
-mod ticks;
+pub mod ticks;
 
 use anyhow::Result;
 use plotters::coord::Shift;

@@ -1,4 +1,6 @@
-//! Round-numbered axis ticks and their labels, with one number of decimals per axis.
+//! Round-numbered axis ticks and their labels, with one number of decimals per axis. The app's
+//! live plots and maps take their ticks from here too (`ui::panels::widgets::plot`), so a view
+//! and its exported figure label their axes alike.
 
 use std::ops::Range;
 
