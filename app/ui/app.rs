@@ -77,7 +77,8 @@ pub struct ExplorerApp {
 
 impl ExplorerApp {
     pub fn new(cc: &eframe::CreationContext<'_>, mut options: AppOptions) -> anyhow::Result<Self> {
-        let mut settings = if options.fresh { Settings::default() } else { Settings::load(cc.storage) };
+        let (mut settings, settings_note) =
+            if options.fresh { (Settings::default(), None) } else { Settings::load_or_explain(cc.storage) };
         let gpu = match &cc.wgpu_render_state {
             Some(rs) => {
                 HeatmapResources::install(rs);
@@ -125,6 +126,9 @@ impl ExplorerApp {
                 failed: Arc::new(std::sync::Mutex::new(None)),
             }),
         };
+        if let Some(note) = settings_note {
+            app.session.note(note);
+        }
         app.open(Some(model.map_or(Source::Embedded, Source::Path)), Some(data.map_or(Source::Embedded, Source::Path)));
         Ok(app)
     }

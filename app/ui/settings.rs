@@ -136,7 +136,25 @@ impl Settings {
     pub const STORAGE_KEY: &'static str = eframe::APP_KEY;
 
     pub fn load(storage: Option<&dyn eframe::Storage>) -> Self {
-        storage.and_then(|s| eframe::get_value(s, Self::STORAGE_KEY)).unwrap_or_default()
+        Self::load_or_explain(storage).0
+    }
+
+    /// The stored settings; or the defaults and, when settings were stored but cannot be
+    /// read (a damaged file, or one an incompatible version wrote), what to tell the user.
+    pub fn load_or_explain(storage: Option<&dyn eframe::Storage>) -> (Self, Option<String>) {
+        let Some(storage) = storage else { return (Self::default(), None) };
+        match eframe::get_value(storage, Self::STORAGE_KEY) {
+            Some(settings) => (settings, None),
+            None if storage.get_string(Self::STORAGE_KEY).is_some() => (
+                Self::default(),
+                Some(
+                    "the stored settings could not be read (a damaged file, or one written by another \
+                     version of the app): starting with the defaults, which replace them on exit"
+                        .into(),
+                ),
+            ),
+            None => (Self::default(), None),
+        }
     }
 
     pub fn save(&self, storage: &mut dyn eframe::Storage) {
@@ -175,5 +193,37 @@ mod tests {
         assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
         let partial: Settings = serde_json::from_str(r#"{"threshold": 0.25}"#).unwrap();
         assert_eq!((partial.threshold, partial.subset), (0.25, 200));
+    }
+
+    /// eframe's storage as the app finds it at start.
+    struct Stored(Option<String>);
+
+    impl eframe::Storage for Stored {
+        fn get_string(&self, _key: &str) -> Option<String> {
+            self.0.clone()
+        }
+        fn set_string(&mut self, _key: &str, value: String) {
+            self.0 = Some(value);
+        }
+        fn remove_string(&mut self, _key: &str) {
+            self.0 = None;
+        }
+        fn flush(&mut self) {}
+    }
+
+    #[test]
+    fn damaged_settings_start_the_defaults_and_say_so() {
+        let mut s = Settings::default();
+        s.remember_model(Path::new("/a.pth"));
+        let mut good = Stored(None);
+        s.save(&mut good);
+        assert_eq!(Settings::load_or_explain(Some(&good)), (s, None));
+        assert_eq!(Settings::load_or_explain(Some(&Stored(None))), (Settings::default(), None));
+        assert_eq!(Settings::load_or_explain(None), (Settings::default(), None));
+        for damaged in ["(model: Some(", "\u{0}\u{1}garbage", "(threshold: \"not a number\")"] {
+            let (loaded, note) = Settings::load_or_explain(Some(&Stored(Some(damaged.into()))));
+            assert_eq!(loaded, Settings::default());
+            assert!(note.is_some_and(|n| n.contains("could not be read")), "{damaged}");
+        }
     }
 }
