@@ -369,6 +369,26 @@ fn hostile_numbers_cards_and_results_get_clear_errors() {
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(stderr(&o).contains(expected), "{}", stderr(&o));
     }
+    // The card and the checkpoint agree on every bias, in both directions.
+    let o = info(card.replacen("\"key\": \"classifier.2\"", "\"key\": \"classifier.2\", \"bias\": false", 1));
+    assert!(
+        stderr(&o).contains("no bias (\"bias\": false) but the checkpoint holds `classifier.2.bias`"),
+        "{}",
+        stderr(&o)
+    );
+    let mut tensors = load_tensors(&model);
+    tensors.remove("classifier.2.bias");
+    let unbiased = dir.path().join("unbiased.safetensors");
+    candle_core::safetensors::save(&tensors, &unbiased).unwrap();
+    let card_path = dir.path().join("unbiased-card.json");
+    std::fs::write(&card_path, &card).unwrap();
+    let o = run(&["info", "--model", path(&unbiased), "--card", path(&card_path)]);
+    assert!(
+        stderr(&o).contains("gives `classifier.2` a bias but the checkpoint lacks `classifier.2.bias`"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = info(format!("\u{feff}{card}"));
     assert!(o.status.success(), "a byte-order mark before the JSON is fine: {}", stderr(&o));
 

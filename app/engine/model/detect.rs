@@ -113,7 +113,7 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
             key: prefix.clone(),
             out_channels: None,
             kernel: None,
-            bias: true,
+            bias: sd.contains(&format!("{prefix}.bias")),
             stride: Pair::One(1),
             padding: Pair::One(shape[2] / 2),
             dilation: Pair::One(1),
@@ -150,7 +150,11 @@ fn plain_stack(sd: &StateDict) -> Option<Detected> {
     }
     specs.push(LayerSpec::Flatten {});
     for (i, l) in linears.iter().enumerate() {
-        specs.push(LayerSpec::Linear { key: l.0.clone(), out_features: None, bias: true });
+        specs.push(LayerSpec::Linear {
+            key: l.0.clone(),
+            out_features: None,
+            bias: sd.contains(&format!("{}.bias", l.0)),
+        });
         if i + 1 < linears.len() {
             specs.push(LayerSpec::Relu {});
         }

@@ -150,6 +150,10 @@ impl Conv2d {
         self.weight.dims()[0]
     }
 
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
+    }
+
     pub fn kernel(&self) -> [usize; 2] {
         [self.weight.dims()[2], self.weight.dims()[3]]
     }
@@ -263,6 +267,10 @@ impl Linear {
 
     pub fn out_features(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
     }
 
     pub fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {

@@ -65,7 +65,7 @@ impl Sequential {
                 Shape::Flat(_) => Err(at(format!("needs a [C, H, W] map but receives {shape}"))),
             };
             let step = match spec {
-                LayerSpec::Conv2d { key, stride, padding, dilation, groups, .. } => {
+                LayerSpec::Conv2d { key, stride, padding, dilation, groups, bias, .. } => {
                     let (c, h, w) = map(shape)?;
                     let [sh, sw] = stride.hw();
                     let geo = ConvGeometry {
@@ -75,13 +75,14 @@ impl Sequential {
                         groups: *groups,
                     };
                     let conv = Conv2d::load(l, key, geo, Some(c))?;
+                    check_bias(key, *bias, conv.has_bias()).map_err(at)?;
                     let (oh, ow) = conv
                         .output_hw(h, w)
                         .ok_or_else(|| at(format!("kernel {:?} does not fit the {h}x{w} input", conv.kernel())))?;
                     shape = Shape::Map(conv.out_channels(), oh, ow);
                     Step::Conv(conv)
                 }
-                LayerSpec::Linear { key, .. } => {
+                LayerSpec::Linear { key, bias, .. } => {
                     let n = match shape {
                         Shape::Flat(n) => n,
                         Shape::Map(..) => {
@@ -91,6 +92,7 @@ impl Sequential {
                         }
                     };
                     let lin = Linear::load(l, key, Some(n))?;
+                    check_bias(key, *bias, lin.has_bias()).map_err(at)?;
                     shape = Shape::Flat(lin.out_features());
                     Step::Linear(lin)
                 }
@@ -195,5 +197,18 @@ impl Stage for Step {
 impl Body for Sequential {
     fn stages(&self) -> Vec<&dyn Stage> {
         self.steps.iter().map(|s| s as &dyn Stage).collect()
+    }
+}
+
+/// The card and the checkpoint agree on a layer's bias, in both directions: a bias the
+/// card promises but the file lacks, or one the card denies but the file holds, would
+/// otherwise give other numbers than the network the user trained.
+fn check_bias(key: &str, card_says: bool, checkpoint_has: bool) -> std::result::Result<(), String> {
+    match (card_says, checkpoint_has) {
+        (true, false) => Err(format!("the card gives `{key}` a bias but the checkpoint lacks `{key}.bias`")),
+        (false, true) => {
+            Err(format!("the card says `{key}` has no bias (\"bias\": false) but the checkpoint holds `{key}.bias`"))
+        }
+        _ => Ok(()),
     }
 }
