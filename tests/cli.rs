@@ -252,11 +252,24 @@ fn train_resume_landscape_and_selective_run_end_to_end() {
 
 #[test]
 fn ctrl_c_stops_a_sweep_and_keeps_its_finished_steps() {
+    let out = tempfile::tempdir().unwrap();
+    let rest = interrupted_sweep(out.path());
+    assert!(rest.contains("cancelled: the steps finished so far are kept"), "{rest}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(v["cancelled"], true);
+    let steps: usize =
+        v["records"].as_array().unwrap().iter().map(|r| r["clean_correct"].as_array().unwrap().len()).sum();
+    assert!(steps < 4 * 3 * 25, "the sweep stopped early ({steps} steps)");
+}
+
+/// Runs `sweep --limit 300 --out dir`, presses Ctrl-C once it has started, and returns what
+/// it printed on stderr after its first line; it must exit with 130.
+fn interrupted_sweep(dir: &std::path::Path) -> String {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let out = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
-        .args(["sweep", "--limit", "300", "--out", out.path().to_str().unwrap()])
+        .args(["sweep", "--limit", "300", "--out", path(dir)])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -271,15 +284,8 @@ fn ctrl_c_stops_a_sweep_and_keeps_its_finished_steps() {
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{rest}");
-    assert!(rest.contains("cancelled: the steps finished so far are kept"), "{rest}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("sweep.json")).unwrap()).unwrap();
-    assert_eq!(v["cancelled"], true);
-    let steps: usize =
-        v["records"].as_array().unwrap().iter().map(|r| r["clean_correct"].as_array().unwrap().len()).sum();
-    assert!(steps < 4 * 3 * 25, "the sweep stopped early ({steps} steps)");
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest}");
+    rest
 }
 
 /// Every command of the README's command-line block, as written there: first with its
@@ -417,29 +423,13 @@ fn hostile_numbers_cards_and_results_get_clear_errors() {
 /// any work, and `convert` does not write its card over a file it was not asked to replace.
 #[test]
 fn results_are_never_replaced_by_partial_ones_or_written_over_unasked() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let out = tempfile::tempdir().unwrap();
     let dir = path(out.path());
     let o = run(&["sweep", "--limit", "20", "--steps", "3", "--layers", "features.0", "--out", dir]);
     assert!(o.status.success(), "{}", stderr(&o));
     let complete = std::fs::read(out.path().join("sweep.json")).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
-        .args(["sweep", "--limit", "300", "--out", dir])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr_lines = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr_lines.read_line(&mut line).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    // SAFETY: kill only sends SIGINT to the child we spawned.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr_lines, &mut rest).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{rest}");
+    let rest = interrupted_sweep(out.path());
     assert!(rest.contains("holds a complete earlier result"), "{rest}");
     assert_eq!(std::fs::read(out.path().join("sweep.json")).unwrap(), complete, "the complete result is untouched");
     let partial = std::fs::read_dir(out.path())

@@ -103,22 +103,29 @@ pub fn axes(ui: &egui::Ui, id: Id, rect: Rect, x: &MapAxis, y: &MapAxis) {
     text(ui, id.with("y title"), Pos2::new(rect.left() - LEFT, rect.center().y), Align2::LEFT_CENTER, &y.title, true);
 }
 
+/// A colorbar's gradient: 48 cells of `cmap`, the one from `t0` to `t1` (fractions along the
+/// bar) drawn in the rectangle `cell(t0, t1)` gives.
+fn gradient(ui: &egui::Ui, cmap: Colormap, cell: impl Fn(f32, f32) -> Rect) {
+    const STEPS: usize = 48;
+    let mut mesh = Mesh::default();
+    for i in 0..STEPS {
+        let (t0, t1) = (i as f32 / STEPS as f32, (i + 1) as f32 / STEPS as f32);
+        let [r, g, b] = cmap.at((t0 + t1) / 2.0);
+        mesh.add_colored_rect(cell(t0, t1), Color32::from_rgb(r, g, b));
+    }
+    ui.painter().add(mesh);
+}
+
 /// A vertical colorbar at the left of `band`: `cmap` from `range[0]` (bottom) to `range[1]`
 /// (top), labelled ticks and `title` (with its unit) turned along it.
 pub fn colorbar(ui: &egui::Ui, id: Id, band: Rect, cmap: Colormap, range: [f64; 2], title: &str) {
     let bar = Rect::from_min_size(band.min + Vec2::new(10.0, 0.0), Vec2::new(14.0, band.height()));
-    let mut mesh = Mesh::default();
-    let steps = 48;
-    for i in 0..steps {
-        let (t0, t1) = (i as f32 / steps as f32, (i + 1) as f32 / steps as f32);
-        let [r, g, b] = cmap.at((t0 + t1) / 2.0);
-        let cell = Rect::from_min_max(
+    gradient(ui, cmap, |t0, t1| {
+        Rect::from_min_max(
             Pos2::new(bar.left(), bar.bottom() - t1 * bar.height() - 0.5),
             Pos2::new(bar.right(), bar.bottom() - t0 * bar.height()),
-        );
-        mesh.add_colored_rect(cell, Color32::from_rgb(r, g, b));
-    }
-    ui.painter().add(mesh);
+        )
+    });
     let stroke = Stroke::new(1.0, ui.visuals().text_color());
     ui.painter().rect_stroke(
         bar,
@@ -151,18 +158,12 @@ pub fn colorbar_horizontal(ui: &egui::Ui, id: Id, rect: Rect, cmap: Colormap, ra
     let left = rect.left() + galley.size().x + 6.0 + 0.5 * end;
     let right = (rect.right() - 0.5 * end).max(left + 40.0);
     let bar = Rect::from_min_max(Pos2::new(left, rect.top()), Pos2::new(right, rect.top() + 14.0));
-    let mut mesh = Mesh::default();
-    let steps = 48;
-    for i in 0..steps {
-        let (t0, t1) = (i as f32 / steps as f32, (i + 1) as f32 / steps as f32);
-        let [r, g, b] = cmap.at((t0 + t1) / 2.0);
-        let cell = Rect::from_min_max(
+    gradient(ui, cmap, |t0, t1| {
+        Rect::from_min_max(
             Pos2::new(bar.left() + t0 * bar.width(), bar.top()),
             Pos2::new(bar.left() + t1 * bar.width() + 0.5, bar.bottom()),
-        );
-        mesh.add_colored_rect(cell, Color32::from_rgb(r, g, b));
-    }
-    ui.painter().add(mesh);
+        )
+    });
     let stroke = Stroke::new(1.0, ui.visuals().text_color());
     let [lo, hi] = range;
     let span = if hi > lo { hi - lo } else { 1.0 };
