@@ -6,6 +6,7 @@
 //! the UI can drop answers to requests it has since replaced.
 
 pub mod command;
+mod priority;
 pub mod progress;
 mod state;
 mod tasks;

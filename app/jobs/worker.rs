@@ -107,6 +107,7 @@ fn coalesce(queue: Vec<Command>, out: &Outbox) -> Vec<Command> {
 }
 
 fn run(device: DeviceChoice, inbox: Receiver<Command>, out: Outbox) {
+    super::priority::lower_compute();
     let mut state = match WorkerState::new(device) {
         Ok(s) => s,
         Err(e) => {
