@@ -192,7 +192,9 @@ fn filterable(model: &ModelSummary) -> Vec<String> {
 }
 
 fn app_settings(model: &ModelSummary, images: usize) -> Settings {
-    Settings { subset: images, eps: model.default_eps, ..Settings::default() }
+    let mut settings = Settings { subset: images, ..Settings::default() };
+    settings.attack.eps = model.default_eps.unwrap_or(0.0);
+    settings
 }
 
 fn fixture() -> PathBuf {
@@ -244,7 +246,7 @@ fn thresholds_case(name: &str, images: usize, thresholds: usize, seed: u64) -> R
     row["model"] = json!(label);
     row["images"] = json!(images);
     row["filter"] = json!(settings.filter.name());
-    row["attack"] = json!(format!("fgsm regenerated, eps {}", settings.eps.unwrap_or(0.0)));
+    row["attack"] = json!(format!("fgsm regenerated, eps {}", settings.attack.eps));
     if !estimates.is_empty() {
         row["first_estimate_median_ms"] = json!(round2(percentile(&estimates, 0.5)));
         row["first_estimate_p95_ms"] = json!(round2(percentile(&estimates, 0.95)));

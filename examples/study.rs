@@ -194,8 +194,11 @@ impl Run<'_> {
     }
 
     fn sweep_config(&self) -> SweepConfig {
-        let steps = if self.quick { 5 } else { 25 };
-        SweepConfig { batch: 200, steps, ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(EPS)) }
+        let mut config = SweepConfig { batch: 200, ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(EPS)) };
+        if self.quick {
+            config.options.steps = 5;
+        }
+        config
     }
 
     fn landscape(&self, checkpoints: &[CheckpointEntry]) -> Result<LandscapeResult> {

@@ -2,7 +2,8 @@
 // removed weights of the current filter shaded. Everything the user moves (threshold,
 // filter, colormap, zoom, view mode) is a uniform, so a new threshold costs one buffer
 // write. The layout (weight_index) mirrors app/render/layout.rs; the colour tables mirror
-// app/render/colormap.rs (a test parses this file to keep them equal).
+// app/render/colormap.rs and app/render/palette.rs (a test parses this file to keep them
+// equal), and the filter numbers render::heatmap::filter_index.
 
 struct Params {
     // Visible window in cells: min x, min y, width, height.
@@ -65,7 +66,7 @@ const GREY: array<vec3<f32>, 2> = array<vec3<f32>, 2>(
     vec3<f32>(255.0, 255.0, 255.0),
 );
 
-// Fragile, robust, antifragile.
+// Fragile, robust, antifragile (render::palette::CLASS_COLOURS, in Class::index order).
 const CLASS_COLOURS: array<vec3<f32>, 3> = array<vec3<f32>, 3>(
     vec3<f32>(214.0, 39.0, 40.0),
     vec3<f32>(150.0, 150.0, 150.0),

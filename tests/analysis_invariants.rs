@@ -11,7 +11,7 @@ use fragility_explorer::engine::analysis::filter::{Filter, FilterKind, threshold
 use fragility_explorer::engine::analysis::landscape;
 use fragility_explorer::engine::analysis::masks::{FilterSet, Masker};
 use fragility_explorer::engine::analysis::selective::{self, Selection, SelectiveConfig};
-use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig};
+use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepOptions};
 use fragility_explorer::engine::attack::AttackConfig;
 use fragility_explorer::engine::card::{ModelCard, Normalize};
 use fragility_explorer::engine::data::{self, DataSpec, Dataset, Subset};
@@ -30,7 +30,8 @@ fn tiny() -> (Network, Dataset, Normalize) {
 }
 
 fn cfg(steps: usize, filters: &[FilterKind]) -> SweepConfig {
-    SweepConfig { steps, filters: filters.to_vec(), ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3)) }
+    let options = SweepOptions { steps, ..SweepOptions::default() };
+    SweepConfig { options, filters: filters.to_vec(), ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3)) }
 }
 
 fn weights(net: &Network) -> Vec<f32> {
@@ -153,7 +154,9 @@ fn bad_sweep_configs_are_refused_clearly() {
     assert!(e.contains("no filterable layer is named `features.9`") && e.contains("`features.0`"), "{e}");
     let e = run(SweepConfig { attack: AttackConfig::fgsm(-0.1), ..cfg(3, &[FilterKind::H1]) });
     assert!(e.contains("eps must be"), "{e}");
-    let e = run(SweepConfig { global_range: [1.0, -1.0], scope: Scope::Global, ..cfg(3, &[FilterKind::H1]) });
+    let mut reversed = SweepConfig { scope: Scope::Global, ..cfg(3, &[FilterKind::H1]) };
+    reversed.options.global_range = [1.0, -1.0];
+    let e = run(reversed);
     assert!(e.contains("lo < hi"), "{e}");
 }
 
@@ -243,7 +246,7 @@ fn selective_training_freezes_fragile_weights_and_the_control_matches_plain_trai
     let cfg = SelectiveConfig {
         train: TrainConfig { epochs: 2, test_attack: Some(AttackConfig::fgsm(0.3)), ..base_cfg.clone() },
         selection: Selection::PerWeight,
-        sweep: SweepConfig { steps: 5, ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3)) },
+        sweep: cfg(5, &FilterKind::PAPER),
     };
     let out = tempfile::tempdir().unwrap();
     let r =

@@ -8,7 +8,7 @@ use common::*;
 use fragility_explorer::engine::analysis::dropout::{self, DropoutConfig};
 use fragility_explorer::engine::analysis::filter::FilterKind;
 use fragility_explorer::engine::analysis::masks::{FilterSet, Masker};
-use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepResult};
+use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepOptions, SweepResult};
 use fragility_explorer::engine::attack::AttackConfig;
 use fragility_explorer::engine::card::Normalize;
 use fragility_explorer::engine::data::{self, DataSpec, Dataset};
@@ -40,7 +40,8 @@ fn run(s: &Setup, cfg: &SweepConfig) -> SweepResult {
 }
 
 fn config(scope: Scope, steps: usize, filters: &[FilterKind]) -> SweepConfig {
-    SweepConfig { steps, filters: filters.to_vec(), ..SweepConfig::new(scope, AttackConfig::fgsm(0.3)) }
+    let options = SweepOptions { steps, ..SweepOptions::default() };
+    SweepConfig { options, filters: filters.to_vec(), ..SweepConfig::new(scope, AttackConfig::fgsm(0.3)) }
 }
 
 fn close(a: f64, b: &Value, what: &str) {
@@ -132,17 +133,12 @@ fn global_sweep_matches_the_reference() {
 #[test]
 fn transfer_and_bias_sweeps_match_the_reference() {
     let s = setup();
-    let cfg = SweepConfig {
-        layers: vec!["features.4".into()],
-        transfer: true,
-        ..config(Scope::Local, 5, &[FilterKind::H1, FilterKind::H3])
-    };
+    let mut cfg =
+        SweepConfig { layers: vec!["features.4".into()], ..config(Scope::Local, 5, &[FilterKind::H1, FilterKind::H3]) };
+    cfg.options.transfer = true;
     compare(&run(&s, &cfg), &s.reference["transfer"], "transfer");
-    let cfg = SweepConfig {
-        layers: vec!["classifier.0".into()],
-        include_biases: true,
-        ..config(Scope::Local, 5, &[FilterKind::H1])
-    };
+    let mut cfg = SweepConfig { layers: vec!["classifier.0".into()], ..config(Scope::Local, 5, &[FilterKind::H1]) };
+    cfg.options.include_biases = true;
     compare(&run(&s, &cfg), &s.reference["biases"], "biases");
 }
 

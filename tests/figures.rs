@@ -11,8 +11,9 @@ use std::process::{Command, Output};
 use fragility_explorer::engine::analysis::filter::FilterKind;
 use fragility_explorer::engine::analysis::scores::Class;
 use fragility_explorer::export::figures::builders::{self, Built, PerturbationSample, View, WeightView};
-use fragility_explorer::export::figures::{Figure, PNG_SCALE, export, palette};
+use fragility_explorer::export::figures::{Figure, PNG_SCALE, export};
 use fragility_explorer::render::colormap::Colormap;
+use fragility_explorer::render::palette;
 use serde_json::json;
 
 /// Every kind of figure, built from synthetic results.
@@ -182,7 +183,7 @@ fn the_figures_use_the_apps_colours() {
     // Series in the palette, classes in the app's class colours, flips framed.
     assert!(has(get("curves"), palette::series(palette::CLEAN)));
     assert!(has(get("curves"), palette::series(palette::ADVERSARIAL)));
-    for c in palette::CLASSES {
+    for c in Class::ALL {
         assert!(has(get("landscape-classes"), palette::class(c)), "class colour of {}", c.name());
     }
     assert!(has(get("perturbations"), palette::HIGHLIGHT), "flipped predictions are framed");
@@ -270,6 +271,14 @@ fn a_failed_export_leaves_existing_files_whole() {
     assert!(export(&figure, table, &json!({}), dir.path(), "../escape").is_err());
 }
 
+/// Every file name in `dir`.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
 #[cfg(unix)]
 #[test]
 fn export_into_a_read_only_folder_fails_cleanly() {
@@ -278,7 +287,8 @@ fn export_into_a_read_only_folder_fails_cleanly() {
     let png = dir.path().join("fig.png");
     std::fs::write(&png, b"old").unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root writes anyway: then the permission cannot be tested here.
+    // Root writes anyway: `export_where_a_file_cannot_be_replaced_keeps_what_was_there`
+    // covers the failure as root.
     if std::fs::File::create(dir.path().join("probe")).is_ok() {
         eprintln!("SKIPPED: running as root, read-only folders are writable");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -289,6 +299,24 @@ fn export_into_a_read_only_folder_fails_cleanly() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(result.is_err());
     assert_eq!(std::fs::read(&png).unwrap(), b"old");
+}
+
+/// A path no one can write, root included: the image's name is taken by a folder of the
+/// user's. The export fails with the path, the folder and its contents stay, and no
+/// temporary file is left behind.
+#[test]
+fn export_where_a_file_cannot_be_replaced_keeps_what_was_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = dir.path().join("fig.png");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("notes.txt"), b"mine").unwrap();
+    let (figure, table) = builders::dropout_accuracy(&synthetic::dropout());
+    let e = format!("{:#}", export(&figure, table, &json!({}), dir.path(), "fig").unwrap_err());
+    assert!(e.contains("fig.png"), "{e}");
+    assert_eq!(std::fs::read(taken.join("notes.txt")).unwrap(), b"mine");
+    // The other three files are each whole; nothing half-written remains.
+    assert_eq!(names(dir.path()), ["fig.csv", "fig.json", "fig.png", "fig.svg"]);
+    assert_eq!(names(&taken), ["notes.txt"]);
 }
 
 fn run(args: &[&str]) -> Output {

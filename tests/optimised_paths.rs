@@ -1,5 +1,5 @@
 //! The custom CPU kernels against candle's plain ops: the same accuracies and the same
-//! sweep results. One test function, because it switches the kernels for the process.
+//! sweep results. `kernels::plain` chooses the path per call, so the cases run side by side.
 
 mod common;
 
@@ -7,11 +7,12 @@ use candle_core::{Device, Tensor};
 use common::*;
 use fragility_explorer::embedded;
 use fragility_explorer::engine::analysis::filter::FilterKind;
-use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepResult};
+use fragility_explorer::engine::analysis::sweep::{self, Scope, SweepConfig, SweepOptions, SweepResult};
 use fragility_explorer::engine::attack::{AttackConfig, AttackKind};
 use fragility_explorer::engine::data::{self, DataSpec, Subset};
 use fragility_explorer::engine::eval::{EvalConfig, EvalReport, evaluate};
 use fragility_explorer::engine::model::kernels;
+use fragility_explorer::engine::model::params::overwrite;
 use fragility_explorer::engine::model::{BnMode, ForwardCtx, Network, Tap};
 use fragility_explorer::engine::progress::{Ctrl, quiet};
 use fragility_explorer::engine::setup;
@@ -20,10 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn both<T>(f: impl Fn() -> T) -> (T, T) {
-    kernels::set_enabled(false);
-    let plain = f();
-    kernels::set_enabled(true);
-    (plain, f())
+    (kernels::plain(&f), f())
 }
 
 /// Per record: layer, filter, removed, clean and adversarial counts.
@@ -40,16 +38,13 @@ fn outcomes(r: &EvalReport) -> Vec<(u32, Option<u32>)> {
     r.outcomes.iter().map(|o| (o.clean_pred, o.adv_pred)).collect()
 }
 
+/// The embedded MNIST CNN: a convolution and the ReLU after it run as one op, unless a tap
+/// wants the convolution's own output.
 #[test]
-fn optimised_kernels_give_the_plain_results() {
-    let (p, s) = quiet();
-    let ctrl = Ctrl { progress: &p, stop: &s };
-
-    // The embedded MNIST CNN on its 1,000 images: FGSM, PGD, batch statistics.
+fn a_fused_convolution_and_relu_give_the_unfused_logits_bit_for_bit() {
     let net = embedded::network(&Device::Cpu).unwrap();
     let data = embedded::dataset().unwrap().subset(Subset::First { n: 400 }).unwrap();
     let norm = setup::normalization(&net, Some(&data)).unwrap();
-
     // A convolution and the ReLU after it run as one op, unless a tap wants the
     // convolution's own output: the same logits, bit for bit.
     let (x, _) = data.batch(0..64, &norm, &Device::Cpu).unwrap();
@@ -63,6 +58,17 @@ fn optimised_kernels_give_the_plain_results() {
         assert!(ctx.tap.is_some_and(|t| t.output.is_some()), "the tap on {layer} saw its output");
         assert!(bits(&fused) == bits(&apart), "logits with {layer}'s ReLU fused and apart differ");
     }
+}
+
+/// The embedded MNIST CNN: FGSM and PGD evaluations, and a local sweep of two layers with
+/// every filter.
+#[test]
+fn evaluations_and_sweeps_of_the_embedded_cnn_match_the_plain_path() {
+    let (p, s) = quiet();
+    let ctrl = Ctrl { progress: &p, stop: &s };
+    let net = embedded::network(&Device::Cpu).unwrap();
+    let data = embedded::dataset().unwrap().subset(Subset::First { n: 400 }).unwrap();
+    let norm = setup::normalization(&net, Some(&data)).unwrap();
     for (attack, bn) in [
         (AttackConfig::fgsm(0.3), BnMode::Running),
         (AttackConfig { kind: AttackKind::Pgd, pgd_steps: 3, ..AttackConfig::fgsm(0.2) }, BnMode::Running),
@@ -77,12 +83,16 @@ fn optimised_kernels_give_the_plain_results() {
     let cfg = SweepConfig {
         layers: vec!["features.3".into(), "classifier.2".into()],
         filters: FilterKind::ALL.to_vec(),
-        steps: 7,
+        options: SweepOptions { steps: 7, ..SweepOptions::default() },
         ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3))
     };
     let (plain, fast) = both(|| sweep::run(&net, &small, &norm, &cfg, ctrl, &|_| {}).unwrap());
     assert_eq!(sweep_counts(&plain), sweep_counts(&fast));
+}
 
+/// Networks with batch norm, residual blocks and 1x1 convolutions: every fixture model.
+#[test]
+fn every_fixture_architecture_matches_the_plain_path() {
     // A network with batch norm, residual blocks and 1x1 convolutions: every fixture model.
     let dir = fixtures().join("models");
     for name in ["resnet18_cifar", "resnet50_tv", "shufflenet_v2", "squeezenet1_1", "seq_cnn"] {
@@ -116,12 +126,16 @@ fn optimised_kernels_give_the_plain_results() {
             }
         }
     }
+}
 
+#[test]
+fn the_direct_convolution_path_matches_for_logits_fgsm_and_training() {
+    let dir = fixtures().join("models");
+    let name = "resnet18_tv";
+    let net_path = dir.join(format!("{name}.safetensors"));
     // Batches large enough for the direct convolution of small maps (ResNet-18's 4x4 to 1x1
     // stages on 1x28x28 inputs with the torchvision stem): the fixture's five inputs
     // repeated. Logits, FGSM and a few Adam steps in training mode against the plain path.
-    let name = "resnet18_tv";
-    let net_path = dir.join(format!("{name}.safetensors"));
     let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
     let copies = (8 * candle_core::utils::get_num_threads()).div_ceil(5) + 1;
     let x = Tensor::cat(&vec![&io["input"]; copies], 0).unwrap();
@@ -159,7 +173,15 @@ fn optimised_kernels_give_the_plain_results() {
         let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-4, "{name}: {key} differs by {diff} after three training steps");
     }
+}
 
+#[test]
+fn a_sweep_through_the_direct_convolution_path_matches_the_plain_path() {
+    let (p, s) = quiet();
+    let ctrl = Ctrl { progress: &p, stop: &s };
+    let dir = fixtures().join("models");
+    let name = "resnet18_tv";
+    let net_path = dir.join(format!("{name}.safetensors"));
     // A local sweep of the same network on a batch that takes the direct path: the stem's
     // convolution, batch norm, ReLU and max-pool as one op, and the epilogues' gradients
     // inside the direct path's input gradient.
@@ -168,19 +190,45 @@ fn optimised_kernels_give_the_plain_results() {
     let norm = setup::normalization(&net, Some(&images)).unwrap();
     let cfg = SweepConfig {
         layers: vec!["conv1".into(), "layer1.0.conv2".into(), "layer3.1.conv1".into()],
-        steps: 3,
+        options: SweepOptions { steps: 3, ..SweepOptions::default() },
         ..SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3))
     };
     let (plain, fast) = both(|| sweep::run(&net, &images, &norm, &cfg, ctrl, &|_| {}).unwrap());
     assert_eq!(sweep_counts(&plain), sweep_counts(&fast), "{name}: sweep");
+}
 
-    // Real data when present: the shared CNN on 1,000 MNIST test images.
-    if let Some(shared) = shared_data() {
-        let net = Network::load(&shared.join("models/mnist_cnn_small.pth"), None, &Device::Cpu).unwrap();
-        let data =
-            data::load(&DataSpec { subset: Subset::First { n: 500 }, ..DataSpec::new(shared.join("mnist")) }).unwrap();
-        let cfg = EvalConfig { batch: 500, bn: BnMode::Running, attack: Some(AttackConfig::fgsm(0.3)) };
-        let (plain, fast) = both(|| evaluate(&net, &data, &norm, &cfg, ctrl).unwrap());
-        assert_eq!(outcomes(&plain), outcomes(&fast));
-    }
+/// Real data when present: the shared CNN on 500 MNIST test images.
+#[test]
+fn the_shared_mnist_cnn_matches_the_plain_path_on_mnist() {
+    let (p, s) = quiet();
+    let ctrl = Ctrl { progress: &p, stop: &s };
+    let Some(shared) = shared_data() else { return };
+    let net = Network::load(&shared.join("models/mnist_cnn_small.pth"), None, &Device::Cpu).unwrap();
+    let data =
+        data::load(&DataSpec { subset: Subset::First { n: 500 }, ..DataSpec::new(shared.join("mnist")) }).unwrap();
+    let norm = setup::normalization(&net, Some(&data)).unwrap();
+    let cfg = EvalConfig { batch: 500, bn: BnMode::Running, attack: Some(AttackConfig::fgsm(0.3)) };
+    let (plain, fast) = both(|| evaluate(&net, &data, &norm, &cfg, ctrl).unwrap());
+    assert_eq!(outcomes(&plain), outcomes(&fast));
+}
+
+/// One NaN weight in the first convolution: both paths propagate it as PyTorch does (through
+/// ReLU, max pooling and the layers after), so they agree image by image.
+#[test]
+fn a_nan_weight_gives_the_same_predictions_on_both_paths() {
+    let (p, s) = quiet();
+    let ctrl = Ctrl { progress: &p, stop: &s };
+    let net = embedded::network(&Device::Cpu).unwrap();
+    let data = embedded::dataset().unwrap().subset(Subset::First { n: 500 }).unwrap();
+    let norm = setup::normalization(&net, Some(&data)).unwrap();
+    let var = &net.params.get("features.0.weight").expect("the first convolution").var;
+    let mut w = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    w[0] = f32::NAN;
+    let w = Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).unwrap();
+    overwrite(var, &w).unwrap();
+    let cfg = EvalConfig { batch: 250, bn: BnMode::Running, attack: Some(AttackConfig::fgsm(0.3)) };
+    let (plain, fast) = both(|| evaluate(&net, &data, &norm, &cfg, ctrl).unwrap());
+    let counts = |r: &EvalReport| (r.correct_clean, r.correct_adversarial);
+    assert_eq!(counts(&plain), counts(&fast), "correct (clean, adversarial) of {}: plain, fast", plain.n);
+    assert!(outcomes(&plain) == outcomes(&fast), "the same counts from different predictions");
 }

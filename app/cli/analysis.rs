@@ -5,23 +5,22 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::common::{DataArgs, ModelArgs, group, prepare_out, result_dir};
-use super::eval::AttackArgs;
+use super::common::{DataArgs, ModelArgs, prepare_out, result_dir};
+use super::eval::{AttackArgs, BatchArgs};
 use super::progress::{self, Bar, ctrl_c_flag};
 use crate::engine::analysis::dropout::{self, DropoutConfig};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::landscape;
-use crate::engine::analysis::sweep::{self, Scope, SweepConfig, SweepResult};
+use crate::engine::analysis::sweep::{self, Scope, SweepConfig, SweepOptions, SweepResult};
 use crate::engine::attack::{AttackConfig, AttackKind};
 use crate::engine::data::Dataset;
 use crate::engine::device;
+use crate::engine::eval::DEFAULT_EVAL_IMAGES;
 use crate::engine::model::Network;
 use crate::engine::progress::Ctrl;
 use crate::engine::setup;
+use crate::export::format::group;
 use crate::export::tables;
-
-/// Analyses use the first 1,000 test images unless told otherwise.
-pub const DEFAULT_EVAL_IMAGES: usize = 1000;
 
 /// Sweep options shared by `sweep`, `landscape` and `selective`.
 #[derive(Args, Debug, Clone)]
@@ -33,7 +32,7 @@ pub struct SweepArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = FilterKind::PAPER.to_vec())]
     pub filters: Vec<FilterKind>,
     /// Thresholds per sweep (odd, at least 3)
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = sweep::DEFAULT_STEPS)]
     pub steps: usize,
     /// Global sweeps: threshold range LO,HI
     #[arg(long, value_name = "LO,HI", default_value_t = RangeArg(sweep::DEFAULT_GLOBAL_RANGE), allow_hyphen_values = true)]
@@ -45,16 +44,18 @@ pub struct SweepArgs {
     #[arg(long)]
     pub transfer: bool,
     /// Tolerance of the per-step classes
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = sweep::DEFAULT_DELTA)]
     pub delta: f64,
     /// Tolerance of the per-layer classes
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = sweep::DEFAULT_TAU)]
     pub tau: f64,
     /// Attack: fgsm (the papers') or pgd
     #[arg(long, value_enum, default_value_t = AttackKind::Fgsm)]
     pub attack: AttackKind,
     #[command(flatten)]
     pub attack_opts: AttackArgs,
+    #[command(flatten)]
+    pub batches: BatchArgs,
 }
 
 /// A threshold range written `LO,HI` (`-1,1` parses: its minus is not an option).
@@ -84,20 +85,26 @@ impl std::str::FromStr for RangeArg {
 }
 
 impl SweepArgs {
+    pub fn options(&self) -> SweepOptions {
+        SweepOptions {
+            steps: self.steps,
+            global_range: self.range.0,
+            include_biases: self.include_biases,
+            transfer: self.transfer,
+            delta: self.delta,
+            tau: self.tau,
+        }
+    }
+
     pub fn config(&self, scope: Scope, attack: AttackConfig) -> SweepConfig {
         SweepConfig {
             scope,
             layers: self.layers.clone(),
             filters: self.filters.clone(),
-            steps: self.steps,
-            global_range: self.range.0,
-            include_biases: self.include_biases,
+            options: self.options(),
             attack,
-            transfer: self.transfer,
-            bn: self.attack_opts.bn,
-            batch: self.attack_opts.batch,
-            delta: self.delta,
-            tau: self.tau,
+            bn: self.batches.bn,
+            batch: self.batches.batch,
         }
     }
 }
@@ -183,7 +190,7 @@ pub fn print_sweep(r: &SweepResult) {
         println!(
             "{} filterable weights lie outside the range {:?} and are never in a pulse window",
             group(n),
-            r.config.global_range
+            r.config.options.global_range
         );
     }
     let width = r.records.iter().map(|x| x.layer.len()).max().unwrap_or(5).max(5);
@@ -203,7 +210,7 @@ pub fn print_sweep(r: &SweepResult) {
         }
     }
     if !r.layer_classes.is_empty() {
-        println!("\nlayers, most fragile first (mean S_adv over h1, h2, h3; tau {})", r.config.tau);
+        println!("\nlayers, most fragile first (mean S_adv over h1, h2, h3; tau {})", r.config.options.tau);
         for c in &r.layer_classes {
             println!("  {:width$}  {:+.4}  {}", c.layer, c.mean_s_adv, c.class.name());
         }
@@ -221,6 +228,8 @@ pub struct DropoutCmd {
     pub layer: Option<String>,
     #[command(flatten)]
     pub attack_opts: AttackArgs,
+    #[command(flatten)]
+    pub batches: BatchArgs,
     /// Folder for dropout.json and dropout.csv
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -230,7 +239,7 @@ pub fn run_dropout(a: &DropoutCmd) -> Result<()> {
     let (net, data) = open(&a.model, &a.data)?;
     let norm = setup::normalization(&net, Some(&data))?;
     let attack = attack_config(&a.attack_opts, AttackKind::Fgsm, &net, &data)?;
-    let cfg = DropoutConfig { layer: a.layer.clone(), attack, bn: a.attack_opts.bn, batch: a.attack_opts.batch };
+    let cfg = DropoutConfig { layer: a.layer.clone(), attack, bn: a.batches.bn, batch: a.batches.batch };
     let out = out_dir(&a.out)?;
     let (bar, stop) = (Bar::new(), ctrl_c_flag());
     let r = dropout::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop });

@@ -9,6 +9,7 @@ use crate::embedded;
 use crate::engine::data::{self, DataSpec, Dataset, Split, Subset};
 use crate::engine::device::{self, DeviceChoice};
 use crate::engine::model::{CardOrigin, Network};
+use crate::export::format::group;
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -102,19 +103,6 @@ impl DataArgs {
         }
         Ok(d)
     }
-}
-
-/// 12345 -> "12,345".
-pub fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// Creates an output folder and proves it can be written, before any work starts: a folder

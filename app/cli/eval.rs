@@ -4,13 +4,14 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use super::common::{DataArgs, ModelArgs, group};
+use super::common::{DataArgs, ModelArgs};
 use super::progress::{Bar, ctrl_c_flag};
-use crate::engine::attack::{AttackConfig, AttackKind, GradMode};
-use crate::engine::eval::{EvalConfig, EvalReport, evaluate};
+use crate::engine::attack::{AttackConfig, AttackKind, DEFAULT_PGD_STEPS, GradMode};
+use crate::engine::eval::{DEFAULT_BATCH, EvalConfig, EvalReport, evaluate};
 use crate::engine::model::BnMode;
 use crate::engine::progress::Ctrl;
 use crate::engine::setup;
+use crate::export::format::group;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AttackChoice {
@@ -34,7 +35,7 @@ pub struct AttackArgs {
     #[arg(long)]
     pub clamp: bool,
     /// PGD iterations
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_PGD_STEPS)]
     pub pgd_steps: usize,
     /// PGD step size (default 2.5 * eps / steps)
     #[arg(long)]
@@ -45,11 +46,16 @@ pub struct AttackArgs {
     /// Seed for PGD's random start
     #[arg(long, default_value_t = 0)]
     pub pgd_seed: u64,
+}
+
+/// How images go through the network: shared by every command that evaluates.
+#[derive(Args, Debug, Clone)]
+pub struct BatchArgs {
     /// Batch-norm statistics: `running` (evaluation mode) or `batch` (as the papers' code)
-    #[arg(long, value_enum, default_value_t = BnMode::Running)]
+    #[arg(long, value_enum, default_value_t = BnMode::default())]
     pub bn: BnMode,
     /// Images per batch
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
 }
 
@@ -79,6 +85,8 @@ pub struct EvalArgs {
     pub attack: AttackChoice,
     #[command(flatten)]
     pub attack_opts: AttackArgs,
+    #[command(flatten)]
+    pub batches: BatchArgs,
     /// Print one JSON object on stdout (progress stays on stderr)
     #[arg(long)]
     pub json: bool,
@@ -103,7 +111,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             Some(a.attack_opts.config(k, eps))
         }
     };
-    let cfg = EvalConfig { batch: a.attack_opts.batch, bn: a.attack_opts.bn, attack };
+    let cfg = EvalConfig { batch: a.batches.batch, bn: a.batches.bn, attack };
     let bar = Bar::new();
     let stop = ctrl_c_flag();
     let report = evaluate(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop });

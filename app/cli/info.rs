@@ -4,8 +4,9 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
-use super::common::{ModelArgs, group};
+use super::common::ModelArgs;
 use crate::engine::model::Network;
+use crate::export::format::group;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::analysis::{DEFAULT_EVAL_IMAGES, SweepArgs, attack_config};
-use super::common::{DataArgs, group};
+use super::analysis::{SweepArgs, attack_config};
+use super::common::DataArgs;
 use super::eval::AttackArgs;
 use super::progress::{self, Bar, ctrl_c_flag};
 use crate::engine::analysis::selective::{self, Selection, SelectiveConfig};
@@ -15,11 +15,13 @@ use crate::engine::attack::AttackKind;
 use crate::engine::card::ModelCard;
 use crate::engine::data::{DataSpec, Dataset, Split, Subset};
 use crate::engine::device::{self, DeviceChoice};
+use crate::engine::eval::DEFAULT_EVAL_IMAGES;
 use crate::engine::model::init::initial_state;
 use crate::engine::model::{CardOrigin, Network};
 use crate::engine::progress::Ctrl;
 use crate::engine::setup;
-use crate::engine::train::{self, EpochLog, TrainConfig, Trainer};
+use crate::engine::train::{self, EpochLog, TrainConfig, Trainer, adam};
+use crate::export::format::group;
 use crate::export::tables;
 
 /// Options shared by both training commands.
@@ -29,10 +31,10 @@ pub struct TrainOpts {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Images per training batch
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = train::DEFAULT_BATCH)]
     pub train_batch: usize,
     /// Adam's learning rate
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = adam::DEFAULT_LR)]
     pub lr: f64,
     /// Use only the first N training images
     #[arg(long)]

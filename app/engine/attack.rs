@@ -31,8 +31,11 @@ pub enum GradMode {
     Autograd,
 }
 
+/// PGD iterations unless told otherwise.
+pub const DEFAULT_PGD_STEPS: usize = 10;
+
 fn default_pgd_steps() -> usize {
-    10
+    DEFAULT_PGD_STEPS
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

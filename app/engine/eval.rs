@@ -10,8 +10,13 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::model::{BnMode, Network};
 use crate::engine::progress::Ctrl;
 
-fn default_batch() -> usize {
-    100
+/// Images per batch of every evaluation: eval, sweeps, nodal dropout, the app.
+pub const DEFAULT_BATCH: usize = 100;
+/// Analyses evaluate the first 1,000 test images unless told otherwise.
+pub const DEFAULT_EVAL_IMAGES: usize = 1000;
+
+pub(crate) fn default_batch() -> usize {
+    DEFAULT_BATCH
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

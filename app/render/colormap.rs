@@ -1,5 +1,5 @@
 //! Colormaps shared by the GPU heatmap shader (shaders/heatmap.wgsl holds the same
-//! tables), the plots and the exported figures.
+//! tables), the plots and the exported figures; every other colour is in `render::palette`.
 
 /// The colormaps the app offers. Sequential maps for magnitudes, a diverging map for
 /// signed values and perturbations.
@@ -79,6 +79,3 @@ pub const VIRIDIS: [[u8; 3]; 9] = [
 ];
 
 pub const GREY: [[u8; 3]; 2] = [[0, 0, 0], [255, 255, 255]];
-
-/// Class colours: fragile, robust, antifragile (also in the shader and the figures).
-pub const CLASS_COLOURS: [[u8; 3]; 3] = [[214, 39, 40], [150, 150, 150], [44, 160, 44]];

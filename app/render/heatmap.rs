@@ -13,6 +13,8 @@ use egui_wgpu::wgpu;
 use egui_wgpu::{CallbackResources, CallbackTrait, ScreenDescriptor};
 
 use super::layout::Layout;
+use super::palette;
+use crate::engine::analysis::filter::FilterKind;
 
 const SHADER: &str = include_str!("../../shaders/heatmap.wgsl");
 
@@ -39,12 +41,12 @@ pub const SHADE_STRENGTH: f32 = 0.78;
 pub const STRIPE: f32 = 0.6;
 pub const FLAG_CLASSES: u32 = 2;
 
-/// What the shader is told, in the app's terms.
+/// What the shader is told, in the app's terms (its background and shade are the palette's).
 #[derive(Debug, Clone, Copy)]
 pub struct HeatmapStyle {
     /// Visible window in cells: min x, min y, width, height.
     pub view: [f32; 4],
-    pub filter_kind: u32,
+    pub filter: FilterKind,
     /// Threshold, pulse width and sweep range, in float64 as the engine compares them.
     pub alpha: f64,
     pub width: f64,
@@ -54,23 +56,31 @@ pub struct HeatmapStyle {
     /// 0 values, 1 classes (clean), 2 classes (adversarial).
     pub view_mode: u32,
     pub colormap: u32,
-    pub background: [f32; 3],
-    pub shade: [f32; 3],
+}
+
+/// The shader's number of a filter (`mode.y` in shaders/heatmap.wgsl).
+pub fn filter_index(kind: FilterKind) -> u32 {
+    match kind {
+        FilterKind::H0 => 0,
+        FilterKind::H1 => 1,
+        FilterKind::H2 => 2,
+        FilterKind::H3 => 3,
+    }
 }
 
 impl Params {
     pub fn new(layout: &Layout, n: usize, texture_width: u32, style: &HeatmapStyle, has_classes: bool) -> Self {
         let flags = (style.shade_removed as u32 * FLAG_MASK) | (has_classes as u32 * FLAG_CLASSES);
-        let [br, bg, bb] = style.background;
-        let [sr, sg, sb] = style.shade;
+        let [br, bg, bb] = palette::unit(palette::HEATMAP_BACKGROUND);
+        let [sr, sg, sb] = palette::unit(palette::HEATMAP_SHADE);
         Self {
             view: style.view,
             grid: [layout.cols, layout.rows, texture_width, n as u32],
             conv: [layout.out_ch, layout.in_ch, layout.kh, layout.kw],
             tile: [layout.in_cols, layout.tile_w, layout.tile_h, layout.tile_cols],
-            thresholds: edges(style.filter_kind, style.alpha, style.width, style.range),
+            thresholds: edges(style.filter, style.alpha, style.width, style.range),
             colour: [style.value_range[0], style.value_range[1], SHADE_STRENGTH, 0.0],
-            mode: [layout.kind as u32, style.filter_kind, style.view_mode, flags],
+            mode: [layout.kind as u32, filter_index(style.filter), style.view_mode, flags],
             cmap: [style.colormap, 0, 0, 0],
             background: [br, bg, bb, 1.0],
             shade: [sr, sg, sb, 1.0],
@@ -93,12 +103,12 @@ fn ceil32(x: f64) -> f32 {
 /// The filter's edges as f32 values that the shader's f32 comparisons of f32 weights turn
 /// into exactly the engine's float64 comparisons (SPEC section 2): h0 and h1 remove
 /// `w <= x`, h2 `w >= x`, h3 `x <= w < y` within `[z, w]`.
-pub fn edges(filter_kind: u32, alpha: f64, width: f64, range: [f64; 2]) -> [f32; 4] {
+pub fn edges(kind: FilterKind, alpha: f64, width: f64, range: [f64; 2]) -> [f32; 4] {
     let [lo, hi] = range;
-    match filter_kind {
-        0 | 1 => [floor32(alpha), 0.0, ceil32(lo), floor32(hi)],
-        2 => [ceil32(alpha), 0.0, ceil32(lo), floor32(hi)],
-        _ => [ceil32(alpha - width / 2.0), ceil32(alpha + width / 2.0), ceil32(lo), floor32(hi)],
+    match kind {
+        FilterKind::H0 | FilterKind::H1 => [floor32(alpha), 0.0, ceil32(lo), floor32(hi)],
+        FilterKind::H2 => [ceil32(alpha), 0.0, ceil32(lo), floor32(hi)],
+        FilterKind::H3 => [ceil32(alpha - width / 2.0), ceil32(alpha + width / 2.0), ceil32(lo), floor32(hi)],
     }
 }
 
@@ -347,8 +357,9 @@ impl CallbackTrait for HeatmapCallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::analysis::filter::{Filter, FilterKind};
-    use crate::render::colormap::{CLASS_COLOURS, Colormap, DIVERGING, GREY, VIRIDIS};
+    use crate::engine::analysis::filter::Filter;
+    use crate::render::colormap::{Colormap, DIVERGING, GREY, VIRIDIS};
+    use crate::render::palette::CLASS_COLOURS;
 
     /// The stops of `const NAME: array<vec3<f32>, N> = ...;` in the shader, as bytes.
     fn wgsl_table(name: &str) -> Vec<[u8; 3]> {
@@ -387,6 +398,37 @@ mod tests {
     }
 
     #[test]
+    fn the_shaders_filter_switch_follows_filter_index() {
+        // The shader's switch names h0, h1 and h2 by their numbers; h3 is its default branch.
+        let h1 = format!("case {}u: {{ return w <= t.x; }}", filter_index(FilterKind::H1));
+        let h2 = format!("case {}u: {{ return w >= t.x; }}", filter_index(FilterKind::H2));
+        assert!(SHADER.contains(&h1) && SHADER.contains(&h2), "{h1} / {h2}");
+        assert!(SHADER.contains(&format!("case {}u: {{ return abs(w) <= t.x; }}", filter_index(FilterKind::H0))));
+        assert_eq!(FilterKind::ALL.map(filter_index), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn the_heatmaps_background_and_shade_are_the_palettes() {
+        let style = HeatmapStyle {
+            view: [0.0, 0.0, 1.0, 1.0],
+            filter: FilterKind::H1,
+            alpha: 0.0,
+            width: 0.0,
+            range: [-1.0, 1.0],
+            value_range: [-1.0, 1.0],
+            shade_removed: true,
+            view_mode: 0,
+            colormap: 0,
+        };
+        let layout = Layout::for_shape(&[2, 2]);
+        let p = Params::new(&layout, 4, 4, &style, false);
+        let bytes = |c: [f32; 4]| [c[0], c[1], c[2]].map(|v| (v * 255.0).round() as u8);
+        assert_eq!(bytes(p.background), palette::HEATMAP_BACKGROUND);
+        assert_eq!(bytes(p.shade), palette::HEATMAP_SHADE);
+        assert_eq!(p.mode[1], filter_index(FilterKind::H1));
+    }
+
+    #[test]
     fn large_layers_wrap_into_texture_rows() {
         assert_eq!(texture_size(401_408, 8192), (8192, 49));
         assert_eq!(texture_size(320, 8192), (320, 1));
@@ -411,13 +453,17 @@ mod tests {
         let weights: Vec<f32> =
             (-2000..=2000).map(|i| i as f32 * 0.000_37).chain([0.1, -0.1, 0.3, -0.3, 0.25]).collect();
         let alphas = [0.1f64, -0.3, 0.3, 0.25, 0.000_37 * 7.0, -0.4 + 1e-9, 0.123_456_789];
-        for (k, kind) in kinds.into_iter().enumerate() {
+        for kind in kinds {
             for &alpha in &alphas {
                 let (width, range) = (0.2 / 3.0, [-0.61, 0.7]);
                 let filter = Filter { kind, alpha, width, range };
-                let t = edges(k as u32, alpha, width, range);
+                let t = edges(kind, alpha, width, range);
                 for &w in &weights {
-                    assert_eq!(shader_removes(k as u32, t, w), filter.removes(w), "{kind:?} alpha {alpha} w {w}");
+                    assert_eq!(
+                        shader_removes(filter_index(kind), t, w),
+                        filter.removes(w),
+                        "{kind:?} alpha {alpha} w {w}"
+                    );
                 }
             }
         }

@@ -97,7 +97,7 @@ impl ExplorerApp {
         }
         if let Some(n) = options.steps {
             // Simpson's rule needs an odd count of at least 3.
-            settings.steps = (n.max(3) / 2) * 2 + 1;
+            settings.sweep.steps = (n.max(3) / 2) * 2 + 1;
         }
         // Command-line files win; else the last ones; else the embedded default.
         // Stored files that have since gone are forgotten rather than reported.

@@ -10,7 +10,7 @@ use super::figures;
 use super::panels::file_browser::{self, FileBrowser};
 use super::settings::{Settings, Tab};
 use crate::engine::analysis::dropout::DropoutConfig;
-use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::filter::{Filter, FilterKind, h0_end, threshold_span};
 use crate::engine::analysis::selective::SelectiveConfig;
 use crate::engine::analysis::sweep::{Scope, SweepConfig};
 use crate::engine::attack::{AttackConfig, AttackKind};
@@ -20,7 +20,7 @@ use crate::jobs::command::{EvalSetup, FilterChoice, Source, TrainRequest};
 use crate::jobs::{Command, Job, JobKind};
 
 /// Images per batch of every evaluation the app runs.
-const BATCH: usize = 100;
+const BATCH: usize = crate::engine::eval::DEFAULT_BATCH;
 
 impl ExplorerApp {
     /// Sends a command for a new job of `kind`; the previous job of that kind is stopped.
@@ -43,8 +43,9 @@ impl ExplorerApp {
         let keep = self.settings.layer.as_deref().filter(|l| filterable.contains(l)).map(str::to_string);
         let first_time = keep.is_none();
         let layer = keep.or_else(|| filterable.first().map(|s| s.to_string()));
-        if self.settings.eps.is_none() {
-            self.settings.eps = model.default_eps;
+        if let Some(eps) = model.default_eps.filter(|_| !self.settings.eps_chosen) {
+            self.settings.attack.eps = eps;
+            self.settings.eps_chosen = true;
         }
         if let Some(layer) = layer {
             self.select_layer(layer, first_time);
@@ -83,7 +84,7 @@ impl ExplorerApp {
     /// The threshold slider's range for the current layer, scope and filter.
     pub fn threshold_range(&self) -> (f64, f64) {
         let (lo, hi) = match self.settings.scope {
-            Scope::Global => (self.settings.global_range[0], self.settings.global_range[1]),
+            Scope::Global => (self.settings.sweep.global_range[0], self.settings.sweep.global_range[1]),
             Scope::Local => self
                 .settings
                 .layer
@@ -91,10 +92,18 @@ impl ExplorerApp {
                 .and_then(|l| self.session.layer_row(l))
                 .map_or((-1.0, 1.0), |r| (r.min as f64, r.max as f64)),
         };
-        match self.settings.filter {
-            FilterKind::H0 => (0.0, lo.abs().max(hi.abs())),
-            _ => (lo, hi),
-        }
+        threshold_span(self.settings.filter, lo, hi, h0_end(lo, hi, self.settings.scope == Scope::Global))
+    }
+
+    /// The current filter at the slider's threshold as a sweep applies it to the shown layer,
+    /// whose values span `[lo, hi]` (the global range instead in global scope): h3 with the
+    /// sweep's pulse width.
+    pub fn current_filter(&self, lo: f64, hi: f64) -> Filter {
+        let range = match self.settings.scope {
+            Scope::Local => [lo, hi],
+            Scope::Global => self.settings.sweep.global_range,
+        };
+        Filter::in_sweep(self.settings.filter, self.settings.threshold, range, self.settings.sweep.steps)
     }
 
     pub fn attack_config(&self) -> AttackConfig {
@@ -147,20 +156,13 @@ impl ExplorerApp {
 
     /// Identifies the attack, subset and step count a sweep is made with.
     fn sweep_key(&self) -> String {
-        let a = self.attack_config();
-        format!(
-            "{:?}|{}|{}|{}|{:?}",
-            a.kind, a.eps, self.settings.subset, self.settings.steps, self.settings.global_range
-        )
+        format!("{:?}|{}|{:?}", self.attack_config(), self.settings.subset, self.settings.sweep)
     }
 
     fn sweep_config(&self, filters: Vec<FilterKind>, all_layers: bool) -> SweepConfig {
         let mut cfg = SweepConfig::new(self.settings.scope, self.attack_config());
         cfg.filters = filters;
-        cfg.steps = self.settings.steps;
-        cfg.global_range = self.settings.global_range;
-        cfg.batch = BATCH;
-        cfg.bn = BnMode::Running;
+        cfg.options = self.settings.sweep.clone();
         if self.settings.scope == Scope::Local && !all_layers {
             cfg.layers = self.settings.layer.iter().cloned().collect();
         }
@@ -184,8 +186,11 @@ impl ExplorerApp {
                 self.send(JobKind::Sweep, |job| Command::Sweep { job, config, subset });
             }
             Action::EpsCurve => {
+                let base = self.settings.attack.eps;
+                if base <= 0.0 {
+                    return self.session.error("set eps above 0 first: the curve spans 0 to twice the current eps");
+                }
                 self.session.eps_curve.clear();
-                let base = self.settings.eps.unwrap_or(0.3).max(1e-6);
                 let eps: Vec<f64> = (0..=10).map(|i| base * 2.0 * i as f64 / 10.0).collect();
                 let (filter, setup) = (self.filter_choice(), self.eval_setup());
                 self.send(JobKind::EpsCurve, |job| Command::EpsCurve { job, filter, setup, eps });
@@ -273,8 +278,8 @@ impl ExplorerApp {
                 epochs: self.settings.train_epochs.max(1),
                 every: 1,
                 seed: 0,
-                batch: BATCH,
-                lr: 1e-3,
+                batch: crate::engine::train::DEFAULT_BATCH,
+                lr: crate::engine::train::adam::DEFAULT_LR,
                 test_attack: Some(self.attack_config()),
             },
             selection: self.settings.selection,
@@ -336,12 +341,7 @@ impl ExplorerApp {
 }
 
 fn attack_config(s: &Settings) -> AttackConfig {
-    AttackConfig {
-        kind: s.attack,
-        eps: s.eps.unwrap_or(0.0).max(0.0),
-        pgd_steps: s.pgd_steps.max(1),
-        ..AttackConfig::default()
-    }
+    AttackConfig { eps: s.attack.eps.max(0.0), pgd_steps: s.attack.pgd_steps.max(1), ..s.attack.clone() }
 }
 
 fn eval_setup(s: &Settings) -> EvalSetup {
@@ -354,8 +354,8 @@ fn filter_choice(s: &Settings) -> Option<FilterChoice> {
         scope: s.scope,
         layer: s.layer.clone()?,
         alpha: s.threshold,
-        steps: s.steps,
-        global_range: s.global_range,
+        steps: s.sweep.steps,
+        global_range: s.sweep.global_range,
     })
 }
 

@@ -7,15 +7,14 @@ use serde_json::{Value, json};
 use super::actions::FigureId;
 use super::app::ExplorerApp;
 use super::panels::curves::sweep_set;
-use super::panels::mask_view::filter_range;
 use super::settings::ViewMode;
-use crate::engine::analysis::filter::Filter;
 use crate::engine::analysis::scores::Class;
 use crate::export::figures::builders::{self, View, WeightView};
-use crate::export::figures::{Figure, LinePlot, Marker, Series, palette};
+use crate::export::figures::{Figure, LinePlot, Marker, Series};
 use crate::export::tables::Table;
 use crate::jobs::command::{ExportItem, FigureBuilder};
 use crate::render::colormap::Colormap;
+use crate::render::palette;
 
 /// The view's settings, model and data, written beside every figure.
 fn base_config(app: &ExplorerApp) -> Value {
@@ -27,8 +26,8 @@ fn base_config(app: &ExplorerApp) -> Value {
         "filter": s.filter,
         "scope": s.scope,
         "threshold": s.threshold,
-        "steps": s.steps,
-        "global_range": s.global_range,
+        "steps": s.sweep.steps,
+        "global_range": s.sweep.global_range,
         "attack": app.attack_config(),
         "evaluation_images": s.subset,
         "colormap": s.colormap,
@@ -129,7 +128,7 @@ fn histogram(layer: &crate::jobs::command::LayerData, threshold: f64) -> (Figure
         title: format!("Weights of {}", layer.name),
         x_label: "Weight value".into(),
         y_label: "Count".into(),
-        series: vec![Series { name: "Weights".into(), points, colour: palette::BLUE, dashed: false, markers: false }],
+        series: vec![Series { name: "Weights".into(), points, colour: palette::BARS, dashed: false, markers: false }],
         markers: vec![Marker { x: threshold, label: "Threshold".into() }],
         ..Default::default()
     };
@@ -139,8 +138,7 @@ fn histogram(layer: &crate::jobs::command::LayerData, threshold: f64) -> (Figure
 /// The mask view: values (or classes) with the removed weights shaded.
 fn mask(app: &ExplorerApp, config: Value) -> Option<(FigureBuilder, Value)> {
     let layer = app.session.layer.clone()?;
-    let (range, width) = filter_range(app, layer.min as f64, layer.max as f64);
-    let filter = Filter { kind: app.settings.filter, alpha: app.settings.threshold, width, range };
+    let filter = app.current_filter(layer.min as f64, layer.max as f64);
     let shade = app.settings.shade_removed;
     let colormap = app.settings.colormap;
     let value_range = match colormap {
@@ -152,7 +150,7 @@ fn mask(app: &ExplorerApp, config: Value) -> Option<(FigureBuilder, Value)> {
     let label = format!("Removed by {} at a = {:.4}", filter.kind.name(), filter.alpha);
     let build = move || -> Result<(Figure, Table)> {
         let removed: Vec<bool> = layer.values.iter().map(|&w| filter.removes(w)).collect();
-        let decode = |k: &u8| [Class::Fragile, Class::Robust, Class::Antifragile][(*k as usize).min(2)];
+        let decode = |k: &u8| Class::from_index(*k as usize);
         let classes: Option<Vec<Class>> = match (mode, &classes) {
             (ViewMode::ClassesClean, Some(c)) => Some(c.clean.iter().map(decode).collect()),
             (ViewMode::ClassesAdversarial, Some(c)) => Some(c.adv.iter().map(decode).collect()),

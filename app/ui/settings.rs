@@ -6,12 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::selective::Selection;
-use crate::engine::analysis::sweep::Scope;
-use crate::engine::attack::AttackKind;
+use crate::engine::analysis::sweep::{Scope, SweepOptions};
+use crate::engine::attack::AttackConfig;
 use crate::render::colormap::Colormap;
 
 /// Files kept in the recent lists.
 const RECENT: usize = 8;
+/// The app evaluates fewer images than the command line (`eval::DEFAULT_EVAL_IMAGES`) by
+/// default, so that a slider move answers at once.
+pub const INTERACTIVE_IMAGES: usize = 200;
 
 /// The central view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -84,14 +87,14 @@ pub struct Settings {
     pub filter: FilterKind,
     pub scope: Scope,
     pub threshold: f64,
-    /// None: the model's or dataset's default.
-    pub eps: Option<f64>,
-    pub attack: AttackKind,
-    pub pgd_steps: usize,
+    /// The attack as the engine takes it. Its eps is the model's default until the user
+    /// changes it (`eps_chosen`).
+    pub attack: AttackConfig,
+    pub eps_chosen: bool,
     /// Images in the evaluation subset (the first N).
     pub subset: usize,
-    pub steps: usize,
-    pub global_range: [f64; 2],
+    /// Thresholds per sweep, the global range, tolerances, as the engine takes them.
+    pub sweep: SweepOptions,
     pub colormap: Colormap,
     pub shade_removed: bool,
     pub view_mode: ViewMode,
@@ -114,12 +117,10 @@ impl Default for Settings {
             filter: FilterKind::H1,
             scope: Scope::Local,
             threshold: 0.0,
-            eps: None,
-            attack: AttackKind::Fgsm,
-            pgd_steps: 10,
-            subset: 200,
-            steps: 25,
-            global_range: [-1.0, 1.0],
+            attack: AttackConfig::default(),
+            eps_chosen: false,
+            subset: INTERACTIVE_IMAGES,
+            sweep: SweepOptions::default(),
             colormap: Colormap::Diverging,
             shade_removed: true,
             view_mode: ViewMode::Values,

@@ -104,7 +104,7 @@ impl SweepStore {
         let records = self
             .records
             .iter()
-            .map(|r| r.done.clone().unwrap_or_else(|| partial(r, &baseline, config.delta)))
+            .map(|r| r.done.clone().unwrap_or_else(|| partial(r, &baseline, config.options.delta)))
             .collect();
         Some(SweepResult {
             config,

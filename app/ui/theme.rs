@@ -1,39 +1,39 @@
-//! Every colour the app paints, in one place.
+//! The palette as egui colours: the one place the app turns `render::palette` (every colour of
+//! the app and its figures) into `Color32`, under the palette's names. Panels and widgets take
+//! their colours from here, so a view and its exported figure agree.
 
 use egui::Color32;
 
-use crate::render::colormap::CLASS_COLOURS;
+use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::scores::Class;
+use crate::render::palette;
 
-pub const CLEAN: Color32 = Color32::from_rgb(31, 119, 180);
-pub const ADVERSARIAL: Color32 = Color32::from_rgb(255, 127, 14);
-pub const RETAINED: Color32 = Color32::from_rgb(120, 120, 120);
-pub const THRESHOLD: Color32 = Color32::from_rgb(148, 103, 189);
-pub const MEAN_LINE: Color32 = Color32::from_rgb(170, 170, 170);
-pub const REGULAR: Color32 = Color32::from_rgb(31, 119, 180);
-pub const SELECTIVE: Color32 = Color32::from_rgb(44, 160, 44);
-pub const BAR: Color32 = Color32::from_rgb(110, 140, 180);
-pub const ERROR: Color32 = Color32::from_rgb(200, 40, 40);
-pub const NOTE: Color32 = Color32::from_rgb(160, 110, 20);
-pub const GOOD: Color32 = Color32::from_rgb(40, 140, 60);
-pub const FLIPPED: Color32 = Color32::from_rgb(220, 30, 30);
-/// The heatmap's background (gaps between kernels, outside the grid) and the shade of
-/// removed weights.
-pub const HEATMAP_BACKGROUND: Color32 = Color32::from_rgb(40, 40, 46);
-pub const HEATMAP_SHADE: Color32 = Color32::from_rgb(20, 20, 24);
-
-/// Fragile, robust, antifragile.
-pub fn class_colour(class: usize) -> Color32 {
-    let [r, g, b] = CLASS_COLOURS[class.min(2)];
-    Color32::from_rgb(r, g, b)
+/// An sRGB colour of the palette (or a colormap) as egui's.
+pub const fn rgb(c: [u8; 3]) -> Color32 {
+    Color32::from_rgb(c[0], c[1], c[2])
 }
 
-pub fn rgb_f32(c: Color32) -> [f32; 3] {
-    [c.r() as f32 / 255.0, c.g() as f32 / 255.0, c.b() as f32 / 255.0]
+/// A filter's colour, as in every figure.
+pub fn filter(f: FilterKind) -> Color32 {
+    rgb(palette::series(palette::filter(f)))
 }
 
-pub fn rgb_u8(c: Color32) -> [u8; 3] {
-    [c.r(), c.g(), c.b()]
+/// The colour of a fragility class.
+pub fn class(c: Class) -> Color32 {
+    rgb(palette::class(c))
 }
 
-/// Series colours of exported figures, by palette index.
-pub const SERIES: [Color32; 6] = [CLEAN, ADVERSARIAL, RETAINED, THRESHOLD, SELECTIVE, MEAN_LINE];
+pub const CLEAN: Color32 = rgb(palette::SERIES[palette::CLEAN]);
+pub const ADVERSARIAL: Color32 = rgb(palette::SERIES[palette::ADVERSARIAL]);
+pub const RETAINED: Color32 = rgb(palette::SERIES[palette::RETAINED]);
+pub const REFERENCE: Color32 = rgb(palette::SERIES[palette::REFERENCE]);
+pub const THRESHOLD: Color32 = rgb(palette::SERIES[palette::THRESHOLD]);
+pub const SCORE_DIFF: Color32 = rgb(palette::SERIES[palette::SCORE_DIFF]);
+pub const BARS: Color32 = rgb(palette::SERIES[palette::BARS]);
+pub const NULL_KERNEL: Color32 = rgb(palette::SERIES[palette::NULL_KERNEL]);
+pub const HIGHLIGHT: Color32 = rgb(palette::HIGHLIGHT);
+pub const ERROR: Color32 = rgb(palette::ERROR);
+pub const NOTE: Color32 = rgb(palette::NOTE);
+pub const GOOD: Color32 = rgb(palette::GOOD);
+pub const HEATMAP_BACKGROUND: Color32 = rgb(palette::HEATMAP_BACKGROUND);
+pub const HEATMAP_SHADE: Color32 = rgb(palette::HEATMAP_SHADE);

@@ -64,6 +64,13 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// `kind` at threshold `alpha` as a sweep of `steps` thresholds over `range` applies it:
+    /// h3 with that sweep's [`pulse_width`].
+    pub fn in_sweep(kind: FilterKind, alpha: f64, range: [f64; 2], steps: usize) -> Self {
+        let width = if kind == FilterKind::H3 { pulse_width(range[0], range[1], steps) } else { 0.0 };
+        Self { kind, alpha, width, range }
+    }
+
     #[inline]
     pub fn removes(&self, w: f32) -> bool {
         let w = w as f64;
@@ -123,17 +130,39 @@ pub fn linspace(lo: f64, hi: f64, steps: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The pulse width of a sweep of `steps` thresholds over `[lo, hi]` (METHOD.md section 3):
+/// `(hi - lo) / steps`, a little narrower than the spacing of the centres.
+pub fn pulse_width(lo: f64, hi: f64, steps: usize) -> f64 {
+    (hi - lo) / steps.max(1) as f64
+}
+
+/// Where h0's thresholds end (METHOD.md section 2): at the largest magnitude of the values
+/// in `[lo, hi]` (a layer's), or, for a global sweep over a configured range, at its upper
+/// end `max(hi, 0)`.
+pub fn h0_end(lo: f64, hi: f64, global: bool) -> f64 {
+    if global { hi.max(0.0) } else { lo.abs().max(hi.abs()) }
+}
+
+/// The lowest and highest threshold of a sweep of `kind` over `[lo, hi]`: h0 from 0 to
+/// `max_abs` ([`h0_end`]), every other filter from `lo` to `hi`.
+pub fn threshold_span(kind: FilterKind, lo: f64, hi: f64, max_abs: f64) -> (f64, f64) {
+    match kind {
+        FilterKind::H0 => (0.0, max_abs),
+        _ => (lo, hi),
+    }
+}
+
 /// The thresholds of a sweep in sweep order, and the pulse width.
 ///
 /// `lo`, `hi` are the range (a layer's extreme values, or the global range); `max_abs`
-/// the largest magnitude (h0's end: a layer's largest |w|, or `hi` for global sweeps).
+/// h0's end ([`h0_end`]).
 pub fn thresholds(kind: FilterKind, lo: f64, hi: f64, max_abs: f64, steps: usize) -> (Vec<f64>, f64) {
-    let width = (hi - lo) / steps as f64;
+    let (first, last) = threshold_span(kind, lo, hi, max_abs);
+    let alphas = linspace(first, last, steps);
     match kind {
-        FilterKind::H0 => (linspace(0.0, max_abs, steps), 0.0),
-        FilterKind::H1 => (linspace(lo, hi, steps), 0.0),
-        FilterKind::H2 => (linspace(lo, hi, steps).into_iter().rev().collect(), 0.0),
-        FilterKind::H3 => (linspace(lo, hi, steps), width),
+        FilterKind::H0 | FilterKind::H1 => (alphas, 0.0),
+        FilterKind::H2 => (alphas.into_iter().rev().collect(), 0.0),
+        FilterKind::H3 => (alphas, pulse_width(lo, hi, steps)),
     }
 }
 
@@ -169,6 +198,16 @@ mod tests {
         assert_eq!((a[0], a[24], w), (-1.0, 1.0, 0.08));
         let (a, _) = thresholds(FilterKind::H0, -0.3, 0.7, 0.7, 3);
         assert_eq!(a, vec![0.0, 0.35, 0.7]);
+    }
+
+    #[test]
+    fn h0_ends_at_the_largest_magnitude_or_the_global_upper_end() {
+        assert_eq!(h0_end(-0.9, 0.4, false), 0.9);
+        assert_eq!(h0_end(-0.9, 0.4, true), 0.4);
+        assert_eq!(h0_end(-1.0, -0.5, true), 0.0);
+        assert_eq!(threshold_span(FilterKind::H0, -0.9, 0.4, 0.9), (0.0, 0.9));
+        assert_eq!(threshold_span(FilterKind::H2, -0.9, 0.4, 0.9), (-0.9, 0.4));
+        assert_eq!(pulse_width(-1.0, 1.0, 25), 0.08);
     }
 
     #[test]

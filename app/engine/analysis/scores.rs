@@ -12,6 +12,24 @@ pub enum Class {
 }
 
 impl Class {
+    /// Every class in its index order: fragile, robust, antifragile (class colours, legends,
+    /// the heatmap's per-weight class codes).
+    pub const ALL: [Class; 3] = [Class::Fragile, Class::Robust, Class::Antifragile];
+
+    /// The class's position in [`Class::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            Class::Fragile => 0,
+            Class::Robust => 1,
+            Class::Antifragile => 2,
+        }
+    }
+
+    /// The class at `index` in [`Class::ALL`]; indices past the end are antifragile.
+    pub fn from_index(index: usize) -> Class {
+        Self::ALL[index.min(Self::ALL.len() - 1)]
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Class::Fragile => "fragile",
@@ -115,6 +133,14 @@ mod tests {
         assert_eq!(step_class(99, 100, 0.01), Class::Robust);
         assert_eq!(step_class(101, 100, 0.01), Class::Robust);
         assert_eq!(step_class(102, 100, 0.01), Class::Antifragile);
+    }
+
+    #[test]
+    fn class_indices_follow_all() {
+        for (i, c) in Class::ALL.into_iter().enumerate() {
+            assert_eq!((c.index(), Class::from_index(i)), (i, c));
+        }
+        assert_eq!(Class::from_index(7), Class::Antifragile);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::evalset::{Counts, EvalSet};
-use super::filter::{Filter, FilterKind, check_steps, thresholds};
+use super::filter::{Filter, FilterKind, check_steps, h0_end, thresholds};
 use super::masks::{FilterSet, Masker};
 use super::scores::{Class, layer_class, score, step_class, weight_classes};
 use crate::engine::attack::AttackConfig;
@@ -22,26 +22,49 @@ pub enum Scope {
     Global,
 }
 
-fn default_steps() -> usize {
-    25
-}
+/// Thresholds per sweep (R) unless told otherwise.
+pub const DEFAULT_STEPS: usize = 25;
+/// The thresholds of a global sweep span this range by default (METHOD.md section 3).
+pub const DEFAULT_GLOBAL_RANGE: [f64; 2] = [-1.0, 1.0];
+/// Tolerance of the per-step classes (METHOD.md section 5).
+pub const DEFAULT_DELTA: f64 = 0.01;
+/// Tolerance of the per-layer classes (METHOD.md section 5).
+pub const DEFAULT_TAU: f64 = 0.02;
+
 fn default_filters() -> Vec<FilterKind> {
     FilterKind::PAPER.to_vec()
 }
-/// The thresholds of a global sweep span this range by default (METHOD.md section 3).
-pub const DEFAULT_GLOBAL_RANGE: [f64; 2] = [-1.0, 1.0];
 
-fn default_range() -> [f64; 2] {
-    DEFAULT_GLOBAL_RANGE
+/// How a sweep samples and classifies, apart from what it filters and how it attacks: the
+/// CLI's sweep flags and the app's sweep settings are this struct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SweepOptions {
+    /// Thresholds per sweep (R): odd, at least 3.
+    pub steps: usize,
+    /// Global sweeps: the threshold range.
+    pub global_range: [f64; 2],
+    /// Filter biases with their layer's weights.
+    pub include_biases: bool,
+    /// Adversarial inputs made once on the unfiltered network instead of per filtered network.
+    pub transfer: bool,
+    /// Tolerance of the per-step classes.
+    pub delta: f64,
+    /// Tolerance of the per-layer classes.
+    pub tau: f64,
 }
-fn default_delta() -> f64 {
-    0.01
-}
-fn default_tau() -> f64 {
-    0.02
-}
-fn default_batch() -> usize {
-    100
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self {
+            steps: DEFAULT_STEPS,
+            global_range: DEFAULT_GLOBAL_RANGE,
+            include_biases: false,
+            transfer: false,
+            delta: DEFAULT_DELTA,
+            tau: DEFAULT_TAU,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,29 +75,14 @@ pub struct SweepConfig {
     pub layers: Vec<String>,
     #[serde(default = "default_filters")]
     pub filters: Vec<FilterKind>,
-    /// Thresholds per sweep (R): odd, at least 3.
-    #[serde(default = "default_steps")]
-    pub steps: usize,
-    /// Global sweeps: the threshold range.
-    #[serde(default = "default_range")]
-    pub global_range: [f64; 2],
-    /// Filter biases with their layer's weights.
-    #[serde(default)]
-    pub include_biases: bool,
+    /// Written beside the other fields (sweep.json keeps its flat config).
+    #[serde(flatten)]
+    pub options: SweepOptions,
     pub attack: AttackConfig,
-    /// Adversarial inputs made once on the unfiltered network instead of per filtered network.
-    #[serde(default)]
-    pub transfer: bool,
     #[serde(default)]
     pub bn: BnMode,
-    #[serde(default = "default_batch")]
+    #[serde(default = "crate::engine::eval::default_batch")]
     pub batch: usize,
-    /// Tolerance of the per-step classes.
-    #[serde(default = "default_delta")]
-    pub delta: f64,
-    /// Tolerance of the per-layer classes.
-    #[serde(default = "default_tau")]
-    pub tau: f64,
 }
 
 impl SweepConfig {
@@ -83,20 +91,15 @@ impl SweepConfig {
             scope,
             layers: Vec::new(),
             filters: default_filters(),
-            steps: default_steps(),
-            global_range: default_range(),
-            include_biases: false,
+            options: SweepOptions::default(),
             attack,
-            transfer: false,
             bn: BnMode::Running,
-            batch: default_batch(),
-            delta: default_delta(),
-            tau: default_tau(),
+            batch: crate::engine::eval::DEFAULT_BATCH,
         }
     }
 
     pub fn validate(&self, net: &Network) -> Result<()> {
-        check_steps(self.steps)?;
+        check_steps(self.options.steps)?;
         self.attack.validate()?;
         if self.filters.is_empty() {
             return Err(EngineError::config("no filters chosen"));
@@ -107,19 +110,19 @@ impl SweepConfig {
         if self.bn == BnMode::Train {
             return Err(EngineError::config("sweeps never update batch-norm statistics; use `running` or `batch`"));
         }
-        let [lo, hi] = self.global_range;
+        let [lo, hi] = self.options.global_range;
         if !(lo.is_finite() && hi.is_finite() && lo < hi) {
             return Err(EngineError::config(format!(
                 "the global range must be two numbers lo < hi, found [{lo}, {hi}]"
             )));
         }
-        for d in [self.delta, self.tau] {
+        for d in [self.options.delta, self.options.tau] {
             if d.is_nan() || d < 0.0 {
                 return Err(EngineError::config(format!("tolerances must be >= 0, found {d}")));
             }
         }
         for l in &self.layers {
-            FilterSet::layer(net, l, self.include_biases)?;
+            FilterSet::layer(net, l, self.options.include_biases)?;
         }
         Ok(())
     }
@@ -127,11 +130,11 @@ impl SweepConfig {
     /// The filter sets this sweep visits, in order.
     pub fn sets(&self, net: &Network) -> Result<Vec<FilterSet>> {
         match self.scope {
-            Scope::Global => Ok(vec![FilterSet::global(net, self.include_biases)?]),
+            Scope::Global => Ok(vec![FilterSet::global(net, self.options.include_biases)?]),
             Scope::Local if self.layers.is_empty() => {
-                net.params.filterable().map(|l| FilterSet::layer(net, &l.name, self.include_biases)).collect()
+                net.params.filterable().map(|l| FilterSet::layer(net, &l.name, self.options.include_biases)).collect()
             }
-            Scope::Local => self.layers.iter().map(|l| FilterSet::layer(net, l, self.include_biases)).collect(),
+            Scope::Local => self.layers.iter().map(|l| FilterSet::layer(net, l, self.options.include_biases)).collect(),
         }
     }
 }
@@ -308,7 +311,7 @@ pub enum SweepEvent {
 fn range_of(values: &[f32]) -> (f64, f64, f64) {
     let lo = values.iter().copied().fold(f32::INFINITY, f32::min) as f64;
     let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    (lo, hi, lo.abs().max(hi.abs()))
+    (lo, hi, h0_end(lo, hi, false))
 }
 
 /// Runs a sweep. Cancelling (the stop flag) ends it between batches and returns the steps
@@ -323,9 +326,9 @@ pub fn run(
 ) -> Result<SweepResult> {
     cfg.validate(net)?;
     let sets = cfg.sets(net)?;
-    let total = sets.len() * cfg.filters.len() * cfg.steps;
+    let total = sets.len() * cfg.filters.len() * cfg.options.steps;
     let mut set = EvalSet::new(net, data, norm, cfg.batch)?;
-    if cfg.transfer {
+    if cfg.options.transfer {
         ctrl.progress.start("attacking", set.batches.len());
         set.freeze_attack(net, cfg.bn, &cfg.attack, ctrl)?;
     }
@@ -347,13 +350,13 @@ pub fn run(
         let (lo, hi, max_abs) = match cfg.scope {
             Scope::Local => range_of(&values),
             Scope::Global => {
-                let [lo, hi] = cfg.global_range;
+                let [lo, hi] = cfg.options.global_range;
                 outside_range = Some(values.iter().filter(|&&v| (v as f64) < lo || (v as f64) > hi).count());
-                (lo, hi, hi.max(0.0))
+                (lo, hi, h0_end(lo, hi, true))
             }
         };
         for &kind in &cfg.filters {
-            let (alphas, width) = thresholds(kind, lo, hi, max_abs, cfg.steps);
+            let (alphas, width) = thresholds(kind, lo, hi, max_abs, cfg.options.steps);
             let mut rec = SweepRecord {
                 layer: fs.name.clone(),
                 filter: kind,
@@ -404,7 +407,7 @@ pub fn run(
                 if removed == values.len() {
                     all_removed = Some(counts);
                 }
-                rec.push(removed, counts, known.is_some(), &baseline, cfg.delta);
+                rec.push(removed, counts, known.is_some(), &baseline, cfg.options.delta);
                 on(SweepEvent::Step {
                     layer: fs.name.clone(),
                     filter: kind,
@@ -423,7 +426,7 @@ pub fn run(
         }
     }
     masker.restore()?;
-    let layer_classes = if cfg.scope == Scope::Local { classify_layers(&records, cfg.tau) } else { Vec::new() };
+    let layer_classes = if cfg.scope == Scope::Local { classify_layers(&records, cfg.options.tau) } else { Vec::new() };
     Ok(SweepResult { config: cfg.clone(), baseline, records, layer_classes, outside_range, cancelled })
 }
 

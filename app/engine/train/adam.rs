@@ -16,9 +16,12 @@ pub struct AdamConfig {
     pub eps: f64,
 }
 
+/// Adam's step size unless told otherwise (PyTorch's default).
+pub const DEFAULT_LR: f64 = 1e-3;
+
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Self { lr: DEFAULT_LR, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
     }
 }
 

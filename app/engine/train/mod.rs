@@ -39,11 +39,14 @@ pub fn train_step(net: &Network, opt: &mut Adam, x: &Tensor, y: &Tensor, rng: &m
     Ok(loss.to_scalar::<f32>()?)
 }
 
+/// Training images per optimisation step.
+pub const DEFAULT_BATCH: usize = 100;
+
 fn default_batch() -> usize {
-    100
+    DEFAULT_BATCH
 }
 fn default_lr() -> f64 {
-    1e-3
+    adam::DEFAULT_LR
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

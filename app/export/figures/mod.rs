@@ -2,13 +2,12 @@
 //! GUI draws live and the exporters render off-screen to PNG (2x) and SVG, with the
 //! plotted data as CSV and the config as JSON beside it.
 //!
-//! `builders` turns engine results into figures with their data tables; `palette` holds the
-//! theme's series colours; `export` renders and writes the four files.
+//! `builders` turns engine results into figures with their data tables; `export` renders and
+//! writes the four files. Their colours are the app's, from `render::palette`.
 
 pub mod builders;
 mod draw;
 mod export;
-pub mod palette;
 
 pub use draw::{PNG_SCALE, render_png, render_svg, ticks};
 pub use export::export;
@@ -20,7 +19,7 @@ use crate::render::colormap::Colormap;
 pub struct Series {
     pub name: String,
     pub points: Vec<[f64; 2]>,
-    /// Index into the theme's series palette.
+    /// Index into `render::palette::SERIES`.
     pub colour: usize,
     pub dashed: bool,
     /// Draw a marker at every point.
@@ -67,7 +66,7 @@ pub struct BarPlot {
     /// Fixed y range (to show small differences between bars); None fits the data and zero.
     pub y_range: Option<[f64; 2]>,
     /// Per category, an optional class colour (fragile / robust / antifragile) for the label.
-    /// Index into `CLASS_COLOURS`; the classes used are named in the legend.
+    /// `Class::index` (into `render::palette::CLASS_COLOURS`); the classes used are named in the legend.
     pub category_class: Vec<Option<usize>>,
     /// Per category, an optional colour for all its bars instead of the series colour
     /// (fragile kernels, ...); empty means none.

@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow};
 
 use crate::engine::analysis::evalset::Counts;
-use crate::engine::analysis::filter::{Filter, thresholds};
+use crate::engine::analysis::filter::Filter;
 use crate::engine::analysis::masks::{FilterSet, Masker};
 use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::{AttackConfig, AttackKind};
@@ -29,9 +29,7 @@ pub fn apply_filter<'a>(net: &'a Network, f: &FilterChoice) -> Result<(Masker<'a
         }
         Scope::Global => (f.global_range[0], f.global_range[1]),
     };
-    let max_abs = lo.abs().max(hi.abs());
-    let (_, width) = thresholds(f.kind, lo, hi, max_abs, f.steps.max(3));
-    let filter = Filter { kind: f.kind, alpha: f.alpha, width, range: [lo, hi] };
+    let filter = Filter::in_sweep(f.kind, f.alpha, [lo, hi], f.steps.max(3));
     let (mask, removed) = filter.mask(&values);
     masker.apply(&set, &mask)?;
     Ok((masker, removed, values.len()))

@@ -31,14 +31,6 @@ pub fn sweep(
     Ok(Payload::SweepDone(Box::new(result)))
 }
 
-fn code(c: Class) -> u8 {
-    match c {
-        Class::Fragile => 0,
-        Class::Robust => 1,
-        Class::Antifragile => 2,
-    }
-}
-
 /// Per-weight classes of every layer whose h3 sweep is complete (SPEC section 6).
 fn weight_classes(net: &Network, result: &SweepResult) -> Result<Vec<WeightClasses>> {
     let mut out = Vec::new();
@@ -48,6 +40,8 @@ fn weight_classes(net: &Network, result: &SweepResult) -> Result<Vec<WeightClass
         let (Some(clean), Some(adv)) = (rec.weight_classes(&values, false), rec.weight_classes(&values, true)) else {
             continue;
         };
+        // Class::index as a byte: the heatmap shader's class codes.
+        let code = |c: Class| c.index() as u8;
         let clean: Vec<u8> = clean.into_iter().map(code).collect();
         let adv: Vec<u8> = adv.into_iter().map(code).collect();
         let packed = clean.iter().zip(&adv).map(|(c, a)| c | (a << 2)).collect();

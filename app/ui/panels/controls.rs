@@ -1,9 +1,10 @@
 //! Controls: filter, scope, threshold, attack, eps and subset, with the accuracy readout.
 
-use super::widgets::{group, percent};
+use super::widgets::percent;
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::AttackKind;
+use crate::export::format::group;
 use crate::ui::actions::Action;
 use crate::ui::app::ExplorerApp;
 use crate::ui::session::ReadoutView;
@@ -40,13 +41,13 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     ui.heading("Attack");
     ui.horizontal(|ui| {
         ui.label("Attack");
-        changed |= ui.radio_value(&mut app.settings.attack, AttackKind::Fgsm, "FGSM").changed();
-        changed |= ui.radio_value(&mut app.settings.attack, AttackKind::Pgd, "PGD").changed();
+        changed |= ui.radio_value(&mut app.settings.attack.kind, AttackKind::Fgsm, "FGSM").changed();
+        changed |= ui.radio_value(&mut app.settings.attack.kind, AttackKind::Pgd, "PGD").changed();
     });
-    if app.settings.attack == AttackKind::Pgd {
-        changed |= ui.add(egui::Slider::new(&mut app.settings.pgd_steps, 1..=40).text("PGD steps")).changed();
+    if app.settings.attack.kind == AttackKind::Pgd {
+        changed |= ui.add(egui::Slider::new(&mut app.settings.attack.pgd_steps, 1..=40).text("PGD steps")).changed();
     }
-    let mut eps = app.settings.eps.unwrap_or(0.0);
+    let mut eps = app.settings.attack.eps;
     let std0 = app.session.model.as_ref().map_or(1.0, |m| m.std0 as f64);
     let eps_changed = ui
         .horizontal(|ui| {
@@ -60,7 +61,8 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         })
         .inner;
     if eps_changed {
-        app.settings.eps = Some(eps);
+        app.settings.attack.eps = eps;
+        app.settings.eps_chosen = true;
         changed = true;
     }
     // Until the data is open its size is unknown: do not clamp the stored subset to it.
@@ -74,7 +76,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         changed |= r.changed();
     });
     ui.horizontal(|ui| {
-        let mut steps = app.settings.steps;
+        let mut steps = app.settings.sweep.steps;
         let r = super::widgets::number(
             ui,
             egui::DragValue::new(&mut steps).range(3..=101).speed(2),
@@ -82,7 +84,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         );
         if r.changed() {
             // Simpson's rule needs an odd count.
-            app.settings.steps = if steps.is_multiple_of(2) { steps + 1 } else { steps };
+            app.settings.sweep.steps = if steps.is_multiple_of(2) { steps + 1 } else { steps };
             changed = true;
         }
     });

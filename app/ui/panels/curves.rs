@@ -7,7 +7,6 @@ use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
-use crate::export::figures::{builders, palette};
 use crate::jobs::JobKind;
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;
@@ -105,7 +104,7 @@ fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     }
     let clean: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], 100.0 * p[1]]).collect();
     let adv: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], 100.0 * p[2]]).collect();
-    let eps = app.settings.eps.unwrap_or(0.0);
+    let eps = app.settings.attack.eps;
     let figure = FigurePlot::new("eps_curve", Axis::new("eps (normalised units)"), Axis::new("accuracy (%)"));
     let plot = figure.plot().include_x(0.0).include_y(0.0).include_y(100.0);
     figure.show(ui, plot, move |plot| {
@@ -146,8 +145,7 @@ fn compression(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         let Some(rec) = app.session.sweeps.record(&set, f) else { continue };
         let rho = rec.rho();
         // The exported figure's colours: one per filter, adversarial dashed.
-        let [r, g, b] = palette::series(builders::filter_colour(f));
-        let colour = egui::Color32::from_rgb(r, g, b);
+        let colour = theme::filter(f);
         for adv in [false, true] {
             let base_c = if adv { base.adv_correct } else { base.clean_correct }.max(1) as f64;
             let pts: Vec<[f64; 2]> = rec

@@ -5,6 +5,7 @@ use egui_plot::{Bar, BarChart, HLine};
 
 use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
+use crate::engine::analysis::scores::Class;
 use crate::engine::model::LayerKind;
 use crate::jobs::JobKind;
 use crate::ui::actions::{Action, FigureId};
@@ -44,11 +45,11 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         f(r.d_other),
         if r.targeted { "targets" } else { "does not target" }
     ));
-    // One bar chart per kind of kernel, so each colour has its legend entry.
+    // One bar chart per kind of kernel, so each colour has its legend entry (the figure's colours).
     let kinds = [
-        ("fragile kernels", theme::class_colour(0)),
-        ("null kernels", theme::class_colour(2)),
-        ("other kernels", theme::BAR),
+        ("fragile kernels", theme::class(Class::Fragile)),
+        ("null kernels", theme::NULL_KERNEL),
+        ("other kernels", theme::BARS),
     ];
     let kind_of = |k: usize| {
         if r.fragile.contains(&k) {
@@ -90,7 +91,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         for chart in acc {
             plot.bar_chart(chart);
         }
-        plot.hline(HLine::new("mean A_k", mean).color(theme::MEAN_LINE).width(1.5));
+        plot.hline(HLine::new("mean A_k", mean).color(theme::REFERENCE).width(1.5));
         plot.hline(HLine::new("baseline (no kernel removed)", baseline).color(theme::CLEAN));
     });
     ui.horizontal(|ui| {
@@ -110,10 +111,10 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
             plot.bar_chart(chart);
         }
         if let Some(v) = d_fragile {
-            plot.hline(HLine::new("d_F (mean of fragile kernels)", v).color(theme::class_colour(0)));
+            plot.hline(HLine::new("d_F (mean of fragile kernels)", v).color(theme::class(Class::Fragile)));
         }
         if let Some(v) = d_other {
-            plot.hline(HLine::new("d_N (mean of the others)", v).color(theme::MEAN_LINE));
+            plot.hline(HLine::new("d_N (mean of the others)", v).color(theme::REFERENCE));
         }
     });
 }

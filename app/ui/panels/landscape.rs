@@ -4,7 +4,6 @@
 
 use egui::{Color32, Id, Pos2, Rect, Sense, Vec2};
 
-use super::model_panel::class_index;
 use super::widgets::map::{self, MapAxis};
 use super::widgets::plot::Axis;
 use super::widgets::{empty_note, export_button, job_button};
@@ -106,12 +105,11 @@ impl MapCells<'_> {
         match self {
             MapCells::Value(v) => {
                 let a = *v.get(r)?.get(c)?;
-                let [red, green, blue] = Colormap::Viridis.at(a as f32);
-                Some((Color32::from_rgb(red, green, blue), format!("{:.1} %", 100.0 * a)))
+                Some((theme::rgb(Colormap::Viridis.at(a as f32)), format!("{:.1} %", 100.0 * a)))
             }
             MapCells::Class(v) => {
                 let k = *v.get(r)?.get(c)?;
-                Some((theme::class_colour(class_index(k)), k.name().to_string()))
+                Some((theme::class(k), k.name().to_string()))
             }
         }
     }

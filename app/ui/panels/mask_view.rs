@@ -8,8 +8,7 @@ use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
 use super::widgets::map::{self, MapAxis};
 use super::widgets::plot::Axis;
 use super::widgets::{empty_note, export_button};
-use crate::engine::analysis::filter::FilterKind;
-use crate::engine::analysis::sweep::Scope;
+use crate::engine::analysis::scores::Class;
 use crate::render::colormap::Colormap;
 use crate::render::heatmap::{HeatmapCallback, HeatmapStyle, Upload};
 use crate::render::layout::{Layout, LayoutKind};
@@ -77,7 +76,7 @@ impl MaskView {
         if let Some(caption) = tile_caption(&layout) {
             ui.weak(caption);
         }
-        let (range, width) = filter_range(app, layer.min as f64, layer.max as f64);
+        let filter = app.current_filter(layer.min as f64, layer.max as f64);
         let value_range = match app.settings.colormap {
             Colormap::Diverging => [-layer.max_abs, layer.max_abs],
             _ => [layer.min, layer.max],
@@ -93,11 +92,8 @@ impl MaskView {
         let mut entries = if view_mode == 0 { Vec::new() } else { map::class_entries() };
         if app.settings.shade_removed {
             let base = match view_mode {
-                0 => {
-                    let [r, g, b] = app.settings.colormap.at(0.5);
-                    Color32::from_rgb(r, g, b)
-                }
-                _ => theme::class_colour(1),
+                0 => theme::rgb(app.settings.colormap.at(0.5)),
+                _ => theme::class(Class::Robust),
             };
             entries.push((map::Swatch::Shaded { base, shade: theme::HEATMAP_SHADE }, removed.as_str()));
         }
@@ -150,16 +146,14 @@ impl MaskView {
 
         let style = HeatmapStyle {
             view: window,
-            filter_kind: filter_index(app.settings.filter),
-            alpha: app.settings.threshold,
-            width,
-            range,
+            filter: filter.kind,
+            alpha: filter.alpha,
+            width: filter.width,
+            range: filter.range,
             value_range,
             shade_removed: app.settings.shade_removed,
             view_mode,
             colormap: app.settings.colormap.index(),
-            background: theme::rgb_f32(theme::HEATMAP_BACKGROUND),
-            shade: theme::rgb_f32(theme::HEATMAP_SHADE),
         };
         if app.gpu {
             let packed = classes.as_ref().map(|(key, c)| Upload { key: *key, data: c.packed.clone() });
@@ -212,18 +206,12 @@ impl MaskView {
         {
             let w = layer.values[i];
             let idx = Layout::unravel(&layer.shape, i);
-            let filter = crate::engine::analysis::filter::Filter {
-                kind: app.settings.filter,
-                alpha: app.settings.threshold,
-                width,
-                range,
-            };
             let mut text = format!("weight {idx:?} = {w:.5}");
             if filter.removes(w) {
                 text.push_str("\nremoved by the filter");
             }
             if let Some((_, c)) = &classes {
-                let name = |k: u8| ["fragile", "robust", "antifragile"][(k as usize).min(2)];
+                let name = |k: u8| Class::from_index(k as usize).name();
                 text.push_str(&format!("\nclass: {} (clean), {} (adversarial)", name(c.clean[i]), name(c.adv[i])));
             }
             response.on_hover_text_at_pointer(text);
@@ -234,29 +222,6 @@ impl MaskView {
 fn cell_at(window: [f32; 4], rect: Rect, pos: Pos2) -> [f32; 2] {
     let u = (pos - rect.min) / rect.size();
     [window[0] + u.x * window[2], window[1] + u.y * window[3]]
-}
-
-pub fn filter_index(kind: FilterKind) -> u32 {
-    match kind {
-        FilterKind::H0 => 0,
-        FilterKind::H1 => 1,
-        FilterKind::H2 => 2,
-        FilterKind::H3 => 3,
-    }
-}
-
-/// The sweep range and pulse width the current filter uses (SPEC section 3).
-pub fn filter_range(app: &ExplorerApp, lo: f64, hi: f64) -> ([f64; 2], f64) {
-    let range = match app.settings.scope {
-        Scope::Local => [lo, hi],
-        Scope::Global => app.settings.global_range,
-    };
-    let width = if app.settings.filter == FilterKind::H3 {
-        (range[1] - range[0]) / app.settings.steps.max(1) as f64
-    } else {
-        0.0
-    };
-    (range, width)
 }
 
 /// The largest rectangle at the top left of `area` with the grid's shape, so cells are square;

@@ -2,9 +2,10 @@
 
 use egui_plot::{Bar, BarChart, VLine};
 
+use super::widgets::export_button;
 use super::widgets::plot::{Axis, FigurePlot};
-use super::widgets::{export_button, group};
 use crate::engine::analysis::filter::FilterKind;
+use crate::export::format::group;
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;
 use crate::ui::theme;
@@ -49,8 +50,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
                 }
                 match app.session.sweeps.layer_class(&l.name) {
                     Some(c) => {
-                        let idx = class_index(c.class);
-                        ui.colored_label(theme::class_colour(idx), c.class.name())
+                        ui.colored_label(theme::class(c.class), c.class.name())
                             .on_hover_text(format!("mean S_adv over h1, h2, h3: {:+.4}", c.mean_s_adv));
                     }
                     None => {
@@ -63,15 +63,6 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     });
     ui.separator();
     histogram(ui, app);
-}
-
-pub fn class_index(c: crate::engine::analysis::scores::Class) -> usize {
-    use crate::engine::analysis::scores::Class;
-    match c {
-        Class::Fragile => 0,
-        Class::Robust => 1,
-        Class::Antifragile => 2,
-    }
 }
 
 fn histogram(ui: &mut egui::Ui, app: &mut ExplorerApp) {
@@ -89,20 +80,16 @@ fn histogram(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         .histogram
         .iter()
         .enumerate()
-        .map(|(i, &c)| Bar::new(layer.min as f64 + (i as f64 + 0.5) * width, c as f64).width(width).fill(theme::BAR))
+        .map(|(i, &c)| Bar::new(layer.min as f64 + (i as f64 + 0.5) * width, c as f64).width(width).fill(theme::BARS))
         .collect();
     let threshold = app.settings.threshold;
     let kind = app.settings.filter;
-    let pulse = app.settings.global_range[1] - app.settings.global_range[0];
-    let layer_width = (layer.max - layer.min) as f64;
-    let half = match app.settings.scope {
-        crate::engine::analysis::sweep::Scope::Local => layer_width / app.settings.steps.max(1) as f64 / 2.0,
-        crate::engine::analysis::sweep::Scope::Global => pulse / app.settings.steps.max(1) as f64 / 2.0,
-    };
+    // h3's window: the pulse width the sweep uses.
+    let half = app.current_filter(layer.min as f64, layer.max as f64).width / 2.0;
     let figure = FigurePlot::new("histogram", Axis::new("weight value"), Axis::new("count (weights per bin)"));
     let plot = figure.plot().height(ui.available_height().clamp(120.0, 260.0)).allow_scroll(false);
     figure.show(ui, plot, move |plot| {
-        plot.bar_chart(BarChart::new("weights", bars).color(theme::BAR));
+        plot.bar_chart(BarChart::new("weights", bars).color(theme::BARS));
         let line = |x: f64| VLine::new("threshold a", x).color(theme::THRESHOLD).width(2.0);
         match kind {
             FilterKind::H3 => {

@@ -74,7 +74,7 @@ impl PerturbationView {
                     let frame = egui::Frame::new()
                         .stroke(egui::Stroke::new(
                             if flip { 2.0 } else { 1.0 },
-                            if flip { theme::FLIPPED } else { ui.visuals().widgets.noninteractive.bg_stroke.color },
+                            if flip { theme::HIGHLIGHT } else { ui.visuals().widgets.noninteractive.bg_stroke.color },
                         ))
                         .inner_margin(4.0);
                     frame.show(ui, |ui| {
@@ -91,7 +91,7 @@ impl PerturbationView {
                             );
                             let adv = format!("adversarial {} ({:.0} %)", name(s.adv_pred), 100.0 * s.adv_conf);
                             if flip {
-                                ui.colored_label(theme::FLIPPED, format!("{adv} · flipped"));
+                                ui.colored_label(theme::HIGHLIGHT, format!("{adv} · flipped"));
                             } else {
                                 ui.colored_label(theme::ADVERSARIAL, adv);
                             }

@@ -3,7 +3,6 @@
 
 use egui_plot::{Bar, BarChart};
 
-use super::model_panel::class_index;
 use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
@@ -68,7 +67,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     let charts = [
         BarChart::new("S_clean", bars(0, -0.27, theme::CLEAN)).color(theme::CLEAN),
         BarChart::new("S_adv", bars(1, 0.0, theme::ADVERSARIAL)).color(theme::ADVERSARIAL),
-        BarChart::new("S_diff = S_adv − S_clean", bars(2, 0.27, theme::THRESHOLD)).color(theme::THRESHOLD),
+        BarChart::new("S_diff = S_adv − S_clean", bars(2, 0.27, theme::SCORE_DIFF)).color(theme::SCORE_DIFF),
     ];
     figure.show(ui, plot, move |plot| {
         for chart in charts {
@@ -90,7 +89,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
                 ui.label(f(d.s_adv));
                 ui.label(f(d.s_diff));
                 match app.session.sweeps.layer_class(&r.layer) {
-                    Some(c) => ui.colored_label(theme::class_colour(class_index(c.class)), c.class.name()),
+                    Some(c) => ui.colored_label(theme::class(c.class), c.class.name()),
                     None => ui.label(""),
                 };
                 ui.end_row();

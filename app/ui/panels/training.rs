@@ -39,22 +39,21 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
             })
             .collect()
     };
+    // As the exported figure draws them: clean and adversarial in their colours, selective dashed.
     let mut lines = Vec::new();
-    for (arm, logs, colour) in
-        [("regular", &app.session.regular, theme::REGULAR), ("selective", &app.session.selective, theme::SELECTIVE)]
-    {
+    for (arm, logs, dashed) in [("regular", &app.session.regular, false), ("selective", &app.session.selective, true)] {
         for adv in [false, true] {
             let name = format!("{arm}, {} accuracy", if adv { "adversarial" } else { "clean" });
-            lines.push((name, series(logs, adv), colour, adv));
+            lines.push((name, series(logs, adv), if adv { theme::ADVERSARIAL } else { theme::CLEAN }, dashed));
         }
     }
     let figure = FigurePlot::new("training", Axis::new("epoch").integers(), Axis::new("test accuracy (%)"));
     // Accuracies near 100 % at the top: the legend goes in the empty bottom corner.
     let plot = figure.plot().include_y(0.0).include_y(100.0).legend(legend(Corner::RightBottom));
     figure.show(ui, plot, move |plot| {
-        for (name, pts, colour, adv) in lines {
+        for (name, pts, colour, dashed) in lines {
             let mut line = Line::new(name.clone(), PlotPoints::from(pts.clone())).color(colour).width(2.0);
-            if adv {
+            if dashed {
                 line = line.style(egui_plot::LineStyle::dashed_loose());
             }
             plot.line(line);

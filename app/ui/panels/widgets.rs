@@ -4,7 +4,6 @@
 pub mod map;
 pub mod plot;
 
-pub use crate::cli::common::group;
 use crate::jobs::JobKind;
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;

@@ -9,10 +9,11 @@ use super::f32_data;
 /// (Collected, not written into a zeroed vector: zeroing took 5 % of a sweep.)
 const BLOCK: usize = 1 << 16;
 
-/// ReLU of one element: every ReLU pass (also the convolution's epilogue) uses this.
+/// ReLU of one element: every ReLU pass (also the convolution's epilogue) uses this. NaN
+/// stays NaN, as in PyTorch and candle's own op: a NaN weight must not vanish on this path.
 #[inline(always)]
 pub(super) fn relu_of(v: f32) -> f32 {
-    if v > 0.0 { v } else { 0.0 }
+    if v <= 0.0 { 0.0 } else { v }
 }
 
 /// ReLU's gradient for one element, from the gradient `g` and the output `y`.

@@ -18,7 +18,8 @@ mod step;
 mod transpose;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, Layout, Result, Tensor};
 use rayon::prelude::*;
@@ -67,23 +68,31 @@ fn apply3(
     }
 }
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Whether the custom kernels run (CPU tensors only). On by default; the environment
-/// variable `FRAGILITY_PLAIN_OPS=1` turns them off at start.
-pub fn enabled_for(t: &Tensor) -> bool {
-    static ENV: std::sync::Once = std::sync::Once::new();
-    ENV.call_once(|| {
-        if std::env::var_os("FRAGILITY_PLAIN_OPS").is_some_and(|v| v == "1") {
-            ENABLED.store(false, Ordering::SeqCst);
-        }
-    });
-    t.device().is_cpu() && ENABLED.load(Ordering::SeqCst)
+thread_local! {
+    /// Set while `plain` runs a closure on this thread.
+    static PLAIN: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Switches the custom kernels on or off for the whole process.
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::SeqCst);
+/// Whether the custom kernels run (CPU tensors only). On by default; off inside `plain`, and
+/// for the whole process when the environment variable `FRAGILITY_PLAIN_OPS=1` is set at start.
+/// Every caller decides on its own thread before a kernel fans work out to rayon, so the
+/// choice is per call: two tests on two threads can compare the paths side by side.
+pub fn enabled_for(t: &Tensor) -> bool {
+    static ENV_PLAIN: OnceLock<bool> = OnceLock::new();
+    let env_plain = *ENV_PLAIN.get_or_init(|| std::env::var_os("FRAGILITY_PLAIN_OPS").is_some_and(|v| v == "1"));
+    t.device().is_cpu() && !env_plain && !PLAIN.get()
+}
+
+/// Runs `f` on candle's plain ops instead of the custom kernels (this thread, this call).
+pub fn plain<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PLAIN.set(self.0);
+        }
+    }
+    let _restore = Restore(PLAIN.replace(true));
+    f()
 }
 
 /// The f32 elements of a contiguous tensor's storage (callers make inputs contiguous).

@@ -287,7 +287,6 @@ fn conv_bias_is_fused_with_its_gradient() {
 fn relu_and_max_pool_match_the_plain_ops() {
     let x = Var::from_tensor(&randn(&[2, 3, 9, 7], 5)).unwrap();
     let probe_for = |t: &Tensor, s| randn(t.dims(), s);
-    set_enabled(true);
     let fast = relu(x.as_tensor()).unwrap();
     let plain = {
         let mask = x.as_tensor().gt(0f64).unwrap().to_dtype(candle_core::DType::F32).unwrap().detach();
@@ -317,9 +316,7 @@ fn relu_and_max_pool_match_the_plain_ops() {
     let ties = Var::from_tensor(&(randn(&[2, 3, 9, 7], 8) * 2.0).unwrap().round().unwrap()).unwrap();
     for (i, (p, x)) in pools.iter().flat_map(|p| [(p, &x), (p, &ties)]).enumerate() {
         let fast = max_pool2d(x.as_tensor(), p).unwrap();
-        set_enabled(false);
-        let plain = crate::engine::model::ops::max_pool2d(x.as_tensor(), p).unwrap();
-        set_enabled(true);
+        let plain = super::plain(|| crate::engine::model::ops::max_pool2d(x.as_tensor(), p).unwrap());
         close(&fast, &plain, &format!("pool {i}"));
         let probe = probe_for(&fast, 7 + i as u64);
         let gf = (fast * &probe).unwrap().sum_all().unwrap().backward().unwrap();

@@ -3,12 +3,14 @@
 
 use super::{Built, cell};
 use crate::engine::analysis::dropout::DropoutResult;
-use crate::export::figures::{BarPlot, Figure, palette};
+use crate::engine::analysis::scores::Class;
+use crate::export::figures::{BarPlot, Figure};
 use crate::export::tables::Table;
+use crate::render::palette;
 
 /// Bar colours of fragile (A_k < mean) and null (A_k >= baseline) kernels.
-const FRAGILE: [u8; 3] = crate::render::colormap::CLASS_COLOURS[0];
-const NULL: [u8; 3] = palette::SERIES[palette::ORANGE];
+const FRAGILE: [u8; 3] = palette::class(Class::Fragile);
+const NULL: [u8; 3] = palette::SERIES[palette::NULL_KERNEL];
 
 fn table(r: &DropoutResult) -> Table {
     let mut t = Table::new(&["kernel", "correct", "accuracy", "fragile", "null", "d"]);
@@ -66,7 +68,7 @@ pub fn dropout_accuracy(r: &DropoutResult) -> Built {
         categories: k.names,
         x_label: "Kernel k".into(),
         y_label: "Clean accuracy A_k".into(),
-        series: vec![(k.others, acc.clone(), palette::BLUE)],
+        series: vec![(k.others, acc.clone(), palette::BARS)],
         hlines: vec![
             (r.mean, format!("Mean {:.4}", r.mean)),
             (r.baseline_accuracy, format!("Baseline {:.4}", r.baseline_accuracy)),
@@ -96,7 +98,7 @@ pub fn dropout_targeting(r: &DropoutResult) -> Built {
         categories: k.names,
         x_label: "Kernel k".into(),
         y_label: "Mean |z_k(x_adv) − z_k(x)|".into(),
-        series: vec![(k.others, r.d_per_kernel.clone(), palette::BLUE)],
+        series: vec![(k.others, r.d_per_kernel.clone(), palette::BARS)],
         hlines,
         bar_colours: k.colours,
         legend_extra: k.legend,

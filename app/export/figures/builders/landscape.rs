@@ -6,9 +6,10 @@ use anyhow::{Result, bail};
 use super::{Built, View, class_categories, listing};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::landscape::{CombinedMap, LandscapeResult, LayerMaps};
-use crate::export::figures::{Figure, Heatmap, palette};
+use crate::export::figures::{Figure, Heatmap};
 use crate::export::tables::Table;
 use crate::render::colormap::Colormap;
+use crate::render::palette;
 
 fn holdings(r: &LandscapeResult) -> String {
     listing(&r.maps.iter().map(|m| format!("{} {}", m.layer, m.filter)).collect::<Vec<_>>())
@@ -77,7 +78,7 @@ pub fn landscape_accuracy(r: &LandscapeResult, layer: &str, filter: FilterKind, 
 pub fn landscape_classes(r: &LandscapeResult, layer: &str, filter: FilterKind, view: View) -> Result<Built> {
     let m = maps(r, layer, filter)?;
     let classes = if view == View::Clean { &m.class_clean } else { &m.class_adv };
-    let (rows, cols, values) = grid(classes, |&c| palette::class_index(c) as f32);
+    let (rows, cols, values) = grid(classes, |&c| c.index() as f32);
     let title = format!("Learning landscape of {layer}, {}: {} classes", filter.label(), view.name());
     let (mut fig, table) = map(r, title, rows, cols, values, "class_index");
     if let Figure::Heatmap(h) = &mut fig {

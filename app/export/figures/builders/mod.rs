@@ -18,9 +18,10 @@ pub use weights::{WeightView, weight_heatmap};
 use serde::{Deserialize, Serialize};
 
 use super::Figure;
-use super::{palette, sentence_case};
-use crate::engine::analysis::filter::FilterKind;
+use super::sentence_case;
+use crate::engine::analysis::scores::Class;
 use crate::export::tables::Table;
+use crate::render::palette;
 
 /// A figure and the data it plots.
 pub type Built = (Figure, Table);
@@ -53,19 +54,9 @@ impl View {
     }
 }
 
-/// The palette colour of a filter, the same in every figure.
-pub fn filter_colour(f: FilterKind) -> usize {
-    match f {
-        FilterKind::H0 => palette::GREEN,
-        FilterKind::H1 => palette::BLUE,
-        FilterKind::H2 => palette::VERMILLION,
-        FilterKind::H3 => palette::PURPLE,
-    }
-}
-
-/// Category entries of the three classes in `CLASS_COLOURS` order, for class maps.
+/// Category entries of the three classes in `Class::index` order, for class maps.
 pub fn class_categories() -> Vec<(String, [u8; 3])> {
-    palette::CLASSES.iter().map(|&c| (sentence_case(c.name()), palette::class(c))).collect()
+    Class::ALL.iter().map(|&c| (sentence_case(c.name()), palette::class(c))).collect()
 }
 
 /// A CSV cell of an optional number (empty when absent).

@@ -3,9 +3,10 @@
 use anyhow::{Result, bail};
 
 use super::Built;
-use crate::export::figures::{Figure, GridImage, ImageGrid, LinePlot, Series, palette};
+use crate::export::figures::{Figure, GridImage, ImageGrid, LinePlot, Series};
 use crate::export::tables::Table;
 use crate::render::colormap::Colormap;
+use crate::render::palette;
 
 /// Clean and adversarial accuracy against the attack strength, from `(eps, clean,
 /// adversarial)` points in any order.

@@ -2,11 +2,13 @@
 
 use anyhow::{Result, bail};
 
-use super::{Built, filter_colour, listing};
+use super::{Built, listing};
 use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::scores::Class;
 use crate::engine::analysis::sweep::{SweepRecord, SweepResult};
-use crate::export::figures::{BarPlot, Figure, LinePlot, Marker, Series, palette};
+use crate::export::figures::{BarPlot, Figure, LinePlot, Marker, Series};
 use crate::export::tables::Table;
+use crate::render::palette;
 
 /// "features.0 (h1, h2, h3), features.3 (h1)": what a result holds, for error messages.
 pub(super) fn holdings(r: &SweepResult) -> String {
@@ -79,7 +81,7 @@ pub fn sweep_curves(r: &SweepResult, layer: &str, filter: FilterKind, current: O
         ],
         y2: Some((
             "Fraction retained ρ".into(),
-            vec![series("Fraction retained ρ", pts(&rec.rho), palette::BLACK, true, false)],
+            vec![series("Fraction retained ρ", pts(&rec.rho), palette::RETAINED, true, false)],
         )),
         // Both axes are fractions: the same scale lets rho be read against the accuracies.
         y2_range: Some([0.0, 1.0]),
@@ -131,11 +133,11 @@ pub fn compression(r: &SweepResult, layer: &str) -> Result<Built> {
                 a.to_string(),
             ]);
         }
-        let colour = filter_colour(rec.filter);
+        let colour = palette::filter(rec.filter);
         plotted.push(series(&format!("{} clean", rec.filter), clean, colour, false, false));
         plotted.push(series(&format!("{} adversarial", rec.filter), adv, colour, true, false));
     }
-    plotted.push(series("P / P_base = ρ", vec![[0.0, 0.0], [1.0, 1.0]], palette::BLACK, true, false));
+    plotted.push(series("P / P_base = ρ", vec![[0.0, 0.0], [1.0, 1.0]], palette::RETAINED, true, false));
     let plot = LinePlot {
         title: format!("{}: accuracy against weights retained", scope_name(layer)),
         x_label: "Fraction of weights retained ρ".into(),
@@ -185,7 +187,7 @@ pub fn layer_scores(r: &SweepResult, filter: Option<FilterKind>) -> Result<Built
         for (v, x) in values.iter_mut().zip(s) {
             v.push(x);
         }
-        classes.push(class.map(palette::class_index));
+        classes.push(class.map(Class::index));
         categories.push(layer);
     }
     if categories.is_empty() {
@@ -202,7 +204,7 @@ pub fn layer_scores(r: &SweepResult, filter: Option<FilterKind>) -> Result<Built
         series: vec![
             ("S_clean".into(), clean, palette::CLEAN),
             ("S_adv".into(), adv, palette::ADVERSARIAL),
-            ("S_diff".into(), diff, palette::PURPLE),
+            ("S_diff".into(), diff, palette::SCORE_DIFF),
         ],
         category_class: classes,
         ..Default::default()

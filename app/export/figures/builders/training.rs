@@ -3,8 +3,9 @@
 use super::Built;
 use crate::engine::analysis::selective::SelectiveResult;
 use crate::engine::train::{EpochLog, TrainResult};
-use crate::export::figures::{Figure, LinePlot, Marker, Series, palette};
+use crate::export::figures::{Figure, LinePlot, Marker, Series};
 use crate::export::tables::epochs_table;
+use crate::render::palette;
 
 /// Points (epoch, value) of one log field; epochs without a value break the line.
 fn curve(logs: &[EpochLog], value: impl Fn(&EpochLog) -> Option<f64>) -> Vec<[f64; 2]> {
@@ -25,11 +26,11 @@ pub fn training_curves(r: &TrainResult) -> Built {
         series: vec![
             line("Test clean", curve(logs, |l| l.test_clean_accuracy), palette::CLEAN, false),
             line("Test adversarial", curve(logs, |l| l.test_adv_accuracy), palette::ADVERSARIAL, false),
-            line("Training", curve(logs, |l| Some(l.train_accuracy)), palette::GREEN, false),
+            line("Training", curve(logs, |l| Some(l.train_accuracy)), palette::TRAINING, false),
         ],
         y2: Some((
             "Training loss".into(),
-            vec![line("Training loss", curve(logs, |l| Some(l.train_loss)), palette::BLACK, true)],
+            vec![line("Training loss", curve(logs, |l| Some(l.train_loss)), palette::REFERENCE, true)],
         )),
         y_range: Some([0.0, 1.0]),
         ..Default::default()

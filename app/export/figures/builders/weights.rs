@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 
 use super::{Built, class_categories};
 use crate::engine::analysis::scores::Class;
-use crate::export::figures::{Figure, Heatmap, palette};
+use crate::export::figures::{Figure, Heatmap};
 use crate::export::tables::Table;
 use crate::render::colormap::Colormap;
 
@@ -94,7 +94,7 @@ pub fn weight_heatmap(v: &WeightView) -> Result<Built> {
     let mut shaded = if v.removed.is_some() { vec![false; t.rows * t.cols] } else { Vec::new() };
     for (k, &cell) in t.cell.iter().enumerate() {
         values[cell] = match v.classes {
-            Some(c) => palette::class_index(c[k]) as f32,
+            Some(c) => c[k].index() as f32,
             None => v.values[k],
         };
         if let Some(r) = v.removed {

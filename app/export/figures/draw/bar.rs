@@ -9,8 +9,9 @@ use super::legend;
 use super::line::extent;
 use super::pen::{Pen, TICK, TITLE, style_axes};
 use super::ticks::{Axis, index_ticks};
-use crate::export::figures::{BarPlot, palette, sentence_case};
-use crate::render::colormap::CLASS_COLOURS;
+use crate::engine::analysis::scores::Class;
+use crate::export::figures::{BarPlot, sentence_case};
+use crate::render::palette::{self, CLASS_COLOURS};
 
 /// Share of a category's slot covered by its bars.
 const GROUP_WIDTH: f64 = 0.8;
@@ -80,7 +81,7 @@ where
         vec![(-0.5, base), (n as f64 - 0.5, base)],
         pen.line(palette::INK, 1.0),
     )))?;
-    let style = pen.line(palette::lighten(palette::INK, 0.2), 1.5);
+    let style = pen.line(palette::series(palette::REFERENCE), 1.5);
     legend::reference_lines(root, &mut chart, pen, &p.hlines, [-0.5, n as f64 - 0.5], style)?;
 
     // Category labels (and class chips) under the axis, in the class colour where there is one.
@@ -108,7 +109,7 @@ where
         legend::box_swatch(anno, pen, *colour);
         entries += 1;
     }
-    for (c, class) in palette::CLASSES.iter().enumerate() {
+    for (c, class) in Class::ALL.iter().enumerate() {
         if p.category_class.contains(&Some(c)) {
             let anno = chart.draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?;
             anno.label(sentence_case(class.name()));

@@ -7,7 +7,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::pen::{CAPTION, Pen, TITLE};
 use super::{raster, titled};
-use crate::export::figures::{ImageGrid, palette};
+use crate::export::figures::ImageGrid;
+use crate::render::palette;
 
 /// Logical layout: fixed width, rows as many as the images need.
 const WIDTH: f64 = 800.0;

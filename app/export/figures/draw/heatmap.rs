@@ -9,7 +9,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 use super::pen::{AXIS, LEGEND, Pen, TICK, style_axes};
 use super::ticks::{Axis, index_ticks, label, ticks};
 use super::{raster, titled};
-use crate::export::figures::{Heatmap, palette};
+use crate::export::figures::Heatmap;
+use crate::render::palette;
 
 /// Up to this many cells an SVG gets one rectangle per cell; past it, an embedded image.
 const VECTOR_CELLS: usize = 20_000;

@@ -10,7 +10,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::pen::{LEGEND, Pen, TICK};
 use super::ticks::Axis;
-use crate::export::figures::palette;
+use crate::render::palette;
 
 /// The corner of the plot where a legend of `entries` lines covers the fewest of `points`,
 /// given in plot fractions (0 to 1, y up). Ties go to the upper right.

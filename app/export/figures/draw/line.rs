@@ -9,7 +9,8 @@ use plotters::style::text_anchor::HPos;
 use super::legend;
 use super::pen::{AXIS, Pen, TICK, TITLE, style_axes};
 use super::ticks::Axis;
-use crate::export::figures::{LinePlot, Series, palette};
+use crate::export::figures::{LinePlot, Series};
+use crate::render::palette;
 
 /// The smallest interval holding `values`, widened by `pad` of its span on both sides; a
 /// degenerate interval is widened so the axis still has a scale.
@@ -81,10 +82,10 @@ where
             .draw()?;
     }
 
-    let reference = pen.line(palette::lighten(palette::INK, 0.3), 1.0);
+    let reference = pen.line(palette::series(palette::REFERENCE), 1.0);
     legend::reference_lines(root, &mut chart, pen, &p.hlines, [x0, x1], reference)?;
-    // Markers are neutral: the series' colours mean clean and adversarial.
-    let marker_colour = palette::lighten(palette::INK, 0.15);
+    // Markers in the threshold's colour, as the app marks the threshold.
+    let marker_colour = palette::series(palette::THRESHOLD);
     let mut normalised = Vec::new();
     for m in &p.markers {
         let style = pen.line(marker_colour, 1.5);

@@ -57,7 +57,7 @@ where
     let band = pen.px(pen::TITLE + 20.0);
     let (top, rest) = root.split_vertically(band);
     let (w, _) = top.dim_in_pixel();
-    let style = pen.anchored(pen::TITLE, super::palette::INK, HPos::Center, VPos::Center);
+    let style = pen.anchored(pen::TITLE, crate::render::palette::INK, HPos::Center, VPos::Center);
     top.draw_text(title, &style, (w as i32 / 2, band / 2 + pen.px(2.0)))?;
     Ok(rest)
 }

@@ -67,7 +67,7 @@ impl Pen {
     }
 
     pub fn font(&self, size: f64) -> TextStyle<'static> {
-        self.font_in(size, super::super::palette::INK)
+        self.font_in(size, crate::render::palette::INK)
     }
 
     pub fn font_in(&self, size: f64, colour: [u8; 3]) -> TextStyle<'static> {
@@ -115,8 +115,8 @@ where
         .y_desc(y_desc)
         .label_style(pen.font(TICK))
         .axis_desc_style(pen.font(AXIS))
-        .bold_line_style(pen.line(super::super::palette::GRID, 1.0))
+        .bold_line_style(pen.line(crate::render::palette::GRID, 1.0))
         .light_line_style(TRANSPARENT)
-        .axis_style(pen.line(super::super::palette::INK, 1.0))
+        .axis_style(pen.line(crate::render::palette::INK, 1.0))
         .set_all_tick_mark_size(pen.px(4.0))
 }

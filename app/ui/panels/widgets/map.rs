@@ -6,7 +6,7 @@ use egui::epaint::TextShape;
 use egui::{Align2, Color32, Id, Mesh, Pos2, Rect, Role, Sense, Stroke, Vec2, WidgetInfo};
 
 use super::plot::Axis;
-use crate::export::figures::palette;
+use crate::engine::analysis::scores::Class;
 use crate::render::colormap::Colormap;
 use crate::render::heatmap::{SHADE_STRENGTH, STRIPE};
 use crate::ui::theme;
@@ -110,8 +110,7 @@ fn gradient(ui: &egui::Ui, cmap: Colormap, cell: impl Fn(f32, f32) -> Rect) {
     let mut mesh = Mesh::default();
     for i in 0..STEPS {
         let (t0, t1) = (i as f32 / STEPS as f32, (i + 1) as f32 / STEPS as f32);
-        let [r, g, b] = cmap.at((t0 + t1) / 2.0);
-        mesh.add_colored_rect(cell(t0, t1), Color32::from_rgb(r, g, b));
+        mesh.add_colored_rect(cell(t0, t1), theme::rgb(cmap.at((t0 + t1) / 2.0)));
     }
     ui.painter().add(mesh);
 }
@@ -255,5 +254,5 @@ pub fn legend(ui: &egui::Ui, id: Id, band: Rect, title: &str, entries: &[(Swatch
 
 /// The class colours (fragile, robust, antifragile), in that order.
 pub fn class_entries() -> Vec<(Swatch, &'static str)> {
-    palette::CLASSES.iter().map(|&c| (Swatch::Solid(theme::class_colour(palette::class_index(c))), c.name())).collect()
+    Class::ALL.iter().map(|&c| (Swatch::Solid(theme::class(c)), c.name())).collect()
 }
