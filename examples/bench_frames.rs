@@ -3,7 +3,7 @@
 //! each image back, which a window never does).
 //!
 //!     xvfb-run -s "-screen 0 1920x1080x24" cargo run --release --example bench_frames -- \
-//!         [--frames 300] [--vsync] [--size 1300x820]
+//!         [--frames 300] [--vsync] [--size 1300x820] [--empty | --filled] [--idle-view mask]
 //!
 //! The app opens on the embedded model with 1,000 evaluation images. Once it is idle, it
 //! records `--frames` idle frames on the mask view, then starts "Characterise all layers" and
@@ -16,6 +16,10 @@
 //! `ui`, tessellation and rendering, without waiting for vsync), and `interval_ms`, the wall
 //! time from one frame to the next. Without `--vsync` the surface presents without waiting
 //! for a vertical blank (`AutoNoVsync`), so the interval is the whole cost of a frame.
+//!
+//! `--empty` and `--filled` measure the renderer's floor instead of the app: the same window
+//! holding one label (eframe's clear is all that is drawn), or one rectangle covering it, as
+//! any panel's background does. `--idle-view` picks the view of the idle frames.
 //!
 //! Prints one JSON line on stdout; progress goes to stderr.
 
@@ -74,6 +78,8 @@ struct Series {
 struct Bench {
     app: ExplorerApp,
     frames: usize,
+    /// The view of the idle frames.
+    idle_view: Tab,
     phase: Phase,
     last: Option<Instant>,
     series: Vec<(String, Series)>,
@@ -89,7 +95,10 @@ impl Bench {
         self.frame_in_phase = 0;
         self.last = None;
         self.phase = match self.phase {
-            Phase::Settling => Phase::Idle,
+            Phase::Settling => {
+                self.app.settings.layout.tab = self.idle_view;
+                Phase::Idle
+            }
             Phase::Idle => {
                 eprintln!("frames: characterising all layers");
                 self.app.push(Action::Sweep { filters: FilterKind::PAPER.to_vec(), all_layers: true });
@@ -188,10 +197,50 @@ impl eframe::App for Bench {
     }
 }
 
+/// A window with one label: what any egui app costs to draw here.
+struct Empty {
+    frames: usize,
+    /// Paint the window's area once (else eframe's clear is all there is).
+    filled: bool,
+    last: Option<Instant>,
+    series: Series,
+    result: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
+}
+
+impl eframe::App for Empty {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            self.series.interval.push((now - last).as_secs_f64() * 1000.0);
+            if let Some(cpu) = frame.info().cpu_usage {
+                self.series.cpu.push(cpu as f64 * 1000.0);
+            }
+        }
+        self.last = Some(now);
+        if self.filled {
+            // One rectangle over the whole window, as any panel's background is.
+            let all = ui.ctx().content_rect();
+            ui.painter().rect_filled(all, 0.0, egui::Color32::DARK_GRAY);
+        }
+        ui.label("empty");
+        if self.series.interval.len() >= self.frames {
+            let s = &self.series;
+            let value = json!({if self.filled { "filled" } else { "empty" }: {"cpu": stats(&s.cpu), "interval": stats(&s.interval)}});
+            *self.result.lock().expect("result lock") = Some(value);
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        ui.ctx().request_repaint();
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let frames: usize = arg(&args, "--frames").map_or(Ok(300), |v| v.parse())?;
     let vsync = args.iter().any(|a| a == "--vsync");
+    let empty = args.iter().any(|a| a == "--empty") || args.iter().any(|a| a == "--filled");
+    let filled = args.iter().any(|a| a == "--filled");
+    let idle_view =
+        arg(&args, "--idle-view").map_or(Ok(Tab::Mask), |v| Tab::parse(&v).ok_or(anyhow!("--idle-view {v}")))?;
     let size = arg(&args, "--size").unwrap_or_else(|| "1300x820".into());
     let (w, h) = size.split_once('x').ok_or_else(|| anyhow!("--size must look like 1300x820"))?;
     let (w, h): (f32, f32) = (w.parse()?, h.parse()?);
@@ -216,11 +265,16 @@ fn main() -> Result<()> {
         Box::new(move |cc| {
             let adapter = cc.wgpu_render_state.as_ref().map(|rs| rs.adapter.get_info());
             eprintln!("frames: adapter {:?}", adapter.map(|a| (a.name, a.backend)));
+            if empty {
+                let app = Empty { frames, filled, last: None, series: Series::default(), result: shared };
+                return Ok(Box::new(app) as Box<dyn eframe::App>);
+            }
             let options = AppOptions { fresh: true, eval_images: Some(1000), ..AppOptions::default() };
             let app = ExplorerApp::new(cc, options)?;
             Ok(Box::new(Bench {
                 app,
                 frames,
+                idle_view,
                 phase: Phase::Settling,
                 last: None,
                 series: Vec::new(),

@@ -11,6 +11,7 @@ use anyhow::{Result, anyhow};
 use clap::Args;
 
 use crate::engine::device::DeviceChoice;
+use crate::ui::autorun::RunStep;
 use crate::ui::settings::Tab;
 use crate::ui::{AppOptions, ExplorerApp};
 
@@ -90,7 +91,7 @@ pub struct GuiArgs {
     /// Steps to run once the model is open, in order (comma-separated): layer:NAME, sweep,
     /// characterise, compression, eps, perturb, dropout, classes (show the class view)
     #[arg(long, value_delimiter = ',', hide = true)]
-    pub run: Vec<String>,
+    pub run: Vec<RunStep>,
     /// Images in the evaluation subset (the first N)
     #[arg(long, value_name = "N")]
     pub eval_images: Option<usize>,

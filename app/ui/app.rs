@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::actions::Action;
+use super::autorun::RunStep;
 use super::dialogs::{Dialogs, Pending, RfdDialogs};
 use super::panels::Panels;
 use super::session::Session;
@@ -36,7 +37,7 @@ pub struct AppOptions {
     pub tab: Option<Tab>,
     /// Jobs to run once the model is open (for screenshots): sweep, characterise, perturb,
     /// eps, dropout.
-    pub autorun: Vec<String>,
+    pub autorun: Vec<RunStep>,
     /// Evaluation images and thresholds per sweep, instead of the stored ones.
     pub eval_images: Option<usize>,
     pub steps: Option<usize>,
@@ -67,7 +68,7 @@ pub struct ExplorerApp {
     pub(super) eval_due: Option<Instant>,
     /// Bumped on every change of the filter; results made with another are stale.
     pub filter_version: u64,
-    pub(super) autorun: Vec<String>,
+    pub(super) autorun: Vec<RunStep>,
     /// The heatmap's GPU pipeline is installed (false without a wgpu renderer).
     pub gpu: bool,
     /// The first files failed to open and the embedded default was opened instead.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::actions::{Action, FigureId};
 use super::app::{DEBOUNCE, ExplorerApp};
+use super::autorun::RunStep;
 use super::dialogs::{Answer, Pending, Purpose};
 use super::figures;
 use super::panels::file_browser::{self, FileBrowser};
@@ -307,34 +308,26 @@ impl ExplorerApp {
         if self.autorun.is_empty() || !self.is_idle() {
             return;
         }
-        let next = self.autorun.remove(0);
-        if let Some(layer) = next.strip_prefix("layer:") {
-            self.select_layer(layer.to_string(), false);
-            return;
-        }
-        let action = match next.as_str() {
-            "classes" => {
+        let action = match self.autorun.remove(0) {
+            RunStep::Layer(layer) => return self.select_layer(layer, false),
+            RunStep::Classes => {
                 self.settings.view_mode = super::settings::ViewMode::ClassesAdversarial;
                 return;
             }
-            "sweep" => Action::Sweep { filters: vec![self.settings.filter], all_layers: false },
-            "characterise" => Action::Sweep { filters: FilterKind::PAPER.to_vec(), all_layers: true },
-            "compression" => {
+            RunStep::Sweep => Action::Sweep { filters: vec![self.settings.filter], all_layers: false },
+            RunStep::Characterise => Action::Sweep { filters: FilterKind::PAPER.to_vec(), all_layers: true },
+            RunStep::Compression => {
                 self.panels.curves.curve = super::panels::curves::Curve::Compression;
                 Action::Sweep { filters: vec![FilterKind::H0, FilterKind::H1, FilterKind::H2], all_layers: false }
             }
-            "eps" => {
+            RunStep::Eps => {
                 self.panels.curves.curve = super::panels::curves::Curve::Eps;
                 Action::EpsCurve
             }
-            "perturb" => Action::Perturb,
-            "dropout" => Action::Dropout { layer: None },
-            "train" => Action::Train,
-            "landscape" => Action::Landscape,
-            other => {
-                self.session.error(format!("unknown job to run: {other}"));
-                return;
-            }
+            RunStep::Perturb => Action::Perturb,
+            RunStep::Dropout => Action::Dropout { layer: None },
+            RunStep::Train => Action::Train,
+            RunStep::Landscape => Action::Landscape,
         };
         self.apply(action);
     }

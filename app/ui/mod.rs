@@ -8,6 +8,7 @@ pub mod actions;
 pub mod app;
 mod app_actions;
 mod app_events;
+pub mod autorun;
 pub mod dialogs;
 mod figures;
 pub mod panels;

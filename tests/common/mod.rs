@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod readme;
+pub mod synthetic;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

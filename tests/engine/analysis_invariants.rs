@@ -1,6 +1,6 @@
 //! Invariants of the analyses (METHOD.md sections 3-8), bad input, cancellation, training.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

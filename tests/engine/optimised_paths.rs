@@ -1,7 +1,7 @@
 //! The custom CPU kernels against candle's plain ops: the same accuracies and the same
 //! sweep results. `kernels::plain` chooses the path per call, so the cases run side by side.
 
-mod common;
+use crate::common;
 
 use candle_core::{Device, Tensor};
 use common::*;

@@ -1,6 +1,6 @@
 //! Dataset formats, subsets and the errors malformed files give.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

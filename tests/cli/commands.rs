@@ -1,6 +1,6 @@
 //! The command line as a user meets it: help, the embedded default, clear errors.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

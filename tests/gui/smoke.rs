@@ -5,7 +5,7 @@
 //! (`-fbdir`), so no screenshot tool is needed. Skips with a message when Xvfb is not
 //! installed (.ci/run installs it).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

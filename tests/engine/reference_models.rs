@@ -1,7 +1,7 @@
 //! Every architecture family against PyTorch: logits, gradients and attacks on tiny
 //! random-weight models made by scripts/make_fixtures.py.
 
-mod common;
+use crate::common;
 
 use candle_core::{D, Device, Tensor};
 use common::*;

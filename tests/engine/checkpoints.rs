@@ -1,6 +1,6 @@
 //! Checkpoint formats and the errors bad files give.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Sweeps, scores, classes and nodal dropout against an independent PyTorch
 //! implementation of docs/METHOD.md (scripts/make_analysis_fixtures.py): counts exact, floats 1e-5.
 
-mod common;
+use crate::common;
 
 use candle_core::Device;
 use common::*;

@@ -1,8 +1,7 @@
 //! Figure export: every figure kind renders to PNG (2x) and SVG with its data and config, the
 //! `figure` command renders saved results, and failed writes leave existing files alone.
 
-#[path = "figures/synthetic.rs"]
-mod synthetic;
+use crate::common::synthetic;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -301,9 +301,7 @@ fn assert_axis(h: &Harness<'_, ExplorerApp>, title: &str, x_axis: bool, min: usi
     }
 }
 
-#[path = "figures/synthetic.rs"]
-#[allow(dead_code)]
-mod synthetic;
+use crate::common::synthetic;
 
 #[test]
 fn curves_and_landscape_views_have_axes_ticks_legends_and_colorbars() {

@@ -2,7 +2,7 @@
 //! (scripts/reference_mnist.py): 9,905 clean; FGSM eps 0.3: 6,232 with the exact
 //! direction, 7,301 with PyTorch's float32 autograd at batch 100.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

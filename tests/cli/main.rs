@@ -1,0 +1,8 @@
+//! The command line run as a user runs it (the built binary, the README's commands) and the
+//! figures it exports. One binary for both, so the app is linked once.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod commands;
+mod figures;
