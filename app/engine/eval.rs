@@ -83,6 +83,7 @@ pub fn predictions(logits: &Tensor) -> Result<Vec<(u32, f32)>> {
 /// Evaluates `net` on every sample of `data`, attacking each batch if configured.
 pub fn evaluate(net: &Network, data: &Dataset, norm: &Normalize, cfg: &EvalConfig, ctrl: Ctrl) -> Result<EvalReport> {
     cfg.validate()?;
+    net.check_finite()?;
     let n = data.len();
     let mut outcomes = Vec::with_capacity(n);
     let mut saturated = 0;

@@ -212,6 +212,8 @@ pub struct LayerRow {
     pub min: f32,
     pub max: f32,
     pub filterable: bool,
+    /// NaN or infinite values in the layer's tensors (analyses refuse such a network).
+    pub non_finite: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -155,6 +155,7 @@ impl WorkerState {
     pub fn model_summary(&self) -> Result<ModelSummary> {
         let net = self.net()?;
         let mut layers = Vec::new();
+        let non_finite = net.non_finite()?;
         for l in net.params.layers() {
             let (min, max) = match net.params.get(&format!("{}.weight", l.name)) {
                 Some(p) => {
@@ -173,6 +174,11 @@ impl WorkerState {
                 min,
                 max,
                 filterable: l.filterable,
+                non_finite: non_finite
+                    .iter()
+                    .filter(|(key, _)| key.strip_prefix(l.name.as_str()).is_some_and(|rest| rest.starts_with('.')))
+                    .map(|(_, n)| n)
+                    .sum(),
             });
         }
         let classes = net

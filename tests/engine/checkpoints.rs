@@ -124,8 +124,11 @@ fn seq_pairs() -> Vec<(String, Tensor)> {
 #[test]
 fn missing_and_misshapen_keys_name_the_key_and_shapes() {
     let pairs: Vec<_> = seq_pairs().into_iter().filter(|(k, _)| k != "classifier.3.weight").collect();
-    let e = build(pairs).unwrap_err();
+    let e = build(pairs.clone()).unwrap_err();
     assert!(e.contains("lacks `classifier.3.weight`"), "{e}");
+    // Without a card the guess must name the same missing weight, not call its bias unused.
+    let e = Network::build(StateDict::from_pairs(pairs), None, &Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("lacks `classifier.3.weight`") && e.contains("`classifier.3.bias`"), "{e}");
 
     let pairs: Vec<_> = seq_pairs()
         .into_iter()
@@ -213,4 +216,41 @@ fn unrecognised_checkpoints_explain_how_to_write_a_card() {
     )];
     let e = Network::build(StateDict::from_pairs(pairs), None, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("encoder.block.weight [4, 4, 4]") && e.contains("\"architecture\": \"sequential\""), "{e}");
+}
+
+/// A weight stored as an integer type is refused with the type the file holds (int8 and
+/// int32 used to be called I64), naming the tensor.
+#[test]
+fn an_integer_weight_is_refused_with_its_true_type() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis");
+    let tensors = candle_core::safetensors::load(fixtures.join("tiny_cnn.safetensors"), &Device::Cpu).unwrap();
+    let key = tensors.keys().filter(|k| k.ends_with(".weight")).min().unwrap().clone();
+    for (dtype, name, width) in [(Dtype::I8, "int8", 1), (Dtype::I32, "int32", 4), (Dtype::I16, "int16", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixtures.join("tiny_cnn.json"), dir.path().join("tiny_cnn.json")).unwrap();
+        let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (k, t) in &tensors {
+            let shape = t.dims().to_vec();
+            if t.dtype() == candle_core::DType::I64 {
+                let values = t.flatten_all().unwrap().to_vec1::<i64>().unwrap();
+                owned.push((k.clone(), Dtype::I64, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+                continue;
+            }
+            let values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            if *k == key {
+                // Whole numbers, little-endian, in the integer type's width.
+                let bytes = values.iter().flat_map(|v| (v.round() as i64).to_le_bytes()[..width].to_vec()).collect();
+                owned.push((k.clone(), dtype, shape, bytes));
+            } else {
+                owned.push((k.clone(), Dtype::F32, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            }
+        }
+        let views: Vec<(String, TensorView<'_>)> =
+            owned.iter().map(|(k, d, s, b)| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+        let path = dir.path().join("tiny_cnn.safetensors");
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        let e = Network::load(&path, None, &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{key}` is stored as {name}")) && e.contains("floating-point"), "{e}");
+    }
 }

@@ -213,9 +213,10 @@ fn the_shared_mnist_cnn_matches_the_plain_path_on_mnist() {
 }
 
 /// One NaN weight in the first convolution: both paths propagate it as PyTorch does (through
-/// ReLU, max pooling and the layers after), so they agree image by image.
+/// ReLU, max pooling and the layers after), so they agree image by image, clean and under
+/// FGSM; the analyses refuse such a network, naming the tensor.
 #[test]
-fn a_nan_weight_gives_the_same_predictions_on_both_paths() {
+fn a_nan_weight_gives_the_same_predictions_on_both_paths_and_analyses_refuse_it() {
     let (p, s) = quiet();
     let ctrl = Ctrl { progress: &p, stop: &s };
     let net = embedded::network(&Device::Cpu).unwrap();
@@ -226,9 +227,26 @@ fn a_nan_weight_gives_the_same_predictions_on_both_paths() {
     w[0] = f32::NAN;
     let w = Tensor::from_vec(w, var.as_tensor().shape(), &Device::Cpu).unwrap();
     overwrite(var, &w).unwrap();
+    assert_eq!(net.non_finite().unwrap(), vec![("features.0.weight".to_string(), 1)]);
+    let (x, labels) = data.batch(0..500, &norm, &Device::Cpu).unwrap();
+    let labels: Vec<u32> = labels.to_vec1::<u32>().unwrap();
+    let (plain, fast) = both(|| {
+        let a = fragility_explorer::engine::attack::attack(
+            &net,
+            &x,
+            &labels,
+            &norm,
+            BnMode::Running,
+            &AttackConfig::fgsm(0.3),
+        )
+        .unwrap();
+        (argmax_rows(&a.clean_logits), argmax_rows(&net.logits(&a.x_adv, BnMode::Running).unwrap()))
+    });
+    assert!(plain == fast, "the paths disagree on a network with a NaN weight");
     let cfg = EvalConfig { batch: 250, bn: BnMode::Running, attack: Some(AttackConfig::fgsm(0.3)) };
-    let (plain, fast) = both(|| evaluate(&net, &data, &norm, &cfg, ctrl).unwrap());
-    let counts = |r: &EvalReport| (r.correct_clean, r.correct_adversarial);
-    assert_eq!(counts(&plain), counts(&fast), "correct (clean, adversarial) of {}: plain, fast", plain.n);
-    assert!(outcomes(&plain) == outcomes(&fast), "the same counts from different predictions");
+    let e = evaluate(&net, &data, &norm, &cfg, ctrl).unwrap_err().to_string();
+    assert!(e.contains("NaN or infinite") && e.contains("features.0.weight (1)"), "{e}");
+    let sweep_cfg = SweepConfig::new(Scope::Local, AttackConfig::fgsm(0.3));
+    let e = sweep::run(&net, &data, &norm, &sweep_cfg, ctrl, &|_| {}).unwrap_err().to_string();
+    assert!(e.contains("features.0.weight"), "{e}");
 }

@@ -551,3 +551,34 @@ fn the_native_dialog_check_answers_quickly_and_says_why_not() {
         assert!(why.contains("zenity"), "the reason names both ways that were tried: {why}");
     }
 }
+
+/// A checkpoint with a NaN weight: the model panel marks the layer, the evaluation is refused
+/// with one error naming the tensor, and the app goes on answering.
+#[test]
+fn a_model_with_a_nan_weight_is_marked_and_its_analyses_refused() {
+    let dir = folder_with_a_checkpoint();
+    let path = dir.path().join("tiny_cnn.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let (key, t) = tensors.iter().find(|(k, _)| k.ends_with(".weight")).map(|(k, t)| (k.clone(), t.clone())).unwrap();
+    let mut v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v[0] = f32::NAN;
+    tensors.insert(key.clone(), candle_core::Tensor::from_vec(v, t.shape(), &candle_core::Device::Cpu).unwrap());
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let dialogs = Arc::new(ScriptedDialogs::default());
+    ScriptedDialogs::push(&dialogs.models, &path);
+    let mut h = app(dialogs, [1300.0, 820.0]);
+    h.get_by_label("Open checkpoint…").click();
+    wait(&mut h, "the refusal", |a| a.is_idle() && a.session.messages.iter().any(|m| m.error));
+    let errors: Vec<String> = h.state().session.messages.iter().filter(|m| m.error).map(|m| m.text.clone()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("NaN or infinite") && errors[0].contains(&key), "{errors:?}");
+    h.get_by_label("1 NaN/inf");
+    h.get_by_label_contains("the analyses refuse this model");
+    // The app still answers: the embedded model opens and evaluates.
+    h.state_mut().push(Action::OpenEmbedded);
+    wait(&mut h, "the embedded model", |a| {
+        a.is_idle()
+            && a.session.model.as_ref().is_some_and(|m| m.name.contains("embedded"))
+            && a.session.readout.is_some()
+    });
+}

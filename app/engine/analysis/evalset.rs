@@ -68,7 +68,9 @@ fn correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
 }
 
 impl EvalSet {
+    /// Refuses a network with NaN or infinite parameters: nothing evaluated on one means anything.
     pub fn new(net: &Network, data: &Dataset, norm: &Normalize, batch: usize) -> Result<Self> {
+        net.check_finite()?;
         let mut batches = Vec::new();
         let mut start = 0;
         while start < data.len() {

@@ -2,7 +2,7 @@
 
 use std::io::{Cursor, Read};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
 use super::pickle::{TensorRef, Value, unpickle};
 use super::tensors::decode;
@@ -10,7 +10,7 @@ use super::tensors::decode;
 /// Keys under which training scripts commonly nest the model's state_dict.
 const NESTED_KEYS: [&str; 3] = ["state_dict", "model_state_dict", "model"];
 
-pub(super) fn read_zip(bytes: &[u8], device: &Device) -> Result<Vec<(String, Tensor)>, String> {
+pub(super) fn read_zip(bytes: &[u8], device: &Device) -> Result<Vec<super::tensors::Read>, String> {
     let mut zip =
         zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a readable PyTorch zip archive ({e})"))?;
     let names: Vec<String> = zip
@@ -56,7 +56,7 @@ pub(super) fn read_zip(bytes: &[u8], device: &Device) -> Result<Vec<(String, Ten
         }
         let t = decode(tensor.dtype, &data, &tensor.size, &tensor.stride, tensor.offset, device)
             .map_err(|e| format!("tensor {key}: {e}"))?;
-        out.push((key, t));
+        out.push((key, t, tensor.dtype));
     }
     Ok(out)
 }

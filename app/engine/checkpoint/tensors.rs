@@ -96,9 +96,13 @@ pub(super) fn decode(
     tensor.map_err(|e| e.to_string())
 }
 
-pub(super) fn read_safetensors(bytes: &[u8], device: &Device) -> Result<Vec<(String, Tensor)>, String> {
+/// A tensor read from a file: its name, its values (floats as float32, integers as int64) and
+/// the type the file stored it in, which messages name.
+pub(super) type Read = (String, Tensor, StorageDtype);
+
+pub(super) fn read_safetensors(bytes: &[u8], device: &Device) -> Result<Vec<Read>, String> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
-    let mut named: Vec<(usize, String, Tensor)> = Vec::new();
+    let mut named: Vec<(usize, String, Tensor, StorageDtype)> = Vec::new();
     for (name, view) in st.tensors() {
         let dtype = match view.dtype() {
             StDtype::F32 => StorageDtype::F32,
@@ -116,13 +120,13 @@ pub(super) fn read_safetensors(bytes: &[u8], device: &Device) -> Result<Vec<(Str
         let shape = view.shape().to_vec();
         let stride = row_major_strides(&shape);
         let data = view.data();
-        let tensor = decode(dtype, data, &shape, &stride, 0, device).map_err(|e| format!("{name}: {e}"))?;
+        let tensor = decode(dtype, data, &shape, &stride, 0, device).map_err(|e| format!("tensor {name}: {e}"))?;
         // Keep file order: the address of each tensor's bytes inside the buffer.
         let addr = data.as_ptr() as usize - bytes.as_ptr() as usize;
-        named.push((addr, name, tensor));
+        named.push((addr, name, tensor, dtype));
     }
-    named.sort_by_key(|(addr, name, _)| (*addr, name.clone()));
-    Ok(named.into_iter().map(|(_, n, t)| (n, t)).collect())
+    named.sort_by_key(|(addr, name, _, _)| (*addr, name.clone()));
+    Ok(named.into_iter().map(|(_, n, t, d)| (n, t, d)).collect())
 }
 
 pub(super) fn row_major_strides(shape: &[usize]) -> Vec<usize> {

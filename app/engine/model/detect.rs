@@ -31,6 +31,7 @@ fn card(architecture: Architecture, channels: usize) -> ModelCard {
 }
 
 pub fn detect(sd: &StateDict) -> Result<Detected> {
+    orphan_bias(sd)?;
     let shape = |k: &str| sd.shape(k).map(<[usize]>::to_vec);
     if let (Some(stem), true) = (shape("conv1.weight"), sd.contains("layer1.0.conv1.weight")) {
         let count = |s: usize| (0..).take_while(|b| sd.contains(&format!("layer{s}.{b}.conv1.weight"))).count();
@@ -73,6 +74,22 @@ pub fn detect(sd: &StateDict) -> Result<Detected> {
         return Ok(d);
     }
     Err(not_recognised(sd))
+}
+
+/// A bias without its weight means the weight went missing (every PyTorch module with a
+/// bias has a weight): say so, rather than let a guess report the bias as unused.
+fn orphan_bias(sd: &StateDict) -> Result<()> {
+    let orphan = sd.keys().find_map(|k| {
+        let prefix = k.strip_suffix(".bias")?;
+        let weight = format!("{prefix}.weight");
+        (!sd.contains(&weight)).then(|| (k.to_string(), weight))
+    });
+    match orphan {
+        Some((bias, weight)) => {
+            Err(EngineError::model(format!("the checkpoint lacks `{weight}`: it has `{bias}` but not its weight")))
+        }
+        None => Ok(()),
+    }
 }
 
 /// Guesses a plain convolution-then-linear network (like the classic MNIST CNNs) from

@@ -1,6 +1,7 @@
 //! Networks: architectures built from checkpoints, with their parameters held as Vars.
 
 pub mod detect;
+mod finite;
 pub mod init;
 pub mod kernels;
 pub mod layers;

@@ -182,11 +182,14 @@ impl Loader {
                 shape_str(t.dims()),
             )));
         }
-        let t = self.state.take(key).expect("checked above");
         let wanted = if role == Role::BatchCount { DType::I64 } else { DType::F32 };
         if t.dtype() != wanted {
-            return Err(EngineError::model(format!("`{key}` has dtype {:?}, expected {wanted:?}", t.dtype())));
+            // Floats of any width arrive as float32 and integers as int64; name what the file held.
+            let found = self.state.dtype_name(key).unwrap_or_default();
+            let expected = if wanted == DType::F32 { "a floating-point type" } else { "an integer type" };
+            return Err(EngineError::model(format!("`{key}` is stored as {found}, expected {expected}")));
         }
+        let t = self.state.take(key).expect("checked above");
         self.store.push(key, t, role)
     }
 

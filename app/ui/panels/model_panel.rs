@@ -22,6 +22,13 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         let [c, h, w] = d.shape;
         ui.add(egui::Label::new(egui::RichText::new(format!("{} · {c}x{h}x{w}", d.name)).small()).truncate());
     }
+    let broken = model.layers.iter().filter(|l| l.non_finite > 0).count();
+    if broken > 0 {
+        ui.colored_label(
+            theme::ERROR,
+            format!("NaN or infinite weights in {broken} layer(s): the analyses refuse this model"),
+        );
+    }
     ui.separator();
     ui.strong("Layers");
     egui::ScrollArea::vertical().id_salt("layers").max_height(ui.available_height() * 0.5).show(ui, |ui| {
@@ -43,7 +50,10 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
                 let shape: Vec<String> = l.shape.iter().map(|d| d.to_string()).collect();
                 ui.label(format!("{} {}", l.kind.name(), shape.join("x")));
                 ui.label(group(l.parameters));
-                if l.min.is_finite() {
+                if l.non_finite > 0 {
+                    ui.colored_label(theme::ERROR, format!("{} NaN/inf", group(l.non_finite)))
+                        .on_hover_text("values that are not finite numbers; the analyses refuse this model");
+                } else if l.min.is_finite() {
                     ui.label(format!("{:.3} / {:.3}", l.min, l.max));
                 } else {
                     ui.label("");
