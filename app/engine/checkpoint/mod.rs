@@ -20,12 +20,28 @@ pub struct StateDict {
     order: Vec<String>,
     /// Things worth telling the user that do not stop the load (NaN weights, ...).
     pub warnings: Vec<String>,
+    /// The type each tensor had in the file, where the file said (messages name it).
+    file_dtypes: HashMap<String, pickle::StorageDtype>,
 }
 
 impl StateDict {
     pub fn from_pairs(pairs: Vec<(String, Tensor)>) -> Self {
         let order = pairs.iter().map(|(k, _)| k.clone()).collect();
-        Self { tensors: pairs.into_iter().collect(), order, warnings: Vec::new() }
+        Self { tensors: pairs.into_iter().collect(), order, ..Self::default() }
+    }
+
+    fn from_file(read: Vec<tensors::Read>) -> Self {
+        let file_dtypes = read.iter().map(|(k, _, d)| (k.clone(), *d)).collect();
+        let pairs = read.into_iter().map(|(k, t, _)| (k, t)).collect();
+        Self { file_dtypes, ..Self::from_pairs(pairs) }
+    }
+
+    /// The type `key` had in the file (`int8`, `float16`, ...), else its type here.
+    pub fn dtype_name(&self, key: &str) -> Option<String> {
+        match self.file_dtypes.get(key) {
+            Some(d) => Some(d.name().to_string()),
+            None => self.tensors.get(key).map(|t| format!("{:?}", t.dtype()).to_lowercase()),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -62,7 +78,7 @@ impl StateDict {
 
     /// Strips DataParallel's `module.` prefix and folds `torch.nn.utils.prune`
     /// pairs (`X_orig`, `X_mask`) into `X`; checks floats for NaN and infinity.
-    fn tidy(mut self) -> Result<Self> {
+    fn tidy(mut self, path: &Path) -> Result<Self> {
         if !self.order.is_empty() && self.order.iter().all(|k| k.starts_with("module.")) {
             let tensors = std::mem::take(&mut self.tensors);
             self.tensors = tensors.into_iter().map(|(k, v)| (k["module.".len()..].to_string(), v)).collect();
@@ -77,6 +93,16 @@ impl StateDict {
         for base in origs {
             let orig = self.tensors.remove(&format!("{base}_orig")).expect("listed above");
             let mask = self.tensors.remove(&format!("{base}_mask")).expect("checked above");
+            if mask.dims() != orig.dims() {
+                return Err(EngineError::checkpoint(
+                    path,
+                    format!(
+                        "the pruning mask `{base}_mask` has shape {:?} but `{base}_orig` has {:?}",
+                        mask.dims(),
+                        orig.dims()
+                    ),
+                ));
+            }
             let pruned = orig.mul(&mask.to_dtype(orig.dtype())?)?;
             self.tensors.insert(base.clone(), pruned);
             for key in self.order.iter_mut() {
@@ -152,7 +178,7 @@ pub fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<StateDic
     if pairs.is_empty() {
         return Err(EngineError::checkpoint(path, "the checkpoint holds no tensors"));
     }
-    StateDict::from_pairs(pairs).tidy()
+    StateDict::from_file(pairs).tidy(path)
 }
 
 /// Writes tensors as safetensors, atomically (a temporary file renamed into place).

@@ -39,6 +39,22 @@ impl StorageDtype {
         })
     }
 
+    /// PyTorch's name of the type, as a user would write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F64 => "float64",
+            Self::F32 => "float32",
+            Self::F16 => "float16",
+            Self::BF16 => "bfloat16",
+            Self::I64 => "int64",
+            Self::I32 => "int32",
+            Self::I16 => "int16",
+            Self::I8 => "int8",
+            Self::U8 => "uint8",
+            Self::Bool => "bool",
+        }
+    }
+
     pub fn size_in_bytes(self) -> usize {
         match self {
             Self::F64 | Self::I64 => 8,
@@ -177,10 +193,13 @@ impl<'a> Reader<'a> {
 /// How deeply containers may nest: a state_dict nests a handful of levels, and deeper
 /// structures would overflow the stack when dropped or walked.
 const MAX_DEPTH: u32 = 200;
-/// Values a pickle may create, copies from the memo included: far above any real
-/// checkpoint's, and low enough that a pickle which multiplies its objects cannot take the
-/// machine's memory (each value is a few dozen bytes).
-const MAX_VALUES: u64 = 8_000_000;
+/// Values a pickle may create, copies from the memo included: a state_dict makes about 20 per
+/// tensor (7,000 for a ResNet-50), and a pickle which multiplies its objects stops at about
+/// 70 MB (each value is a few dozen bytes).
+const MAX_VALUES: u64 = 1_000_000;
+/// Values the stack may hold at once: pickle writes containers in batches of 1,000 items, so
+/// a real checkpoint's stack stays in the low thousands.
+const MAX_STACK: usize = 100_000;
 
 /// What a value on the stack holds: its nesting depth and its count of values.
 #[derive(Debug, Clone, Copy, Default)]
@@ -226,8 +245,15 @@ impl Machine {
     }
     fn push_meta(&mut self, v: Value, meta: Meta) -> Result<(), String> {
         self.charge(meta)?;
+        self.check_stack()?;
         self.stack.push(v);
         self.meta.push(meta);
+        Ok(())
+    }
+    fn check_stack(&self) -> Result<(), String> {
+        if self.stack.len() >= MAX_STACK {
+            return Err(format!("the pickle holds more than {MAX_STACK} values on its stack at once"));
+        }
         Ok(())
     }
     /// Pushes a value that holds no other values.
@@ -237,6 +263,7 @@ impl Machine {
     /// Pushes a new container around items measured `inner` (already charged).
     fn push_container(&mut self, v: Value, inner: Meta) -> Result<(), String> {
         self.charge(Meta::LEAF)?;
+        self.check_stack()?;
         let meta = inner.around();
         if meta.depth > MAX_DEPTH {
             return Err(format!("the pickle nests containers more than {MAX_DEPTH} levels deep"));
@@ -284,24 +311,31 @@ impl Machine {
         }
         Ok(())
     }
-    /// A copy of the top value (DUP), counted like any new value.
+    /// A copy of the top value (DUP), counted like any new value before it is made.
     fn dup(&mut self) -> Result<(), String> {
-        let (v, meta) = match (self.stack.last(), self.meta.last()) {
-            (Some(v), Some(m)) => (v.clone(), *m),
-            _ => return Err("pickle stack underflow".into()),
-        };
-        self.push_meta(v, meta)
+        let meta = *self.meta.last().ok_or("pickle stack underflow")?;
+        self.charge(meta)?;
+        self.check_stack()?;
+        let v = self.stack.last().ok_or("pickle stack underflow")?.clone();
+        self.stack.push(v);
+        self.meta.push(meta);
+        Ok(())
     }
+    /// A copy of a memo entry, counted before it is made: an entry can stand for millions of
+    /// values.
     fn memo_get(&mut self, index: u32) -> Result<(), String> {
-        let (v, meta) = self.memo.get(&index).cloned().ok_or_else(|| format!("pickle memo {index} missing"))?;
-        self.push_meta(v, meta)
+        let meta = self.memo.get(&index).map(|(_, m)| *m).ok_or_else(|| format!("pickle memo {index} missing"))?;
+        self.charge(meta)?;
+        self.check_stack()?;
+        let v = self.memo[&index].0.clone();
+        self.stack.push(v);
+        self.meta.push(meta);
+        Ok(())
     }
     fn memo_put(&mut self, index: u32) -> Result<(), String> {
-        let (v, meta) = match (self.stack.last(), self.meta.last()) {
-            (Some(v), Some(m)) => (v.clone(), *m),
-            _ => return Err("pickle stack underflow".into()),
-        };
+        let meta = *self.meta.last().ok_or("pickle stack underflow")?;
         self.charge(meta)?;
+        let v = self.stack.last().ok_or("pickle stack underflow")?.clone();
         self.memo.insert(index, (v, meta));
         Ok(())
     }
@@ -633,8 +667,9 @@ mod tests {
             let tuples = [b"\x80\x02".to_vec(), b"(".repeat(n), b"t".repeat(n), b".".to_vec()].concat();
             let lists = [b"\x80\x02".to_vec(), b"]".repeat(n), b"a".repeat(n - 1), b".".to_vec()].concat();
             for bytes in [tuples, lists] {
+                // Refused by depth, or (300,000 marks) by the stack's size before any nesting.
                 let err = unpickle(&bytes).unwrap_err();
-                assert!(err.contains("levels deep"), "{err}");
+                assert!(err.contains("levels deep") || err.contains("on its stack at once"), "{err}");
             }
         }
         let shallow = [b"\x80\x02".to_vec(), b"(".repeat(50), b"t".repeat(50), b".".to_vec()].concat();
@@ -650,7 +685,7 @@ mod tests {
         }
         bytes.push(b'.');
         let err = unpickle(&bytes).unwrap_err();
-        assert!(err.contains("more than 8000000 values"), "{err}");
+        assert!(err.contains(&format!("more than {MAX_VALUES} values")), "{err}");
     }
 
     #[test]
