@@ -142,7 +142,73 @@ pub(crate) fn sentence_case(s: &str) -> String {
     c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
+/// The most a figure draws: far above what any analysis writes (a 10,001-step sweep has about
+/// 60,000 points, a landscape of 100 epochs 1,000,000 cells), low enough that a crafted results
+/// file cannot keep the renderer busy for hours.
+pub const MAX_LINE_POINTS: usize = 500_000;
+pub const MAX_BARS: usize = 100_000;
+pub const MAX_CELLS: usize = 4_000_000;
+pub const MAX_GRID_IMAGES: usize = 1_000;
+pub const MAX_GRID_IMAGE_SIDE: usize = 1_024;
+
 impl Figure {
+    /// Refuses a figure too large to draw in reasonable time, or whose data disagree with
+    /// its declared size, saying which bound it passed.
+    pub fn check_size(&self) -> anyhow::Result<()> {
+        let over = |what: &str, n: usize, max: usize| {
+            anyhow::anyhow!("`{}` has {n} {what}; a figure draws at most {max}", self.title())
+        };
+        match self {
+            Figure::Line(p) => {
+                let y2 = p.y2.iter().flat_map(|(_, s)| s);
+                let n: usize = p.series.iter().chain(y2).map(|s| s.points.len()).sum();
+                if n > MAX_LINE_POINTS {
+                    return Err(over("points", n, MAX_LINE_POINTS));
+                }
+            }
+            Figure::Bar(p) => {
+                let n = p.categories.len().saturating_mul(p.series.len().max(1));
+                if n > MAX_BARS {
+                    return Err(over("bars", n, MAX_BARS));
+                }
+            }
+            Figure::Heatmap(h) => {
+                let n = h.rows.saturating_mul(h.cols);
+                if n > MAX_CELLS {
+                    return Err(over("cells", n, MAX_CELLS));
+                }
+                if h.values.len() != n {
+                    anyhow::bail!("`{}` has {} values for {} x {} cells", self.title(), h.values.len(), h.rows, h.cols);
+                }
+            }
+            Figure::Grid(g) => {
+                if g.images.len() > MAX_GRID_IMAGES {
+                    return Err(over("images", g.images.len(), MAX_GRID_IMAGES));
+                }
+                for (i, im) in g.images.iter().enumerate() {
+                    if im.width.max(im.height) > MAX_GRID_IMAGE_SIDE {
+                        anyhow::bail!(
+                            "`{}`: image {i} is {} x {} pixels; a figure draws images of at most {MAX_GRID_IMAGE_SIDE} a side",
+                            self.title(),
+                            im.width,
+                            im.height
+                        );
+                    }
+                    if im.rgb.len() != im.width * im.height * 3 {
+                        anyhow::bail!(
+                            "`{}`: image {i} has {} bytes for {} x {} RGB pixels",
+                            self.title(),
+                            im.rgb.len(),
+                            im.width,
+                            im.height
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn title(&self) -> &str {
         match self {
             Figure::Line(p) => &p.title,
@@ -160,5 +226,37 @@ impl Figure {
             Figure::Heatmap(_) => (800, 600),
             Figure::Grid(g) => draw::grid_size(g),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_too_large_or_inconsistent_are_refused_before_drawing() {
+        let map = |rows: usize, cols: usize, n: usize| {
+            Figure::Heatmap(Heatmap { title: "map".into(), rows, cols, values: vec![0.5; n], ..Heatmap::default() })
+        };
+        assert!(map(10, 10, 100).check_size().is_ok());
+        let e = render_png(&map(2_001, 2_000, 0)).unwrap_err().to_string();
+        assert!(e.contains("4002000 cells") && e.contains("at most 4000000"), "{e}");
+        let e = render_svg(&map(10, 10, 99)).unwrap_err().to_string();
+        assert!(e.contains("99 values for 10 x 10"), "{e}");
+        let line = Figure::Line(LinePlot {
+            title: "curves".into(),
+            series: vec![Series { points: vec![[0.0, 0.0]; MAX_LINE_POINTS + 1], ..Series::default() }],
+            ..LinePlot::default()
+        });
+        assert!(render_png(&line).unwrap_err().to_string().contains("500001 points"));
+        let grid = |side: usize, bytes: usize| {
+            Figure::Grid(ImageGrid {
+                title: "grid".into(),
+                columns: 1,
+                images: vec![GridImage { width: side, height: side, rgb: vec![0; bytes], ..GridImage::default() }],
+            })
+        };
+        assert!(render_png(&grid(2_000, 12_000_000)).unwrap_err().to_string().contains("at most 1024 a side"));
+        assert!(render_png(&grid(4, 47)).unwrap_err().to_string().contains("47 bytes for 4 x 4"));
     }
 }

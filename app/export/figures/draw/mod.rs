@@ -25,6 +25,7 @@ pub const PNG_SCALE: u32 = 2;
 
 /// The figure as PNG bytes, `PNG_SCALE` times its logical size.
 pub fn render_png(figure: &Figure) -> Result<Vec<u8>> {
+    figure.check_size()?;
     let (w, h) = figure.logical_size();
     let (w, h) = (w * PNG_SCALE, h * PNG_SCALE);
     let mut rgb = vec![255u8; w as usize * h as usize * 3];
@@ -38,6 +39,7 @@ pub fn render_png(figure: &Figure) -> Result<Vec<u8>> {
 
 /// The figure as an SVG document of its logical size.
 pub fn render_svg(figure: &Figure) -> Result<String> {
+    figure.check_size()?;
     let (w, h) = figure.logical_size();
     let pen = Pen::svg();
     let mut svg = String::new();
