@@ -51,22 +51,29 @@ pub enum Command {
     Figure(figure::FigureArgs),
 }
 
+/// Runs one command, as `main` does after parsing (the fuzz harness calls it in-process).
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Gui(a) => gui::run(&a),
+        Command::Figure(a) => figure::run(&a),
+        Command::Info(a) => info::run(&a),
+        Command::Eval(a) => eval::run(&a),
+        Command::Convert(a) => convert::run(&a),
+        Command::Sweep(a) => analysis::run_sweep(&a),
+        Command::Dropout(a) => analysis::run_dropout(&a),
+        Command::Train(a) => train::run_train(&a),
+        Command::Landscape(a) => analysis::run_landscape(&a),
+        Command::Selective(a) => train::run_selective(&a),
+    }
+}
+
 /// Runs the command line; errors are printed once, with their causes, and give exit code 1
 /// (130 when cancelled with Ctrl-C).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => gui::run(&cli.gui),
-        Some(Command::Gui(a)) => gui::run(&a),
-        Some(Command::Figure(a)) => figure::run(&a),
-        Some(Command::Info(a)) => info::run(&a),
-        Some(Command::Eval(a)) => eval::run(&a),
-        Some(Command::Convert(a)) => convert::run(&a),
-        Some(Command::Sweep(a)) => analysis::run_sweep(&a),
-        Some(Command::Dropout(a)) => analysis::run_dropout(&a),
-        Some(Command::Train(a)) => train::run_train(&a),
-        Some(Command::Landscape(a)) => analysis::run_landscape(&a),
-        Some(Command::Selective(a)) => train::run_selective(&a),
+        Some(c) => run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

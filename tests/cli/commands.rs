@@ -99,28 +99,6 @@ fn bad_arguments_and_files_fail_cleanly() {
 }
 
 /// The analysis fixture's card with the sizes training from scratch needs, in `dir`.
-fn training_card(dir: &std::path::Path) -> std::path::PathBuf {
-    let card_text = std::fs::read_to_string(fixtures().join("analysis/tiny_cnn.json"))
-        .unwrap()
-        .replace("\"key\": \"features.0\"", "\"key\": \"features.0\", \"out_channels\": 4, \"kernel\": 3")
-        .replace("\"key\": \"features.4\"", "\"key\": \"features.4\", \"out_channels\": 8, \"kernel\": 3")
-        .replace("\"key\": \"classifier.0\"", "\"key\": \"classifier.0\", \"out_features\": 16");
-    let card = dir.join("tiny.json");
-    std::fs::write(&card, card_text).unwrap();
-    card
-}
-
-/// A folder with the analysis fixture's 60 MNIST images as both splits.
-fn tiny_mnist() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = fixtures().join("analysis");
-    for name in ["images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"] {
-        std::fs::copy(src.join(format!("t10k-{name}")), dir.path().join(format!("t10k-{name}"))).unwrap();
-        std::fs::copy(src.join(format!("t10k-{name}")), dir.path().join(format!("train-{name}"))).unwrap();
-    }
-    dir
-}
-
 fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }

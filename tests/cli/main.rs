@@ -6,3 +6,4 @@ mod common;
 
 mod commands;
 mod figures;
+mod kill;

@@ -1,0 +1,164 @@
+//! SIGKILL at random moments: every output a killed run leaves is either an earlier complete
+//! file or a new complete one, never a truncated one, and a killed training run resumes.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Kills per command: each at a random moment of a full run's duration.
+const KILLS: usize = 8;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs `args` to the end; returns how long it took.
+fn complete(args: &[&str]) -> Duration {
+    let t = Instant::now();
+    let o = bin().args(args).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    t.elapsed()
+}
+
+/// Starts `args`, kills it with SIGKILL after `after`; whether it was still running then.
+fn kill_after(args: &[&str], after: Duration) -> bool {
+    let mut child =
+        bin().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(after);
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().ok();
+    child.wait().unwrap();
+    running
+}
+
+/// Temporary files of atomic writes (`.NAME.tmp-PID`): a killed writer leaves its own behind,
+/// beside the intact file it was about to replace.
+fn is_temporary(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
+}
+
+/// Every file under `dir` is whole: JSON parses, CSV rows agree in width and end in a
+/// newline, safetensors and PNG decode, SVG is closed.
+fn assert_whole(dir: &Path, when: &str) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if is_temporary(&p) {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap();
+            let what = format!("{} ({when})", p.display());
+            match p.extension().and_then(|e| e.to_str()).unwrap_or("") {
+                "json" => {
+                    serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
+                "csv" => {
+                    let text = String::from_utf8(bytes).unwrap();
+                    assert!(text.ends_with('\n'), "{what}: no final newline");
+                    let widths: Vec<usize> = text.lines().map(|l| l.split(',').count()).collect();
+                    assert!(widths.windows(2).all(|w| w[0] == w[1]), "{what}: rows of different widths");
+                }
+                "safetensors" => {
+                    safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
+                "png" => {
+                    image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
+                "svg" => assert!(String::from_utf8_lossy(&bytes).trim_end().ends_with("</svg>"), "{what}: not closed"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Kills `args` at `KILLS` random moments within `full`, checking `out` after each.
+fn kill_repeatedly(args: &[&str], full: Duration, out: &Path, rng: &mut ChaCha8Rng, check: impl Fn(&str)) -> usize {
+    let mut killed = 0;
+    for i in 0..KILLS {
+        let after = full.mul_f64(rng.random_range(0.05..0.95));
+        killed += usize::from(kill_after(args, after));
+        let when = format!("{args:?} killed after {after:?}, try {i}");
+        assert_whole(out, &when);
+        check(&when);
+    }
+    killed
+}
+
+#[test]
+fn sigkill_never_leaves_a_truncated_output() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let data = tiny_mnist();
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("analysis/tiny_cnn.safetensors");
+    let common = ["--model", s(&model), "--data", s(data.path())];
+
+    // Sweep: an earlier complete result, then a longer run killed over it.
+    let sweep_out = dir.path().join("sweep");
+    complete(&[&["sweep"][..], &common, &["--steps", "3", "--layers", "features.4", "--out", s(&sweep_out)]].concat());
+    let earlier = std::fs::read(sweep_out.join("sweep.json")).unwrap();
+    let longer = [&["sweep"][..], &common, &["--steps", "9", "--out", s(&sweep_out)]].concat();
+    let full = complete(&[&["sweep"][..], &common, &["--steps", "9", "--out", s(&dir.path().join("timing"))]].concat());
+    let killed = kill_repeatedly(&longer, full, &sweep_out, &mut rng, |when| {
+        let now = std::fs::read(sweep_out.join("sweep.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&now).unwrap();
+        assert!(now == earlier || v["records"].as_array().is_some_and(|r| !r.is_empty()), "{when}");
+    });
+    eprintln!("sweep: {killed} of {KILLS} kills hit a running process (full run {full:?})");
+
+    // Figures of that result.
+    let figures = dir.path().join("figures");
+    let results = sweep_out.join("sweep.json");
+    let args = ["figure", "--results", s(&results), "--all", "--out", s(&figures)];
+    let full = complete(&args);
+    let killed = kill_repeatedly(&args, full, &figures, &mut rng, |_| {});
+    eprintln!("figure: {killed} of {KILLS} kills hit a running process (full run {full:?})");
+
+    // Training: checkpoints and train.json stay whole, and the run resumes from the last one.
+    let runs = dir.path().join("runs");
+    let card = training_card(dir.path());
+    let train = ["train", "--model-card", s(&card), "--data", s(data.path()), "--epochs", "30", "--test-limit", "20"];
+    let full = complete(&[&train[..], &["--out", s(&dir.path().join("train-timing"))]].concat());
+    let args = [&train[..], &["--out", s(&runs)]].concat();
+    let killed = kill_repeatedly(&args, full, &runs, &mut rng, |_| {});
+    eprintln!("train: {killed} of {KILLS} kills hit a running process (full run {full:?})");
+    let mut checkpoints: Vec<PathBuf> = std::fs::read_dir(&runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with(".safetensors") && !n.ends_with(".optim.safetensors")))
+        .filter(|p| !is_temporary(p))
+        .collect();
+    checkpoints.sort();
+    // One epoch past the full run, so that resuming has work even when no kill hit training.
+    if let Some(last) = checkpoints.last() {
+        complete(&[
+            "train",
+            "--resume",
+            s(last),
+            "--data",
+            s(data.path()),
+            "--epochs",
+            "31",
+            "--test-limit",
+            "20",
+            "--out",
+            s(&runs),
+        ]);
+        assert_whole(&runs, "after resuming");
+    }
+}
