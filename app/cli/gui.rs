@@ -127,7 +127,7 @@ pub fn run(args: &GuiArgs) -> Result<()> {
         ..Default::default()
     };
     eframe::run_native(
-        "fragility-explorer",
+        crate::ui::settings_file::APP_ID,
         native,
         Box::new(move |cc| Ok(Box::new(ExplorerApp::new(cc, options)?) as Box<dyn eframe::App>)),
     )

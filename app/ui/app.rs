@@ -11,6 +11,7 @@ use super::dialogs::{Dialogs, Pending, RfdDialogs};
 use super::panels::Panels;
 use super::session::Session;
 use super::settings::{Settings, Tab};
+use super::settings_file::SettingsFile;
 use crate::engine::device::DeviceChoice;
 use crate::jobs::command::Source;
 use crate::jobs::{JobTracker, Worker};
@@ -74,12 +75,18 @@ pub struct ExplorerApp {
     /// The first files failed to open and the embedded default was opened instead.
     pub(super) fell_back: bool,
     screenshot: Option<Screenshot>,
+    /// Where the settings are kept; None for fresh starts.
+    settings_file: Option<SettingsFile>,
 }
 
 impl ExplorerApp {
     pub fn new(cc: &eframe::CreationContext<'_>, mut options: AppOptions) -> anyhow::Result<Self> {
-        let (mut settings, settings_note) =
-            if options.fresh { (Settings::default(), None) } else { Settings::load_or_explain(cc.storage) };
+        // Fresh starts (tests, screenshots) neither read nor write the stored settings.
+        let settings_file = if options.fresh { None } else { SettingsFile::standard() };
+        let (mut settings, settings_note) = match &settings_file {
+            Some(file) => file.load(cc.storage),
+            None => (Settings::default(), None),
+        };
         let gpu = match &cc.wgpu_render_state {
             Some(rs) => {
                 HeatmapResources::install(rs);
@@ -126,6 +133,7 @@ impl ExplorerApp {
                 written: Arc::new(AtomicBool::new(false)),
                 failed: Arc::new(std::sync::Mutex::new(None)),
             }),
+            settings_file,
         };
         if let Some(note) = settings_note {
             app.session.note(note);
@@ -275,9 +283,11 @@ impl eframe::App for ExplorerApp {
         self.session.frame_ms = if ms > self.session.frame_ms { ms } else { self.session.frame_ms * 0.95 + ms * 0.05 };
     }
 
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        if self.screenshot.is_none() {
-            self.settings.save(storage);
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        if let Some(file) = &self.settings_file
+            && let Err(e) = file.save(&self.settings)
+        {
+            self.session.error(format!("the settings could not be saved: {e}"));
         }
     }
 }

@@ -14,6 +14,7 @@ mod figures;
 pub mod panels;
 pub mod session;
 pub mod settings;
+pub mod settings_file;
 pub mod sweep_store;
 pub mod theme;
 

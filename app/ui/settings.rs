@@ -1,4 +1,4 @@
-//! Settings that persist between runs (eframe storage): files, choices, panel layout.
+//! Settings that persist between runs (`settings_file`): files, choices, panel layout.
 
 use std::path::{Path, PathBuf};
 
@@ -140,8 +140,8 @@ impl Settings {
         Self::load_or_explain(storage).0
     }
 
-    /// The stored settings; or the defaults and, when settings were stored but cannot be
-    /// read (a damaged file, or one an incompatible version wrote), what to tell the user.
+    /// The settings an earlier version stored in eframe's storage; or the defaults and, when
+    /// settings were stored there but cannot be read (a damaged file, or one an incompatible version wrote), what to tell the user.
     pub fn load_or_explain(storage: Option<&dyn eframe::Storage>) -> (Self, Option<String>) {
         let Some(storage) = storage else { return (Self::default(), None) };
         match eframe::get_value(storage, Self::STORAGE_KEY) {
@@ -156,10 +156,6 @@ impl Settings {
             ),
             None => (Self::default(), None),
         }
-    }
-
-    pub fn save(&self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, Self::STORAGE_KEY, self);
     }
 
     pub fn remember_model(&mut self, path: &Path) {
@@ -217,7 +213,7 @@ mod tests {
         let mut s = Settings::default();
         s.remember_model(Path::new("/a.pth"));
         let mut good = Stored(None);
-        s.save(&mut good);
+        eframe::set_value(&mut good, Settings::STORAGE_KEY, &s);
         assert_eq!(Settings::load_or_explain(Some(&good)), (s, None));
         assert_eq!(Settings::load_or_explain(Some(&Stored(None))), (Settings::default(), None));
         assert_eq!(Settings::load_or_explain(None), (Settings::default(), None));

@@ -157,20 +157,20 @@ fn the_bare_binary_opens_the_explorer_on_a_fresh_account() {
     display.expect_window_stays_up(&mut app, "the bare binary, fresh home");
 }
 
-/// Stored settings (eframe's file storage, as the app writes it on exit) are taken up at a
-/// bare start: here they name a remembered model and dataset and the curves view.
+/// Stored settings (the app's settings file, as it writes it on exit) are taken up at a bare
+/// start: here they name a remembered model and dataset and the curves view.
 #[test]
 fn the_bare_binary_opens_with_stored_settings() {
     let Some(display) = Display::start() else { return };
     let fixtures = common::fixtures().join("analysis");
-    let settings = format!(
-        "(model:Some({:?}),data:Some({:?}),layout:(tab:curves))",
-        fixtures.join("tiny_cnn.safetensors"),
-        fixtures,
-    );
+    let settings = serde_json::json!({
+        "model": fixtures.join("tiny_cnn.safetensors"),
+        "data": fixtures,
+        "layout": {"tab": "curves"},
+    });
     let dir = display.home.path().join(".local/share/fragility-explorer");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("app.ron"), format!("{{\"app\":{settings:?}}}")).unwrap();
+    std::fs::write(dir.join("settings.json"), settings.to_string()).unwrap();
     let mut app = display.launch(&[]);
     display.expect_window_stays_up(&mut app, "the bare binary with stored settings");
 }
