@@ -11,6 +11,7 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::model::kernels;
 use crate::engine::model::ops::sign;
 use crate::engine::model::{BnMode, ForwardCtx, Network};
+use crate::engine::progress::StopFlag;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -265,7 +266,7 @@ pub struct Attacked {
     pub saturated: usize,
 }
 
-/// Runs the configured attack on a batch of normalised inputs.
+/// Runs the configured attack on a batch of normalised inputs, to the end.
 pub fn attack(
     net: &Network,
     x: &Tensor,
@@ -273,6 +274,20 @@ pub fn attack(
     norm: &Normalize,
     bn: BnMode,
     cfg: &AttackConfig,
+) -> Result<Attacked> {
+    attack_until_stopped(net, x, labels, norm, bn, cfg, &StopFlag::new())
+}
+
+/// Like [`attack`], checking `stop` before each PGD step: one batch of a long PGD takes
+/// seconds, far longer than a cancel may.
+pub fn attack_until_stopped(
+    net: &Network,
+    x: &Tensor,
+    labels: &[u32],
+    norm: &Normalize,
+    bn: BnMode,
+    cfg: &AttackConfig,
+    stop: &StopFlag,
 ) -> Result<Attacked> {
     let eps = cfg.eps;
     let bounds = clamp_bounds(norm, x, cfg)?;
@@ -291,6 +306,9 @@ pub fn attack(
             };
             let (lo, hi) = ((x - eps)?, (x + eps)?);
             for t in 0..cfg.pgd_steps {
+                if stop.is_stopped() {
+                    return Err(EngineError::Cancelled);
+                }
                 let g = if t == 0 && !cfg.pgd_random_start {
                     g.clone()
                 } else {

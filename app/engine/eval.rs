@@ -3,7 +3,7 @@
 use candle_core::{D, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::attack::{AttackConfig, attack};
+use crate::engine::attack::{AttackConfig, attack_until_stopped};
 use crate::engine::card::Normalize;
 use crate::engine::data::Dataset;
 use crate::engine::error::{EngineError, Result};
@@ -97,7 +97,7 @@ pub fn evaluate(net: &Network, data: &Dataset, norm: &Normalize, cfg: &EvalConfi
         let (clean_logits, adv) = match &cfg.attack {
             None => (net.logits(&x, cfg.bn)?, None),
             Some(a) => {
-                let out = attack(net, &x, labels, norm, cfg.bn, a)?;
+                let out = attack_until_stopped(net, &x, labels, norm, cfg.bn, a, ctrl.stop)?;
                 saturated += out.saturated;
                 let adv_logits = net.logits(&out.x_adv, cfg.bn)?;
                 (out.clean_logits, Some(predictions(&adv_logits)?))

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::evalset::EvalSet;
 use super::masks::{FilterSet, Masker, unknown_layer};
-use crate::engine::attack::{AttackConfig, attack};
+use crate::engine::attack::{AttackConfig, attack_until_stopped};
 use crate::engine::card::Normalize;
 use crate::engine::data::Dataset;
 use crate::engine::error::{EngineError, Result};
@@ -112,7 +112,7 @@ pub fn run(net: &Network, data: &Dataset, norm: &Normalize, cfg: &DropoutConfig,
     let mut positions = 0usize;
     for (x, labels) in &set.batches {
         ctrl.check()?;
-        let adv = attack(net, x, labels, norm, cfg.bn, &cfg.attack)?.x_adv;
+        let adv = attack_until_stopped(net, x, labels, norm, cfg.bn, &cfg.attack, ctrl.stop)?.x_adv;
         let (shift, covered) = channel_shift(net, &layer, x, &adv, cfg.bn)?;
         for (s, v) in sums.iter_mut().zip(shift) {
             *s += v;

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use candle_core::Tensor;
 
-use crate::engine::attack::{AttackConfig, AttackKind, Prefix, attack};
+use crate::engine::attack::{AttackConfig, AttackKind, Prefix, attack_until_stopped};
 use crate::engine::card::Normalize;
 use crate::engine::data::Dataset;
 use crate::engine::error::Result;
@@ -87,7 +87,7 @@ impl EvalSet {
         let mut out = Vec::with_capacity(self.batches.len());
         for (x, labels) in &self.batches {
             ctrl.check()?;
-            out.push(attack(net, x, labels, &self.norm, bn, attack_cfg)?.x_adv);
+            out.push(attack_until_stopped(net, x, labels, &self.norm, bn, attack_cfg, ctrl.stop)?.x_adv);
         }
         self.transfer = Some(out);
         Ok(())
@@ -175,7 +175,7 @@ impl EvalSet {
                 None => {
                     let a = match kept {
                         Some(p) => p.fgsm(net, labels, &self.norm, bn, attack_cfg)?,
-                        None => attack(net, x, labels, &self.norm, bn, attack_cfg)?,
+                        None => attack_until_stopped(net, x, labels, &self.norm, bn, attack_cfg, ctrl.stop)?,
                     };
                     c.clean += correct(&a.clean_logits, labels)?;
                     c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;

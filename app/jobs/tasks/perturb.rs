@@ -5,7 +5,7 @@ use anyhow::Result;
 use candle_core::Tensor;
 
 use super::evaluate::apply_filter;
-use crate::engine::attack::attack;
+use crate::engine::attack::attack_until_stopped;
 use crate::engine::eval::predictions;
 use crate::engine::model::BnMode;
 use crate::engine::progress::Ctrl;
@@ -30,7 +30,7 @@ pub fn samples(
     };
     ctrl.check()?;
     let (x, _) = part.batch(0..n, &norm, &net.device)?;
-    let attacked = attack(net, &x, &part.labels, &norm, BnMode::Running, &setup.attack)?;
+    let attacked = attack_until_stopped(net, &x, &part.labels, &norm, BnMode::Running, &setup.attack, ctrl.stop)?;
     let clean = predictions(&attacked.clean_logits)?;
     let adv = predictions(&net.logits(&attacked.x_adv, BnMode::Running)?)?;
     drop(masker);
