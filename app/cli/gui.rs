@@ -109,6 +109,7 @@ pub fn run(args: &GuiArgs) -> Result<()> {
         data: args.data.clone(),
         device: args.device,
         fresh: args.fresh || args.screenshot.is_some(),
+        settings_path: None,
         screenshot: args.screenshot.clone(),
         tab: args.view,
         autorun: args.run.clone(),

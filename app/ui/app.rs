@@ -33,6 +33,8 @@ pub struct AppOptions {
     pub device: DeviceChoice,
     /// Ignore stored settings and files (tests, screenshots).
     pub fresh: bool,
+    /// Read and write the settings here instead of the app's data folder (tests).
+    pub settings_path: Option<PathBuf>,
     /// Take a screenshot into this file once the app is idle, then close.
     pub screenshot: Option<PathBuf>,
     pub tab: Option<Tab>,
@@ -82,7 +84,11 @@ pub struct ExplorerApp {
 impl ExplorerApp {
     pub fn new(cc: &eframe::CreationContext<'_>, mut options: AppOptions) -> anyhow::Result<Self> {
         // Fresh starts (tests, screenshots) neither read nor write the stored settings.
-        let settings_file = if options.fresh { None } else { SettingsFile::standard() };
+        let settings_file = match (&options.settings_path, options.fresh) {
+            (Some(path), _) => Some(SettingsFile::at(path.clone())),
+            (None, true) => None,
+            (None, false) => SettingsFile::standard(),
+        };
         let (mut settings, settings_note) = match &settings_file {
             Some(file) => file.load(cc.storage),
             None => (Settings::default(), None),

@@ -19,7 +19,7 @@ use fragility_explorer::ui::{AppOptions, ExplorerApp};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 
-fn app(dialogs: Arc<ScriptedDialogs>, size: [f32; 2]) -> Harness<'static, ExplorerApp> {
+pub(crate) fn app(dialogs: Arc<ScriptedDialogs>, size: [f32; 2]) -> Harness<'static, ExplorerApp> {
     let mut h = Harness::builder().with_size(size).wgpu().build_eframe(move |cc| {
         let options = AppOptions {
             fresh: true,
@@ -35,7 +35,7 @@ fn app(dialogs: Arc<ScriptedDialogs>, size: [f32; 2]) -> Harness<'static, Explor
 }
 
 /// Steps frames until `done` holds; fails with `what` after the timeout.
-fn wait(h: &mut Harness<'_, ExplorerApp>, what: &str, done: impl Fn(&ExplorerApp) -> bool) {
+pub(crate) fn wait(h: &mut Harness<'_, ExplorerApp>, what: &str, done: impl Fn(&ExplorerApp) -> bool) {
     let start = Instant::now();
     while !done(h.state()) {
         if start.elapsed() > TIMEOUT {
@@ -386,7 +386,7 @@ fn an_unrecognised_checkpoint_asks_for_a_card_and_opens_with_it() {
 
 /// A file dropped onto the window.
 #[derive(Debug)]
-struct Dropped(std::path::PathBuf);
+pub(crate) struct Dropped(pub(crate) std::path::PathBuf);
 
 impl egui::DroppedFile for Dropped {
     fn path(&self) -> &Path {
@@ -421,7 +421,7 @@ fn folder_with_a_checkpoint() -> tempfile::TempDir {
     dir
 }
 
-fn opened(a: &ExplorerApp, name: &str) -> bool {
+pub(crate) fn opened(a: &ExplorerApp, name: &str) -> bool {
     a.is_idle() && a.session.model.as_ref().is_some_and(|m| m.name.ends_with(name))
 }
 
