@@ -3,7 +3,7 @@
 
 use egui_plot::{Bar, BarChart, HLine};
 
-use super::widgets::plot::{Axis, FigurePlot};
+use super::widgets::plot::{Axis, FigurePlot, top_with_legend_room};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::scores::Class;
 use crate::engine::model::LayerKind;
@@ -84,8 +84,8 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         Axis::new("clean accuracy without kernel k (%)"),
     );
     // Zoomed to where the kernels differ; bars from 0 would all look the same.
-    let plot =
-        figure.plot().height(h).default_y_bounds(100.0 * (lo - 0.005), 100.0 * (r.baseline_accuracy.max(lo) + 0.003));
+    let (bottom, top) = (100.0 * (lo - 0.005), 100.0 * (r.baseline_accuracy.max(lo) + 0.003));
+    let plot = figure.plot().height(h).default_y_bounds(bottom, top_with_legend_room(bottom, top));
     let (mean, baseline) = (100.0 * r.mean, 100.0 * r.baseline_accuracy);
     figure.show(ui, plot, move |plot| {
         for chart in acc {
@@ -105,7 +105,8 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         Axis::new("kernel k").integers(),
         Axis::new("d_k, mean |output change| under attack"),
     );
-    let plot = figure.plot().height(h).include_y(0.0);
+    let d_max = r.d_per_kernel.iter().copied().fold(0.0, f64::max);
+    let plot = figure.plot().height(h).include_y(0.0).include_y(top_with_legend_room(0.0, d_max));
     figure.show(ui, plot, move |plot| {
         for chart in d {
             plot.bar_chart(chart);

@@ -3,7 +3,7 @@
 
 use egui_plot::{Bar, BarChart};
 
-use super::widgets::plot::{Axis, FigurePlot};
+use super::widgets::plot::{Axis, FigurePlot, top_with_legend_room};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::jobs::JobKind;
@@ -63,7 +63,9 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         Axis::new("layer").categories(names),
         Axis::new("score S (area of normalised accuracy − ρ)"),
     );
-    let plot = figure.plot().height(ui.available_height() * 0.55).include_y(0.0);
+    let (lo, hi) = rows.iter().flat_map(|r| [r.1, r.2, r.3]).fold((0f64, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let plot =
+        figure.plot().height(ui.available_height() * 0.55).include_y(0.0).include_y(top_with_legend_room(lo, hi));
     let charts = [
         BarChart::new("S_clean", bars(0, -0.27, theme::CLEAN)).color(theme::CLEAN),
         BarChart::new("S_adv", bars(1, 0.0, theme::ADVERSARIAL)).color(theme::ADVERSARIAL),

@@ -151,6 +151,15 @@ impl Axis {
     }
 }
 
+/// How far above the data a plot with its legend in a top corner reaches, as a fraction of the
+/// data's span: room for a legend of up to four rows, so that it covers no bar.
+const LEGEND_ROOM: f64 = 0.45;
+
+/// The top of the y range for data spanning `lo..hi` with the legend above it.
+pub fn top_with_legend_room(lo: f64, hi: f64) -> f64 {
+    hi + LEGEND_ROOM * (hi - lo)
+}
+
 /// The plots' legend: series in the order they are added, in `corner`.
 pub fn legend(corner: Corner) -> Legend {
     Legend::default().follow_insertion_order(true).position(corner)
