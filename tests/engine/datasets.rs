@@ -266,6 +266,46 @@ fn a_subset_decodes_only_its_images() {
     assert!(e.contains("ends before image 11"), "{e}");
 }
 
+/// CIFAR batches and image folders also read only what a subset asks for, and give the same
+/// images as taking that subset of the whole set.
+#[test]
+fn cifar_and_folder_subsets_read_only_their_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let cifar = dir.path().join("batch.bin");
+    std::fs::write(&cifar, cifar_records(&(0..40).map(|i| (i % 10) as u8).collect::<Vec<_>>())).unwrap();
+    let folder = dir.path().join("folder");
+    for class in ["a", "b", "c"] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..7u8 {
+            write_png(&folder.join(class).join(format!("{i}.png")), 3, 2, 10 * i + class.len() as u8, false);
+        }
+    }
+    for path in [&cifar, &folder] {
+        let whole = data::load(&DataSpec::new(path)).unwrap();
+        for subset in [Subset::First { n: 6 }, Subset::Random { n: 9, seed: 5 }] {
+            let read = data::load(&DataSpec { subset, ..DataSpec::new(path) }).unwrap();
+            let taken = whole.clone().subset(subset).unwrap();
+            assert_eq!(
+                (&read.images, &read.labels, &read.name),
+                (&taken.images, &taken.labels, &taken.name),
+                "{subset:?}"
+            );
+        }
+    }
+    // A CIFAR file of a million records (a sparse 3 GB file, zeros: label 0) gives its first
+    // 100 and 1,000 drawn at random without reading the rest.
+    let big = dir.path().join("big.bin");
+    std::fs::File::create(&big).unwrap().set_len(3073 * 1_000_000).unwrap();
+    let before = peak_rss();
+    let first = data::load(&DataSpec { subset: Subset::First { n: 100 }, ..DataSpec::new(&big) }).unwrap();
+    let drawn = data::load(&DataSpec { subset: Subset::Random { n: 1000, seed: 1 }, ..DataSpec::new(&big) }).unwrap();
+    assert_eq!((first.len(), drawn.len()), (100, 1000));
+    assert!(drawn.name.contains("(1000 of 1000000)"), "{}", drawn.name);
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        assert!(after < before + (64 << 20), "the subsets took {} MB", (after - before) >> 20);
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn a_named_pipe_is_refused_before_it_is_read() {

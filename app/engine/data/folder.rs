@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Dataset, Known, Split, display_name};
+use super::{Dataset, Known, Split, Subset, display_name, keep, subset_name};
 use crate::engine::error::{EngineError, Result};
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
@@ -38,8 +38,8 @@ fn pixels(img: image::DynamicImage, channels: usize) -> Vec<u8> {
     chw
 }
 
-/// Reads labelled images; all must share the first image's size. Any colour image
-/// makes the whole set RGB; otherwise it is greyscale.
+/// Reads labelled images (those a subset kept); all must share the first image's size. Any
+/// colour image among them makes the set RGB; otherwise it is greyscale.
 fn read_all(items: &[(PathBuf, u32)], source: &Path) -> Result<([usize; 3], Vec<u8>)> {
     let mut decoded = Vec::with_capacity(items.len());
     for (path, _) in items {
@@ -71,7 +71,7 @@ fn read_all(items: &[(PathBuf, u32)], source: &Path) -> Result<([usize; 3], Vec<
 }
 
 /// A folder whose sub-folders are classes (sorted by name, as torchvision's ImageFolder).
-pub(super) fn load(dir: &Path, split: Split) -> Result<Dataset> {
+pub(super) fn load(dir: &Path, split: Split, subset: Subset) -> Result<Dataset> {
     let split_dir = dir.join(if split == Split::Train { "train" } else { "test" });
     let mut notes = Vec::new();
     let root = if split_dir.is_dir() {
@@ -89,7 +89,7 @@ pub(super) fn load(dir: &Path, split: Split) -> Result<Dataset> {
     let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
     if class_dirs.is_empty() {
         if entries.iter().any(|p| is_image(p)) {
-            return load_named_pngs(&root);
+            return load_named_pngs(&root, subset);
         }
         return Err(EngineError::data(
             dir,
@@ -108,9 +108,10 @@ pub(super) fn load(dir: &Path, split: Split) -> Result<Dataset> {
     if root == dir {
         notes.push("this image folder has no train/test split; the whole folder is used".to_string());
     }
+    let (items, total) = keep(items, subset, dir)?;
     let (shape, images) = read_all(&items, dir)?;
     Ok(Dataset {
-        name: display_name(dir),
+        name: subset_name(display_name(dir), subset, items.len(), total),
         known: Known::from_name(&display_name(dir)),
         source: dir.to_path_buf(),
         shape,
@@ -132,13 +133,14 @@ fn parse_name(path: &Path) -> Option<(String, usize, u32)> {
     Some((name.to_string(), index.parse().ok()?, label.parse().ok()?))
 }
 
-fn from_named(name: &str, mut files: Vec<(PathBuf, usize, u32)>, source: &Path) -> Result<Dataset> {
+fn from_named(name: &str, mut files: Vec<(PathBuf, usize, u32)>, source: &Path, subset: Subset) -> Result<Dataset> {
     files.sort_by_key(|f| f.1);
     let items: Vec<(PathBuf, u32)> = files.into_iter().map(|(p, _, l)| (p, l)).collect();
+    let (items, total) = keep(items, subset, source)?;
     let (shape, images) = read_all(&items, source)?;
     let known = Known::from_name(name);
     Ok(Dataset {
-        name: format!("{name} samples"),
+        name: subset_name(format!("{name} samples"), subset, items.len(), total),
         known,
         source: source.to_path_buf(),
         shape,
@@ -150,12 +152,12 @@ fn from_named(name: &str, mut files: Vec<(PathBuf, usize, u32)>, source: &Path) 
 }
 
 /// A folder of named PNGs (one name), or a single named PNG file.
-pub(super) fn load_named_pngs(path: &Path) -> Result<Dataset> {
+pub(super) fn load_named_pngs(path: &Path, subset: Subset) -> Result<Dataset> {
     if path.is_file() {
         let (name, index, label) = parse_name(path).ok_or_else(|| {
             EngineError::data(path, "a single image must be named <name>_<index>_<label>.png to carry its label")
         })?;
-        return from_named(&name, vec![(path.to_path_buf(), index, label)], path);
+        return from_named(&name, vec![(path.to_path_buf(), index, label)], path, subset);
     }
     let mut groups: BTreeMap<String, Vec<(PathBuf, usize, u32)>> = BTreeMap::new();
     let mut unnamed = 0;
@@ -169,7 +171,7 @@ pub(super) fn load_named_pngs(path: &Path) -> Result<Dataset> {
         0 => Err(EngineError::data(path, format!("{unnamed} images, none named <name>_<index>_<label>.png"))),
         1 => {
             let (name, files) = groups.into_iter().next().expect("one group");
-            from_named(&name, files, path)
+            from_named(&name, files, path, subset)
         }
         _ => {
             let names: Vec<String> = groups.keys().map(|n| format!("`{n}`")).collect();
@@ -186,7 +188,7 @@ pub(super) fn load_named_pngs(path: &Path) -> Result<Dataset> {
 }
 
 /// `folder/name`: the PNGs in `folder` named `name_<index>_<label>.png`.
-pub(super) fn load_prefix(path: &Path) -> Result<Option<Dataset>> {
+pub(super) fn load_prefix(path: &Path, subset: Subset) -> Result<Option<Dataset>> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Ok(None);
     };
@@ -202,5 +204,5 @@ pub(super) fn load_prefix(path: &Path) -> Result<Option<Dataset>> {
     if files.is_empty() {
         return Ok(None);
     }
-    from_named(name, files, path).map(Some)
+    from_named(name, files, path, subset).map(Some)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::bufread::GzDecoder;
 
-use super::{Dataset, Known, Split, Subset, subset_indices};
+use super::{Dataset, Known, Split, Subset, subset_indices, subset_name};
 use crate::engine::error::{EngineError, Result, check_regular};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -307,10 +307,7 @@ pub(super) fn from_bytes(
 }
 
 fn dataset(name: String, known: Option<Known>, source: PathBuf, p: Parsed, subset: Subset) -> Dataset {
-    let name = match subset {
-        Subset::All => name,
-        _ => format!("{name} ({} of {})", p.labels.len(), p.total),
-    };
+    let name = subset_name(name, subset, p.labels.len(), p.total);
     Dataset {
         name,
         known,

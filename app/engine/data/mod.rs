@@ -206,7 +206,7 @@ impl Dataset {
         let total = self.len();
         let Some(indices) = subset_indices(subset, total, &self.source)? else { return Ok(self) };
         let mut out = self.select(&indices);
-        out.name = format!("{} ({} of {total})", self.name, indices.len());
+        out.name = subset_name(std::mem::take(&mut out.name), subset, indices.len(), total);
         Ok(out)
     }
 
@@ -227,19 +227,21 @@ impl Dataset {
 /// Opens the dataset at `spec.path`, whatever its format, and applies the subset.
 pub fn load(spec: &DataSpec) -> Result<Dataset> {
     let path = &spec.path;
+    // Every loader takes the subset before decoding: an evaluation of N images decodes
+    // about N images, however large the set.
+    let subset = spec.subset;
     let data = if path.is_dir() {
-        if let Some(d) = idx::find(path, spec.split, spec.subset)? {
-            // Read with the subset taken: only the images asked for were decoded.
-            return Ok(d);
-        } else if let Some(d) = cifar::find(path, spec.split)? {
+        if let Some(d) = idx::find(path, spec.split, subset)? {
+            d
+        } else if let Some(d) = cifar::find(path, spec.split, subset)? {
             d
         } else {
-            folder::load(path, spec.split)?
+            folder::load(path, spec.split, subset)?
         }
     } else if path.is_file() {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("bin") => cifar::load_files(&[path.to_path_buf()], path)?,
-            Some("png") => folder::load_named_pngs(path)?,
+            Some("bin") => cifar::load_files(&[path.to_path_buf()], path, subset)?,
+            Some("png") => folder::load_named_pngs(path, subset)?,
             _ => {
                 return Err(EngineError::data(
                     path,
@@ -248,7 +250,7 @@ pub fn load(spec: &DataSpec) -> Result<Dataset> {
                 ));
             }
         }
-    } else if let Some(d) = folder::load_prefix(path)? {
+    } else if let Some(d) = folder::load_prefix(path, subset)? {
         d
     } else {
         return Err(EngineError::data(path, "no such file or folder"));
@@ -256,7 +258,27 @@ pub fn load(spec: &DataSpec) -> Result<Dataset> {
     if data.is_empty() {
         return Err(EngineError::data(path, "the dataset holds no images"));
     }
-    data.subset(spec.subset)
+    Ok(data)
+}
+
+/// The items a subset keeps, in file order, chosen before any of them is decoded; with the
+/// count they were chosen from.
+fn keep<T>(items: Vec<T>, subset: Subset, source: &Path) -> Result<(Vec<T>, usize)> {
+    let total = items.len();
+    if total == 0 {
+        return Ok((items, 0));
+    }
+    let Some(indices) = subset_indices(subset, total, source)? else { return Ok((items, total)) };
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    Ok((indices.into_iter().filter_map(|i| slots[i].take()).collect(), total))
+}
+
+/// A dataset's name with the part of it that is used, as `subset` leaves it.
+fn subset_name(name: String, subset: Subset, kept: usize, total: usize) -> String {
+    match subset {
+        Subset::All => name,
+        _ => format!("{name} ({kept} of {total})"),
+    }
 }
 
 /// A dataset from in-memory IDX files (gzip or raw), e.g. the embedded default.
