@@ -6,11 +6,12 @@ use std::path::Path;
 use crate::engine::error::{EngineError, Result};
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`,
-/// so a crash or a full disk never leaves a truncated file behind.
+/// so a crash or a full disk never leaves a truncated file behind. Temporary files of `path`
+/// left by writers that were killed are removed once the new file is in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = dir.join(temporary_name(&name, std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -21,7 +22,53 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::remove_file(&tmp).ok();
         return Err(EngineError::io("write", path, e));
     }
+    remove_stale_temporaries(dir, &name);
     Ok(())
+}
+
+fn temporary_name(name: &str, pid: u32) -> String {
+    format!(".{name}.tmp-{pid}")
+}
+
+/// Removes `.NAME.tmp-PID` files whose process is gone (where /proc tells; elsewhere they stay).
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = temporary_name(name, 0);
+    let prefix = &prefix[..prefix.len() - 1];
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(prefix)).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            std::fs::remove_file(entry.path()).ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_of_killed_writers_go_and_those_of_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.json");
+        // No process has a pid above Linux's maximum (2^22); pid 1 is always alive.
+        let stale = dir.path().join(temporary_name("sweep.json", 5_000_000));
+        let live = dir.path().join(temporary_name("sweep.json", 1));
+        let other = dir.path().join(temporary_name("train.json", 5_000_000));
+        for p in [&stale, &live, &other] {
+            std::fs::write(p, b"{\"partial").unwrap();
+        }
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+        assert_eq!(!stale.exists(), Path::new("/proc/self").exists(), "a killed writer's file goes where /proc tells");
+        assert!(live.exists() && other.exists(), "a live writer's file and another file's stay");
+    }
 }
 
 /// Refuses work that would need more memory than the machine has available (read from

@@ -86,6 +86,21 @@ fn assert_whole(dir: &Path, when: &str) {
     }
 }
 
+/// After a complete run over the same folder, the killed writers' temporary files are gone.
+fn assert_no_temporaries(dir: &Path, when: &str) {
+    let left: Vec<PathBuf> = walk(dir).into_iter().filter(|p| is_temporary(p)).collect();
+    assert!(left.is_empty(), "{when}: temporary files left: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
 /// Kills `args` at `KILLS` random moments within `full`, checking `out` after each.
 fn kill_repeatedly(args: &[&str], full: Duration, out: &Path, rng: &mut ChaCha8Rng, check: impl Fn(&str)) -> usize {
     let mut killed = 0;
@@ -119,6 +134,8 @@ fn sigkill_never_leaves_a_truncated_output() {
         assert!(now == earlier || v["records"].as_array().is_some_and(|r| !r.is_empty()), "{when}");
     });
     eprintln!("sweep: {killed} of {KILLS} kills hit a running process (full run {full:?})");
+    complete(&longer);
+    assert_no_temporaries(&sweep_out, "sweep run again to its end");
 
     // Figures of that result.
     let figures = dir.path().join("figures");
@@ -127,6 +144,8 @@ fn sigkill_never_leaves_a_truncated_output() {
     let full = complete(&args);
     let killed = kill_repeatedly(&args, full, &figures, &mut rng, |_| {});
     eprintln!("figure: {killed} of {KILLS} kills hit a running process (full run {full:?})");
+    complete(&args);
+    assert_no_temporaries(&figures, "figures made again");
 
     // Training: checkpoints and train.json stay whole, and the run resumes from the last one.
     let runs = dir.path().join("runs");
@@ -160,5 +179,6 @@ fn sigkill_never_leaves_a_truncated_output() {
             s(&runs),
         ]);
         assert_whole(&runs, "after resuming");
+        assert_no_temporaries(&runs, "after resuming");
     }
 }
