@@ -49,6 +49,27 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
     }
 }
 
+/// Refuses work that would need more memory than the machine has available (read from
+/// /proc/meminfo where there is one; elsewhere nothing is refused), so that a file whose
+/// header announces too much fails at once, with its size, instead of exhausting the memory.
+pub fn check_fits_in_memory(bytes: u64, what: &str) -> std::result::Result<(), String> {
+    match available_memory() {
+        Some(free) if bytes > free => Err(format!(
+            "{what} would take {:.1} GB of memory, more than this machine has available ({:.1} GB)",
+            bytes as f64 / 1e9,
+            free as f64 / 1e9
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,25 +90,4 @@ mod tests {
         assert_eq!(!stale.exists(), Path::new("/proc/self").exists(), "a killed writer's file goes where /proc tells");
         assert!(live.exists() && other.exists(), "a live writer's file and another file's stay");
     }
-}
-
-/// Refuses work that would need more memory than the machine has available (read from
-/// /proc/meminfo where there is one; elsewhere nothing is refused), so that a file whose
-/// header announces too much fails at once, with its size, instead of exhausting the memory.
-pub fn check_fits_in_memory(bytes: u64, what: &str) -> std::result::Result<(), String> {
-    match available_memory() {
-        Some(free) if bytes > free => Err(format!(
-            "{what} would take {:.1} GB of memory, more than this machine has available ({:.1} GB)",
-            bytes as f64 / 1e9,
-            free as f64 / 1e9
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
