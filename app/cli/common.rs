@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::embedded;
+use crate::engine::DEFAULT_SEED;
 use crate::engine::data::{self, DataSpec, Dataset, Split, Subset};
 use crate::engine::device::{self, DeviceChoice};
 use crate::engine::model::{CardOrigin, Network};
@@ -64,7 +65,7 @@ pub struct DataArgs {
     #[arg(long, value_name = "N")]
     pub sample: Option<usize>,
     /// Seed for --sample
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub data_seed: u64,
 }
 

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::common::{DataArgs, ModelArgs};
 use super::progress::{Bar, ctrl_c_flag};
+use crate::engine::DEFAULT_SEED;
 use crate::engine::attack::{AttackConfig, AttackKind, DEFAULT_PGD_STEPS, GradMode};
 use crate::engine::eval::{DEFAULT_BATCH, EvalConfig, EvalReport, evaluate};
 use crate::engine::model::BnMode;
@@ -44,7 +45,7 @@ pub struct AttackArgs {
     #[arg(long)]
     pub random_start: bool,
     /// Seed for PGD's random start
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub pgd_seed: u64,
 }
 

@@ -9,6 +9,7 @@ use super::analysis::{SweepArgs, attack_config};
 use super::common::DataArgs;
 use super::eval::AttackArgs;
 use super::progress::{self, Bar, ctrl_c_flag};
+use crate::engine::DEFAULT_SEED;
 use crate::engine::analysis::selective::{self, Selection, SelectiveConfig};
 use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::AttackKind;
@@ -20,7 +21,7 @@ use crate::engine::model::init::initial_state;
 use crate::engine::model::{CardOrigin, Network};
 use crate::engine::progress::Ctrl;
 use crate::engine::setup;
-use crate::engine::train::{self, EpochLog, TrainConfig, Trainer, adam};
+use crate::engine::train::{self, DEFAULT_EVERY, EpochLog, TrainConfig, Trainer, adam};
 use crate::export::format::group;
 use crate::export::tables;
 
@@ -28,7 +29,7 @@ use crate::export::tables;
 #[derive(Args, Debug, Clone)]
 pub struct TrainOpts {
     /// Seed of the initial weights, the data order and dropout
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
     /// Images per training batch
     #[arg(long, default_value_t = train::DEFAULT_BATCH)]
@@ -88,7 +89,7 @@ pub struct TrainCmd {
     #[arg(long)]
     pub epochs: usize,
     /// Save a checkpoint every K epochs (and after the last)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = DEFAULT_EVERY)]
     pub every: usize,
     #[command(flatten)]
     pub opts: TrainOpts,
@@ -173,7 +174,7 @@ pub struct SelectiveCmd {
     #[arg(long)]
     pub epochs: usize,
     /// Re-characterise the selective arm every K epochs
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = DEFAULT_EVERY)]
     pub every: usize,
     /// Freeze fragile weights one by one, or whole fragile layers
     #[arg(long, value_enum, default_value_t = Selection::PerWeight)]

@@ -66,7 +66,7 @@ impl Default for AttackConfig {
             pgd_steps: default_pgd_steps(),
             pgd_step: None,
             pgd_random_start: false,
-            seed: 0,
+            seed: crate::engine::DEFAULT_SEED,
         }
     }
 }

@@ -16,3 +16,7 @@ pub mod setup;
 pub mod train;
 
 pub use error::{EngineError, Result};
+
+/// The seed of every seeded choice (initial weights, data order, random subsets, PGD's random
+/// start) unless the user gives another.
+pub const DEFAULT_SEED: u64 = 0;

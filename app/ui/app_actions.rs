@@ -277,8 +277,8 @@ impl ExplorerApp {
         let config = SelectiveConfig {
             train: TrainConfig {
                 epochs: self.settings.train_epochs.max(1),
-                every: 1,
-                seed: 0,
+                every: crate::engine::train::DEFAULT_EVERY,
+                seed: crate::engine::DEFAULT_SEED,
                 batch: crate::engine::train::DEFAULT_BATCH,
                 lr: crate::engine::train::adam::DEFAULT_LR,
                 test_attack: Some(self.attack_config()),

@@ -39,6 +39,9 @@ pub fn train_step(net: &Network, opt: &mut Adam, x: &Tensor, y: &Tensor, rng: &m
     Ok(loss.to_scalar::<f32>()?)
 }
 
+/// Epochs between checkpoints (and between re-characterisations of the selective arm).
+pub const DEFAULT_EVERY: usize = 1;
+
 /// Training images per optimisation step.
 pub const DEFAULT_BATCH: usize = 100;
 
