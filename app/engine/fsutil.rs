@@ -6,8 +6,9 @@ use std::path::Path;
 use crate::engine::error::{EngineError, Result};
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over `path`,
-/// so a crash or a full disk never leaves a truncated file behind. Temporary files of `path`
-/// left by writers that were killed are removed once the new file is in place.
+/// so a crash or a full disk never leaves a truncated file behind. Temporary files left in the
+/// same folder by writers that were killed are removed once the new file is in place (a resumed
+/// run need not rewrite the very file a kill interrupted).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -22,7 +23,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::remove_file(&tmp).ok();
         return Err(EngineError::io("write", path, e));
     }
-    remove_stale_temporaries(dir, &name);
+    remove_stale_temporaries(dir);
     Ok(())
 }
 
@@ -30,19 +31,23 @@ fn temporary_name(name: &str, pid: u32) -> String {
     format!(".{name}.tmp-{pid}")
 }
 
-/// Removes `.NAME.tmp-PID` files whose process is gone (where /proc tells; elsewhere they stay).
-fn remove_stale_temporaries(dir: &Path, name: &str) {
+/// The writer's pid of a name made by `temporary_name`.
+fn writer_of_temporary(file: &str) -> Option<u32> {
+    let (name, pid) = file.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    (!name.is_empty()).then_some(())?;
+    pid.parse().ok()
+}
+
+/// Removes the `.NAME.tmp-PID` files of `dir` whose process is gone (where /proc tells;
+/// elsewhere they stay).
+fn remove_stale_temporaries(dir: &Path) {
     if !Path::new("/proc/self").exists() {
         return;
     }
-    let prefix = temporary_name(name, 0);
-    let prefix = &prefix[..prefix.len() - 1];
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let file = entry.file_name();
-        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(prefix)).and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
+        let Some(pid) = file.to_str().and_then(writer_of_temporary) else { continue };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             std::fs::remove_file(entry.path()).ok();
         }
@@ -81,13 +86,18 @@ mod tests {
         // No process has a pid above Linux's maximum (2^22); pid 1 is always alive.
         let stale = dir.path().join(temporary_name("sweep.json", 5_000_000));
         let live = dir.path().join(temporary_name("sweep.json", 1));
-        let other = dir.path().join(temporary_name("train.json", 5_000_000));
-        for p in [&stale, &live, &other] {
+        let stale_other = dir.path().join(temporary_name("checkpoint-epoch-020.optim.safetensors", 5_000_001));
+        let live_other = dir.path().join(temporary_name("train.json", 1));
+        let not_ours = dir.path().join(".tmp-5000000");
+        for p in [&stale, &live, &stale_other, &live_other, &not_ours] {
             std::fs::write(p, b"{\"partial").unwrap();
         }
         write_atomic(&path, b"{}").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{}");
-        assert_eq!(!stale.exists(), Path::new("/proc/self").exists(), "a killed writer's file goes where /proc tells");
-        assert!(live.exists() && other.exists(), "a live writer's file and another file's stay");
+        let proc = Path::new("/proc/self").exists();
+        assert_eq!(!stale.exists(), proc, "a killed writer's file goes where /proc tells");
+        assert_eq!(!stale_other.exists(), proc, "so does one of another output in the folder");
+        assert!(live.exists() && live_other.exists(), "live writers' files stay");
+        assert!(not_ours.exists(), "a name this writer does not make stays");
     }
 }

@@ -1,5 +1,6 @@
 //! SIGKILL at random moments: every output a killed run leaves is either an earlier complete
-//! file or a new complete one, never a truncated one, and a killed training run resumes.
+//! file or a new complete one, never a truncated one; a checkpoint's weights never appear
+//! without its card and optimiser state, and a killed training run resumes.
 
 use crate::common;
 
@@ -101,6 +102,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The weights files of the checkpoints in `dir`, in epoch order.
+fn checkpoints_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = walk(dir)
+        .into_iter()
+        .filter(|p| p.to_str().is_some_and(|n| n.ends_with(".safetensors") && !n.ends_with(".optim.safetensors")))
+        .filter(|p| !is_temporary(p))
+        .collect();
+    found.sort();
+    found
+}
+
 /// Kills `args` at `KILLS` random moments within `full`, checking `out` after each.
 fn kill_repeatedly(args: &[&str], full: Duration, out: &Path, rng: &mut ChaCha8Rng, check: impl Fn(&str)) -> usize {
     let mut killed = 0;
@@ -153,16 +165,16 @@ fn sigkill_never_leaves_a_truncated_output() {
     let train = ["train", "--model-card", s(&card), "--data", s(data.path()), "--epochs", "30", "--test-limit", "20"];
     let full = complete(&[&train[..], &["--out", s(&dir.path().join("train-timing"))]].concat());
     let args = [&train[..], &["--out", s(&runs)]].concat();
-    let killed = kill_repeatedly(&args, full, &runs, &mut rng, |_| {});
+    let killed = kill_repeatedly(&args, full, &runs, &mut rng, |when| {
+        for weights in checkpoints_in(&runs) {
+            let stem = weights.file_stem().unwrap().to_str().unwrap();
+            for companion in [format!("{stem}.json"), format!("{stem}.optim.safetensors")] {
+                assert!(runs.join(&companion).is_file(), "{when}: {} has no {companion}", weights.display());
+            }
+        }
+    });
     eprintln!("train: {killed} of {KILLS} kills hit a running process (full run {full:?})");
-    let mut checkpoints: Vec<PathBuf> = std::fs::read_dir(&runs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_str().is_some_and(|n| n.ends_with(".safetensors") && !n.ends_with(".optim.safetensors")))
-        .filter(|p| !is_temporary(p))
-        .collect();
-    checkpoints.sort();
+    let checkpoints = checkpoints_in(&runs);
     // One epoch past the full run, so that resuming has work even when no kill hit training.
     if let Some(last) = checkpoints.last() {
         complete(&[

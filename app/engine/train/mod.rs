@@ -161,16 +161,18 @@ impl<'a> Trainer<'a> {
         Ok((r.clean_accuracy, r.adversarial_accuracy))
     }
 
-    /// Saves weights, card (with the epoch) and optimiser state as `checkpoint-epoch-NNN`.
+    /// Saves optimiser state, card (with the epoch) and weights as `checkpoint-epoch-NNN`.
+    /// The weights come last, so that a run killed while saving never leaves a checkpoint
+    /// without its card (it would not open) or its optimiser state (a resume would differ).
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io("create", dir, e))?;
         let path = dir.join(format!("checkpoint-epoch-{:03}.safetensors", self.epoch));
         let mut card: ModelCard = self.net.card.clone();
         card.training = Some(TrainingInfo { epoch: self.epoch, seed: Some(self.cfg.seed), note: None });
-        checkpoint::save_safetensors(&path, self.net.tensors())?;
-        card.save(&ModelCard::beside(&path))?;
         let state = self.opt.state()?;
         checkpoint::save_safetensors(&optimiser_path(&path), state.iter().map(|(k, t)| (k.as_str(), t)))?;
+        card.save(&ModelCard::beside(&path))?;
+        checkpoint::save_safetensors(&path, self.net.tensors())?;
         Ok(path)
     }
 }
