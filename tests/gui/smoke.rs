@@ -34,6 +34,24 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Where the pixels of an XWD file lie.
+struct XwdLayout {
+    pixels_at: usize,
+    line: usize,
+    height: usize,
+}
+
+/// The layout of an XWD screen file, once Xvfb has written its header (32-bit pixels).
+fn xwd_layout(bytes: &[u8]) -> Option<XwdLayout> {
+    let field = |i: usize| bytes.get(4 * i..4 * i + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let (header, bits, line, height, ncolours) = (field(0)?, field(11)?, field(12)?, field(5)?, field(19)?);
+    (bits == 32 && header > 0).then_some(XwdLayout { pixels_at: header + 12 * ncolours, line, height })
+}
+
+fn xwd_header(fb: &Path) -> Option<XwdLayout> {
+    xwd_layout(&std::fs::read(fb).ok()?)
+}
+
 /// An X server of our own with its screen in a file, and a fresh empty home.
 struct Display {
     number: u32,
@@ -59,9 +77,11 @@ impl Display {
             {
                 continue;
             }
+            // -noreset: by default the server resets when its last client leaves, rewriting the
+            // framebuffer file (header included) just as the next test command reads it.
             let server = Command::new(&xvfb)
                 .arg(format!(":{number}"))
-                .args(["-screen", "0", "1400x900x24", "-nolisten", "tcp", "-fbdir"])
+                .args(["-screen", "0", "1400x900x24", "-nolisten", "tcp", "-noreset", "-fbdir"])
                 .arg(&fbdir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -70,12 +90,15 @@ impl Display {
             let mut server = Killer(server);
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(20) {
-                if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() && fbdir.join("Xvfb_screen0").exists() {
+                // Xvfb creates its framebuffer file, fills it with zeros and only then writes the
+                // XWD header: the screen is ready when the header is.
+                let fb = fbdir.join("Xvfb_screen0");
+                if Path::new(&format!("/tmp/.X11-unix/X{number}")).exists() && xwd_header(&fb).is_some() {
                     let runtime = home.path().join("run");
                     std::fs::create_dir(&runtime).unwrap();
                     // XDG_RUNTIME_DIR must be private to its user.
                     std::fs::set_permissions(&runtime, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-                    return Some(Self { number, fb: fbdir.join("Xvfb_screen0"), home, _server: server });
+                    return Some(Self { number, fb, home, _server: server });
                 }
                 if server.0.try_wait().ok().flatten().is_some() {
                     break; // lost the race for this display number
@@ -113,12 +136,9 @@ impl Display {
     /// The screen's distinct colours, read from Xvfb's XWD framebuffer file.
     fn colours(&self) -> usize {
         let Ok(bytes) = std::fs::read(&self.fb) else { return 0 };
-        let field =
-            |i: usize| bytes.get(4 * i..4 * i + 4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
-        let (header, bits, line, height, ncolours) = (field(0), field(11), field(12), field(5), field(19));
-        assert_eq!(bits, 32, "Xvfb's screen is 24-bit in 32-bit pixels");
-        let start = header + 12 * ncolours;
-        let pixels = bytes.get(start..start + line * height).unwrap_or(&[]);
+        let XwdLayout { pixels_at, line, height } =
+            xwd_layout(&bytes).expect("Xvfb's screen is 24-bit in 32-bit pixels, under a whole XWD header");
+        let pixels = bytes.get(pixels_at..pixels_at + line * height).unwrap_or(&[]);
         pixels.chunks_exact(4).map(|p| [p[0], p[1], p[2]]).collect::<HashSet<_>>().len()
     }
 
