@@ -13,3 +13,4 @@ mod datasets;
 mod mnist_real;
 mod optimised_paths;
 mod reference_models;
+mod worker_faults;
