@@ -9,8 +9,8 @@
 //!   as the Cancel button cancels it; the time is from `JobTracker::cancel` to the tracker seeing the job end (the worker's
 //!   `Cancelled` event, drained by the frame loop every 2 ms).
 //! - CLI: the built binary (`target/release/fragility-explorer`, build it first) runs `eval`,
-//!   `sweep`, `dropout`, `train`, `landscape` and `selective` on the embedded MNIST images as an
-//!   IDX folder (the last two over a 3-epoch run trained first); after a random
+//!   `sweep`, `dropout`, `train`, `landscape`, `trajectory` and `selective` on the embedded MNIST images as an
+//!   IDX folder (the last three over a 3-epoch run trained first); after a random
 //!   0.5-1.5 s it gets SIGINT; the time is from the signal to the process's exit.
 //!
 //! Prints one JSON line on stdout (median and max per job, in ms); progress goes to stderr.
@@ -186,6 +186,7 @@ fn cli_case(repeats: usize, rng: &mut ChaCha8Rng) -> Result<Value> {
         ("dropout", vec!["dropout", "--model", &m, "--data", &d, "--out", &out]),
         ("train", vec!["train", "--model-card", &card, "--data", &d, "--epochs", "50", "--out", &out]),
         ("landscape", vec!["landscape", "--checkpoints", &runs, "--data", &d, "--out", &out]),
+        ("trajectory", vec!["trajectory", "--checkpoints", &runs, "--data", &d, "--out", &out]),
         ("selective", vec!["selective", "--checkpoint", &last, "--data", &d, "--epochs", "20", "--out", &out]),
     ]
     .into_iter()

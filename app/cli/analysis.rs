@@ -268,29 +268,50 @@ pub fn run_dropout(a: &DropoutCmd) -> Result<()> {
     progress::finished(r.cancelled, "the kernels finished so far are kept")
 }
 
+/// A training run's checkpoints and the data to analyse them on.
 #[derive(Args, Debug)]
-pub struct LandscapeCmd {
+pub struct RunArgs {
     /// Folder of checkpoints of one training run (as written by `train`)
     #[arg(long, value_name = "DIR")]
     pub checkpoints: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    #[command(flatten)]
-    pub sweep: SweepArgs,
     /// Where to compute
     #[arg(long, value_enum, default_value_t = device::DeviceChoice::Cpu)]
     pub device: device::DeviceChoice,
+}
+
+#[derive(Args, Debug)]
+pub struct LandscapeCmd {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
     /// Folder for landscape.json and landscape.csv
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
-pub fn run_landscape(a: &LandscapeCmd) -> Result<()> {
-    let dev = device::open(a.device)?;
-    let entries = landscape::list_checkpoints(&a.checkpoints, &dev)?;
+/// A training run's checkpoints opened for an analysis of them all: the device, the
+/// checkpoints by epoch, the first one's network (which sets eps) and the data, checked to fit.
+pub struct OpenedRun {
+    pub device: candle_core::Device,
+    pub entries: Vec<landscape::CheckpointEntry>,
+    pub first: Network,
+    pub data: Dataset,
+}
+
+pub fn open_run(run: &RunArgs) -> Result<OpenedRun> {
+    let dev = device::open(run.device)?;
+    let entries = landscape::list_checkpoints(&run.checkpoints, &dev)?;
     let first = Network::load(&entries[0].path, None, &dev)?;
-    let data = a.data.load_or_first(DEFAULT_EVAL_IMAGES)?;
+    let data = run.data.load_or_first(DEFAULT_EVAL_IMAGES)?;
     setup::check_compatible(&first, &data)?;
+    Ok(OpenedRun { device: dev, entries, first, data })
+}
+
+pub fn run_landscape(a: &LandscapeCmd) -> Result<()> {
+    let OpenedRun { device: dev, entries, first, data } = open_run(&a.run)?;
     let attack = attack_config(&a.sweep.attack_opts, a.sweep.attack, &first, &data)?;
     let cfg = a.sweep.config(Scope::Local, attack);
     let out = out_dir(&a.out)?;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::SweepResult;
-use crate::export::figures::builders::{self, Built, View};
+use crate::export::figures::builders::{self, Built, Score, View};
 use crate::export::figures::export;
 use results::Results;
 
@@ -20,7 +20,7 @@ and STEM.json (the options and the analysis config), with STEM = fig-KIND[-LAYER
 Eval outputs: collect `eval --json` runs at several --eps into one JSON array, e.g.\n  \
 for e in 0 0.1 0.2 0.3; do fragility-explorer eval --attack fgsm --eps $e --json; done | jq -s . > evals.json")]
 pub struct FigureArgs {
-    /// Results written by sweep, dropout, landscape, train or selective (sweep.json, ...), or
+    /// Results written by sweep, dropout, landscape, trajectory, train or selective (sweep.json, ...), or
     /// a JSON array of `eval --json` outputs
     #[arg(long, value_name = "FILE")]
     pub results: PathBuf,
@@ -37,6 +37,9 @@ pub struct FigureArgs {
     /// Accuracy that landscape maps follow
     #[arg(long, value_enum, default_value_t = View::Clean)]
     pub view: View,
+    /// Score that trajectory-scores follows: S_clean, S_adv or S_diff
+    #[arg(long, value_enum, default_value_t = Score::Adv)]
+    pub score: Score,
     /// Mark this threshold on the sweep curves
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
@@ -67,6 +70,12 @@ pub enum FigureKind {
     LandscapeClasses,
     /// landscape: steps that any filter finds fragile
     LandscapeInfluential,
+    /// trajectory: every layer's score (--score, --filter or the mean over h1-h3) per epoch
+    TrajectoryScores,
+    /// trajectory: fragile, null and other kernels of the nodal-dropout layer per epoch
+    TrajectoryKernels,
+    /// trajectory: d_F against d_N per epoch, with the fragile and null fractions
+    TrajectoryTargeting,
     /// train: accuracy and loss per epoch
     Training,
     /// selective: test accuracy of selective and regular training per epoch
@@ -89,6 +98,7 @@ impl FigureKind {
             Results::Landscape(_) => &[LandscapeAccuracy, LandscapeClasses, LandscapeInfluential],
             Results::Train(_) => &[Training],
             Results::Selective(_) => &[Selective],
+            Results::Trajectory(_) => &[TrajectoryScores, TrajectoryKernels, TrajectoryTargeting],
             Results::Evals(..) => &[Eps],
         }
     }
@@ -101,6 +111,7 @@ struct Job {
     layer: Option<String>,
     filter: Option<FilterKind>,
     view: Option<View>,
+    score: Option<Score>,
 }
 
 impl Job {
@@ -122,6 +133,10 @@ impl Job {
         if let Some(v) = self.view {
             stem.push('-');
             stem.push_str(v.short());
+        }
+        if let Some(score) = self.score {
+            stem.push('-');
+            stem.push_str(&score.symbol().to_lowercase().replace('_', "-"));
         }
         stem
     }
@@ -151,6 +166,7 @@ pub fn run(a: &FigureArgs) -> Result<()> {
             "layer": job.layer,
             "filter": job.filter,
             "view": job.view,
+            "score": job.score,
             "threshold": if job.kind == FigureKind::Curves { a.threshold } else { None },
             "results": a.results,
             "result_kind": r.name(),
@@ -200,9 +216,10 @@ fn one_job(r: &Results, a: &FigureArgs) -> Result<Job> {
             .filter
             .or_else(|| layer.as_deref().and_then(|l| filters_of(r, l).first().copied()))
             .or_else(|| first_layer(r).and_then(|l| filters_of(r, &l).first().copied())),
-        Scores => a.filter,
+        Scores | TrajectoryScores => a.filter,
         _ => None,
     };
+    let score = (kind == TrajectoryScores).then_some(a.score);
     let view = matches!(kind, LandscapeAccuracy | LandscapeClasses | LandscapeInfluential).then_some(a.view);
     if needs_layer && layer.is_none() {
         bail!("the results hold no layer to draw: {}", a.results.display());
@@ -210,13 +227,19 @@ fn one_job(r: &Results, a: &FigureArgs) -> Result<Job> {
     if matches!(kind, Curves | LandscapeAccuracy | LandscapeClasses) && filter.is_none() {
         bail!("the results hold no filter to draw: {}", a.results.display());
     }
-    Ok(Job { kind, layer, filter, view })
+    Ok(Job { kind, layer, filter, view, score })
 }
 
 /// Every figure the results give.
 fn every_job(r: &Results) -> Vec<Job> {
     use FigureKind::*;
-    let job = |kind, layer: Option<&str>, filter, view| Job { kind, layer: layer.map(str::to_string), filter, view };
+    let job = |kind, layer: Option<&str>, filter, view| Job {
+        kind,
+        layer: layer.map(str::to_string),
+        filter,
+        view,
+        score: None,
+    };
     let mut jobs = Vec::new();
     match r {
         Results::Sweep(s) => {
@@ -240,6 +263,13 @@ fn every_job(r: &Results) -> Vec<Job> {
                     jobs.push(job(LandscapeInfluential, Some(&c.layer), None, Some(view)));
                 }
             }
+        }
+        Results::Trajectory(_) => {
+            for score in [Score::Clean, Score::Adv, Score::Diff] {
+                jobs.push(Job { score: Some(score), ..job(TrajectoryScores, None, None, None) });
+            }
+            jobs.push(job(TrajectoryKernels, None, None, None));
+            jobs.push(job(TrajectoryTargeting, None, None, None));
         }
         other => jobs.extend(FigureKind::of(other).iter().map(|&k| job(k, None, None, None))),
     }
@@ -265,6 +295,11 @@ fn build(r: &Results, job: &Job, threshold: Option<f64>) -> Result<Built> {
         (Results::Landscape(l), LandscapeAccuracy) => builders::landscape_accuracy(l, layer, filter()?, view)?,
         (Results::Landscape(l), LandscapeClasses) => builders::landscape_classes(l, layer, filter()?, view)?,
         (Results::Landscape(l), LandscapeInfluential) => builders::landscape_influential(l, layer, view)?,
+        (Results::Trajectory(t), TrajectoryScores) => {
+            builders::trajectory_scores(t, job.score.unwrap_or_default(), job.filter)?
+        }
+        (Results::Trajectory(t), TrajectoryKernels) => builders::trajectory_kernels(t)?,
+        (Results::Trajectory(t), TrajectoryTargeting) => builders::trajectory_targeting(t)?,
         (Results::Train(t), Training) => builders::training_curves(t),
         (Results::Selective(s), Selective) => builders::selective_curves(s),
         (Results::Evals(points, _), Eps) => builders::accuracy_vs_eps(points),

@@ -9,6 +9,7 @@ mod gui;
 mod info;
 mod progress;
 mod train;
+mod trajectory;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Train(train::TrainCmd),
     /// Local sweeps over a folder of checkpoints: the learning landscape
     Landscape(analysis::LandscapeCmd),
+    /// Every checkpoint of a run characterised (sweeps, scores, nodal dropout) and compared through training
+    Trajectory(trajectory::TrajectoryCmd),
     /// Selective backpropagation against regular training from the same checkpoint
     Selective(train::SelectiveCmd),
     /// Render figures (PNG, SVG, CSV, JSON) headless from saved results
@@ -63,6 +66,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Dropout(a) => analysis::run_dropout(&a),
         Command::Train(a) => train::run_train(&a),
         Command::Landscape(a) => analysis::run_landscape(&a),
+        Command::Trajectory(a) => trajectory::run(&a),
         Command::Selective(a) => train::run_selective(&a),
     }
 }

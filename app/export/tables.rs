@@ -9,6 +9,7 @@ use crate::engine::analysis::dropout::DropoutResult;
 use crate::engine::analysis::landscape::LandscapeResult;
 use crate::engine::analysis::selective::SelectiveResult;
 use crate::engine::analysis::sweep::SweepResult;
+use crate::engine::analysis::trajectory::TrajectoryResult;
 use crate::engine::fsutil::write_atomic;
 use crate::engine::train::EpochLog;
 
@@ -169,6 +170,44 @@ pub fn write_landscape(dir: &Path, r: &LandscapeResult) -> Result<()> {
         }
     }
     t.write(&dir.join("landscape.csv"))
+}
+
+/// `trajectory.json`, `trajectory-scores.csv` (one row per epoch, layer and filter) and
+/// `trajectory-kernels.csv` (one row per epoch and kernel of the nodal dropout).
+pub fn write_trajectory(dir: &Path, r: &TrajectoryResult) -> Result<()> {
+    write_json(&dir.join("trajectory.json"), r)?;
+    let mut scores = Table::new(&["epoch", "layer", "filter", "s_clean", "s_adv", "s_diff"]);
+    for s in &r.scores {
+        for (i, epoch) in r.epochs.iter().enumerate() {
+            scores.row([
+                epoch.to_string(),
+                s.layer.clone(),
+                s.filter.to_string(),
+                opt(s.s_clean[i]),
+                opt(s.s_adv[i]),
+                opt(s.s_diff[i]),
+            ]);
+        }
+    }
+    scores.write(&dir.join("trajectory-scores.csv"))?;
+    let mut kernels =
+        Table::new(&["epoch", "kernel", "correct", "accuracy", "fragile", "null", "d", "consistently_fragile"]);
+    for c in &r.checkpoints {
+        let d = &c.dropout;
+        for k in 0..d.correct_per_kernel.len() {
+            kernels.row([
+                c.epoch.to_string(),
+                k.to_string(),
+                d.correct_per_kernel[k].to_string(),
+                d.accuracy_per_kernel[k].to_string(),
+                d.fragile.contains(&k).to_string(),
+                d.null.contains(&k).to_string(),
+                d.d_per_kernel[k].to_string(),
+                r.consistently_fragile.contains(&k).to_string(),
+            ]);
+        }
+    }
+    kernels.write(&dir.join("trajectory-kernels.csv"))
 }
 
 /// `selective.json` and `selective.csv` (both arms, epoch by epoch).

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use fragility_explorer::engine::analysis::filter::FilterKind;
 use fragility_explorer::engine::analysis::scores::Class;
-use fragility_explorer::export::figures::builders::{self, Built, PerturbationSample, View, WeightView};
+use fragility_explorer::export::figures::builders::{self, Built, PerturbationSample, Score, View, WeightView};
 use fragility_explorer::export::figures::{Figure, PNG_SCALE, export};
 use fragility_explorer::render::colormap::Colormap;
 use fragility_explorer::render::palette;
@@ -20,6 +20,7 @@ fn every_figure() -> Vec<(&'static str, Built)> {
     let sweep = synthetic::sweep();
     let landscape = synthetic::landscape();
     let dropout = synthetic::dropout();
+    let trajectory = synthetic::trajectory();
     let conv: Vec<f32> = (0..32 * 9).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.4).collect();
     let removed: Vec<bool> = conv.iter().map(|&w| w <= -0.1).collect();
     let classes: Vec<Class> =
@@ -48,6 +49,10 @@ fn every_figure() -> Vec<(&'static str, Built)> {
         ),
         ("landscape-classes", ok(builders::landscape_classes(&landscape, "features.0", FilterKind::H3, View::Clean))),
         ("landscape-influential", ok(builders::landscape_influential(&landscape, "features.0", View::Adversarial))),
+        ("trajectory-scores", ok(builders::trajectory_scores(&trajectory, Score::Adv, None))),
+        ("trajectory-scores-h3", ok(builders::trajectory_scores(&trajectory, Score::Diff, Some(FilterKind::H3)))),
+        ("trajectory-kernels", ok(builders::trajectory_kernels(&trajectory))),
+        ("trajectory-targeting", ok(builders::trajectory_targeting(&trajectory))),
         ("training", builders::training_curves(&synthetic::train())),
         ("selective", builders::selective_curves(&synthetic::selective())),
         ("weights", ok(builders::weight_heatmap(&weights(None)))),
@@ -166,6 +171,10 @@ fn table_header(_figure: &Figure, stem: &str) -> String {
         "landscape-accuracy" => "epoch,step,adv_accuracy",
         "landscape-classes" => "epoch,step,class_index",
         "landscape-influential" => "epoch,step,influential",
+        "trajectory-scores" => "epoch,layer,filter,S_adv",
+        "trajectory-scores-h3" => "epoch,layer,filter,S_diff",
+        "trajectory-kernels" => "epoch,kernel,fragile,null,consistently_fragile",
+        "trajectory-targeting" => "epoch,d_fragile,d_other,targeted,fragile_fraction,null_fraction",
         "training" | "selective" => epochs,
         "weights" | "weight-classes" => "index,position,value,removed,class",
         "perturbations" => "sample,label,clean_pred,clean_conf,adv_pred,adv_conf,flipped,max_abs_perturbation",
@@ -402,6 +411,10 @@ fn figure_command_explains_unusable_files() {
             "fig-landscape-influential-features.0-adv",
         ),
         (write("train.json", &serde_json::to_value(synthetic::train()).unwrap()), "fig-training"),
+        (
+            write("trajectory.json", &serde_json::to_value(synthetic::trajectory()).unwrap()),
+            "fig-trajectory-scores-s-diff",
+        ),
         (write("selective.json", &serde_json::to_value(synthetic::selective()).unwrap()), "fig-selective"),
         (
             write(
@@ -417,13 +430,31 @@ fn figure_command_explains_unusable_files() {
         assert!(o.status.success(), "{path}: {}", stderr(&o));
         assert!(dir.path().join(format!("{stem}.png")).is_file(), "{stem}.png from {path}");
     }
+    // A trajectory whose series disagree with its epochs is an error, never a panic.
+    let mut lying = serde_json::to_value(synthetic::trajectory()).unwrap();
+    lying["kernels"]["d_fragile"].as_array_mut().unwrap().pop();
+    let o = run(&["figure", "--results", &write("lying.json", &lying), "--all"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("kernels.d_fragile has 3 values for 4 epochs"), "{}", stderr(&o));
 }
 
 #[test]
 fn figure_help_documents_the_kinds() {
     let o = run(&["figure", "--help"]);
     let help = String::from_utf8_lossy(&o.stdout);
-    for kind in ["curves", "compression", "scores", "dropout", "targeting", "landscape-accuracy", "training", "eps"] {
+    for kind in [
+        "curves",
+        "compression",
+        "scores",
+        "dropout",
+        "targeting",
+        "landscape-accuracy",
+        "trajectory-scores",
+        "trajectory-kernels",
+        "trajectory-targeting",
+        "training",
+        "eps",
+    ] {
         assert!(help.contains(kind), "--help does not mention {kind}");
     }
 }

@@ -104,6 +104,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// The weights files of the checkpoints in `dir`, in epoch order.
 fn checkpoints_in(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = walk(dir)
@@ -195,6 +199,35 @@ fn sigkill_never_leaves_a_truncated_output() {
         assert_whole(&runs, "after resuming");
         assert_no_temporaries(&runs, "after resuming");
     }
+
+    // A trajectory over three checkpoints, killed while its steps alternate between 5 and 7
+    // (so that each run has sweeps to compute again): its kept parts stay whole, and a run to
+    // the end resumes from them.
+    let three = dir.path().join("three");
+    let train3 = ["train", "--model-card", s(&card), "--data", s(data.path()), "--epochs", "3", "--every", "1"];
+    complete(&[&train3[..], &["--test-limit", "20", "--out", s(&three)]].concat());
+    let trajectory = |steps: &'static str, out: &Path| -> Vec<String> {
+        let args = ["trajectory", "--checkpoints", s(&three), "--data", s(data.path()), "--limit", "30"];
+        let rest = ["--steps", steps, "--out", s(out)];
+        args.iter().chain(&rest).map(|a| a.to_string()).collect()
+    };
+    let full = complete(&strs(&trajectory("7", &dir.path().join("trajectory-timing"))));
+    let out = dir.path().join("trajectory");
+    let mut killed = 0;
+    for i in 0..KILLS {
+        let args = trajectory(["5", "7"][i % 2], &out);
+        let after = full.mul_f64(rng.random_range(0.05..0.95));
+        killed += usize::from(kill_after(&strs(&args), after));
+        assert_whole(&out, &format!("trajectory killed after {after:?}, try {i}"));
+    }
+    eprintln!("trajectory: {killed} of {KILLS} kills hit a running process (full run {full:?})");
+    let args = trajectory("7", &out);
+    let args = strs(&args);
+    complete(&args);
+    assert_whole(&out, "trajectory run again to its end");
+    assert_no_temporaries(&out, "trajectory run again to its end");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("trajectory.json")).unwrap()).unwrap();
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 3);
 }
 
 /// Set for the child process that saves settings in a loop until it is killed.

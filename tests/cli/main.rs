@@ -7,3 +7,4 @@ mod common;
 mod commands;
 mod figures;
 mod kill;
+mod trajectory;

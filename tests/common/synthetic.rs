@@ -8,6 +8,7 @@ use fragility_explorer::engine::analysis::landscape::{CheckpointEntry, CombinedM
 use fragility_explorer::engine::analysis::scores::{Class, step_class};
 use fragility_explorer::engine::analysis::selective::{Characterisation, Selection, SelectiveConfig, SelectiveResult};
 use fragility_explorer::engine::analysis::sweep::{Baseline, LayerClass, Scope, SweepConfig, SweepRecord, SweepResult};
+use fragility_explorer::engine::analysis::trajectory::{self, TrajectoryConfig, TrajectoryEntry, TrajectoryResult};
 use fragility_explorer::engine::attack::AttackConfig;
 use fragility_explorer::engine::model::BnMode;
 use fragility_explorer::engine::train::{EpochLog, TrainConfig, TrainResult};
@@ -178,4 +179,28 @@ pub fn selective() -> SelectiveResult {
         }],
         cancelled: false,
     }
+}
+
+/// Four checkpoints whose scores and fragile kernels shift from epoch to epoch.
+pub fn trajectory() -> TrajectoryResult {
+    let entries: Vec<TrajectoryEntry> = [1, 2, 4, 8]
+        .into_iter()
+        .enumerate()
+        .map(|(i, epoch)| {
+            let mut sweep = sweep();
+            for (r, rec) in sweep.records.iter_mut().enumerate() {
+                *rec = record(&rec.layer, rec.filter, r + i);
+            }
+            let mut global = sweep.clone();
+            global.config.scope = Scope::Global;
+            global.records = FilterKind::PAPER.iter().map(|&f| record("global", f, i)).collect();
+            global.layer_classes.clear();
+            let mut dropout = dropout();
+            dropout.fragile.retain(|k| k % 4 != i);
+            dropout.d_fragile = Some(0.2 - 0.01 * i as f64);
+            TrajectoryEntry { path: PathBuf::from(format!("epoch-{epoch}.safetensors")), epoch, sweep, global, dropout }
+        })
+        .collect();
+    let config = TrajectoryConfig::new(entries[0].sweep.config.clone(), entries[0].dropout.config.clone());
+    trajectory::summarise(config, "MNIST test (200 images)".into(), entries, 0, false)
 }

@@ -10,6 +10,7 @@ use crate::engine::analysis::dropout::DropoutResult;
 use crate::engine::analysis::landscape::LandscapeResult;
 use crate::engine::analysis::selective::SelectiveResult;
 use crate::engine::analysis::sweep::SweepResult;
+use crate::engine::analysis::trajectory::TrajectoryResult;
 use crate::engine::train::TrainResult;
 
 /// A results file of any analysis.
@@ -19,6 +20,7 @@ pub enum Results {
     Landscape(LandscapeResult),
     Train(TrainResult),
     Selective(SelectiveResult),
+    Trajectory(Box<TrajectoryResult>),
     /// `(eps, clean, adversarial)` from one or more `eval --json` outputs, and their configs.
     Evals(Vec<(f64, f64, f64)>, Vec<Value>),
 }
@@ -31,6 +33,7 @@ impl Results {
             Results::Landscape(_) => "landscape",
             Results::Train(_) => "train",
             Results::Selective(_) => "selective",
+            Results::Trajectory(_) => "trajectory",
             Results::Evals(..) => "eval",
         }
     }
@@ -47,6 +50,7 @@ impl Results {
             Results::Landscape(r) => r.sweeps.first().map_or(Value::Null, |s| json(&s.config)),
             Results::Train(r) => json(&r.config),
             Results::Selective(r) => json(&r.config),
+            Results::Trajectory(r) => json(&r.config),
             Results::Evals(_, configs) => Value::Array(configs.clone()),
         }
     }
@@ -93,14 +97,27 @@ pub fn load(path: &Path) -> Result<Results> {
             }
             Results::Sweep(sweep)
         }
-        o if has(o, &["accuracy_per_kernel"]) => Results::Dropout(parse(v, "dropout", path)?),
+        o if has(o, &["accuracy_per_kernel"]) => {
+            let dropout: DropoutResult = parse(v, "dropout", path)?;
+            dropout
+                .check_consistent()
+                .map_err(|e| anyhow::anyhow!("the results are inconsistent: {e}: {}", path.display()))?;
+            Results::Dropout(dropout)
+        }
         o if has(o, &["maps", "combined"]) => Results::Landscape(parse(v, "landscape", path)?),
         o if has(o, &["regular", "selective"]) => Results::Selective(parse(v, "selective", path)?),
+        o if has(o, &["checkpoints", "consistently_fragile"]) => {
+            let trajectory: TrajectoryResult = parse(v, "trajectory", path)?;
+            trajectory
+                .check_consistent()
+                .map_err(|e| anyhow::anyhow!("the results are inconsistent: {e}: {}", path.display()))?;
+            Results::Trajectory(Box::new(trajectory))
+        }
         o if has(o, &["logs", "checkpoints"]) => Results::Train(parse(v, "train", path)?),
         o if has(o, &["eps", "clean_accuracy"]) => evals(std::slice::from_ref(o))?,
         _ => bail!(
             "no figures can be made from this file: expected the JSON written by sweep, dropout, landscape, \
-             train or selective (sweep.json, ...), or `eval --json` outputs: {}",
+             trajectory, train or selective (sweep.json, ...), or `eval --json` outputs: {}",
             path.display()
         ),
     })

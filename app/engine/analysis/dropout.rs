@@ -50,6 +50,25 @@ pub struct DropoutResult {
     pub cancelled: bool,
 }
 
+impl DropoutResult {
+    /// A result read back from a file: one accuracy, count and shift per kernel, and every
+    /// kernel it names is one of them. Says what disagrees.
+    pub fn check_consistent(&self) -> std::result::Result<(), String> {
+        let n = self.accuracy_per_kernel.len();
+        for (name, len) in
+            [("correct_per_kernel", self.correct_per_kernel.len()), ("d_per_kernel", self.d_per_kernel.len())]
+        {
+            if len != n {
+                return Err(format!("`{name}` has {len} values but `accuracy_per_kernel` has {n}"));
+            }
+        }
+        match self.fragile.iter().chain(&self.null).find(|&&k| k >= n) {
+            Some(k) => Err(format!("kernel {k} is named, but there are {n} kernels")),
+            None => Ok(()),
+        }
+    }
+}
+
 fn conv_layer(net: &Network, layer: Option<&str>) -> Result<String> {
     match layer {
         None => net

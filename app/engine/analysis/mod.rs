@@ -8,3 +8,4 @@ pub mod masks;
 pub mod scores;
 pub mod selective;
 pub mod sweep;
+pub mod trajectory;

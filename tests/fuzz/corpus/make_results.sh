@@ -26,6 +26,8 @@ m=(--model "$fx/tiny_cnn.safetensors" --data "$work/data")
 "$bin" dropout "${m[@]}" --out "$work/dropout"
 "$bin" train --model-card "$work/card.json" --data "$work/data" --epochs 2 --test-limit 20 --out "$work/train"
 "$bin" landscape --checkpoints "$work/train" --data "$work/data" --steps 3 --layers features.4 --out "$work/landscape"
+"$bin" trajectory --checkpoints "$work/train" --data "$work/data" --steps 3 --layers features.4 --limit 20 \
+  --out "$work/trajectory"
 first=$(ls "$work/train"/checkpoint-epoch-*[0-9].safetensors | head -1)
 "$bin" selective --checkpoint "$first" --data "$work/data" --epochs 2 --char-limit 20 --steps 3 --out "$work/selective"
 for e in 0 0.1 0.3; do "$bin" eval "${m[@]}" --eps "$e" --json; done | python3 -c '
@@ -38,5 +40,5 @@ print(json.dumps(out))' > "$work/evals.json"
 
 mkdir -p "$out"
 cp "$work/sweep/sweep.json" "$work/dropout/dropout.json" "$work/train/train.json" \
-   "$work/landscape/landscape.json" "$work/selective/selective.json" "$work/evals.json" "$out/"
+   "$work/landscape/landscape.json" "$work/trajectory/trajectory.json" "$work/selective/selective.json" "$work/evals.json" "$out/"
 ls -l "$out"

@@ -6,6 +6,7 @@ mod landscape;
 mod samples;
 mod sweep;
 mod training;
+mod trajectory;
 mod weights;
 
 pub use dropout::{dropout_accuracy, dropout_targeting};
@@ -13,6 +14,7 @@ pub use landscape::{landscape_accuracy, landscape_classes, landscape_influential
 pub use samples::{PerturbationSample, accuracy_vs_eps, perturbation_grid};
 pub use sweep::{compression, layer_scores, layers as sweep_layers, sweep_curves};
 pub use training::{selective_curves, training_curves};
+pub use trajectory::{Score, trajectory_kernels, trajectory_scores, trajectory_targeting};
 pub use weights::{WeightView, weight_heatmap};
 
 use serde::{Deserialize, Serialize};
