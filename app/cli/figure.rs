@@ -1,6 +1,6 @@
 //! `figure`: render the app's figures headless from saved results.
 
-mod results;
+pub(super) mod results;
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +76,8 @@ pub enum FigureKind {
     TrajectoryKernels,
     /// trajectory: d_F against d_N per epoch, with the fragile and null fractions
     TrajectoryTargeting,
+    /// trajectory: normalised accuracy (--view) against fraction retained, one line per epoch
+    TrajectoryCompression,
     /// train: accuracy and loss per epoch
     Training,
     /// selective: test accuracy of selective and regular training per epoch
@@ -98,7 +100,9 @@ impl FigureKind {
             Results::Landscape(_) => &[LandscapeAccuracy, LandscapeClasses, LandscapeInfluential],
             Results::Train(_) => &[Training],
             Results::Selective(_) => &[Selective],
-            Results::Trajectory(_) => &[TrajectoryScores, TrajectoryKernels, TrajectoryTargeting],
+            Results::Trajectory(_) => {
+                &[TrajectoryScores, TrajectoryKernels, TrajectoryTargeting, TrajectoryCompression]
+            }
             Results::Evals(..) => &[Eps],
         }
     }
@@ -185,6 +189,7 @@ fn first_layer(r: &Results) -> Option<String> {
     match r {
         Results::Sweep(s) => builders::sweep_layers(s).into_iter().next(),
         Results::Landscape(l) => l.maps.first().map(|m| m.layer.clone()),
+        Results::Trajectory(t) => t.scores.first().map(|s| s.layer.clone()),
         _ => None,
     }
 }
@@ -194,6 +199,7 @@ fn filters_of(r: &Results, layer: &str) -> Vec<FilterKind> {
     match r {
         Results::Sweep(s) => s.records.iter().filter(|x| x.layer == layer).map(|x| x.filter).collect(),
         Results::Landscape(l) => l.maps.iter().filter(|m| m.layer == layer).map(|m| m.filter).collect(),
+        Results::Trajectory(t) => t.scores.iter().filter(|s| s.layer == layer).map(|s| s.filter).collect(),
         _ => Vec::new(),
     }
 }
@@ -207,12 +213,14 @@ fn one_job(r: &Results, a: &FigureArgs) -> Result<Job> {
         bail!("a {} result gives {} figures, not {}: {}", r.name(), names.join(", "), kind.name(), a.results.display());
     }
     use FigureKind::*;
-    let needs_layer =
-        matches!(kind, Curves | Compression | LandscapeAccuracy | LandscapeClasses | LandscapeInfluential);
+    let needs_layer = matches!(
+        kind,
+        Curves | Compression | LandscapeAccuracy | LandscapeClasses | LandscapeInfluential | TrajectoryCompression
+    );
     let layer = if needs_layer { a.layer.clone().or_else(|| first_layer(r)) } else { None };
     let filter = match kind {
         // A layer the results lack keeps some filter, so the builder names what is there.
-        Curves | LandscapeAccuracy | LandscapeClasses => a
+        Curves | LandscapeAccuracy | LandscapeClasses | TrajectoryCompression => a
             .filter
             .or_else(|| layer.as_deref().and_then(|l| filters_of(r, l).first().copied()))
             .or_else(|| first_layer(r).and_then(|l| filters_of(r, &l).first().copied())),
@@ -220,11 +228,12 @@ fn one_job(r: &Results, a: &FigureArgs) -> Result<Job> {
         _ => None,
     };
     let score = (kind == TrajectoryScores).then_some(a.score);
-    let view = matches!(kind, LandscapeAccuracy | LandscapeClasses | LandscapeInfluential).then_some(a.view);
+    let view = matches!(kind, LandscapeAccuracy | LandscapeClasses | LandscapeInfluential | TrajectoryCompression)
+        .then_some(a.view);
     if needs_layer && layer.is_none() {
         bail!("the results hold no layer to draw: {}", a.results.display());
     }
-    if matches!(kind, Curves | LandscapeAccuracy | LandscapeClasses) && filter.is_none() {
+    if matches!(kind, Curves | LandscapeAccuracy | LandscapeClasses | TrajectoryCompression) && filter.is_none() {
         bail!("the results hold no filter to draw: {}", a.results.display());
     }
     Ok(Job { kind, layer, filter, view, score })
@@ -264,12 +273,17 @@ fn every_job(r: &Results) -> Vec<Job> {
                 }
             }
         }
-        Results::Trajectory(_) => {
+        Results::Trajectory(t) => {
             for score in [Score::Clean, Score::Adv, Score::Diff] {
                 jobs.push(Job { score: Some(score), ..job(TrajectoryScores, None, None, None) });
             }
             jobs.push(job(TrajectoryKernels, None, None, None));
             jobs.push(job(TrajectoryTargeting, None, None, None));
+            for view in View::BOTH {
+                for s in t.scores.iter().filter(|s| s.filter != FilterKind::H3) {
+                    jobs.push(job(TrajectoryCompression, Some(&s.layer), Some(s.filter), Some(view)));
+                }
+            }
         }
         other => jobs.extend(FigureKind::of(other).iter().map(|&k| job(k, None, None, None))),
     }
@@ -300,6 +314,7 @@ fn build(r: &Results, job: &Job, threshold: Option<f64>) -> Result<Built> {
         }
         (Results::Trajectory(t), TrajectoryKernels) => builders::trajectory_kernels(t)?,
         (Results::Trajectory(t), TrajectoryTargeting) => builders::trajectory_targeting(t)?,
+        (Results::Trajectory(t), TrajectoryCompression) => builders::trajectory_compression(t, layer, filter()?, view)?,
         (Results::Train(t), Training) => builders::training_curves(t),
         (Results::Selective(s), Selective) => builders::selective_curves(s),
         (Results::Evals(points, _), Eps) => builders::accuracy_vs_eps(points),

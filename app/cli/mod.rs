@@ -2,6 +2,7 @@
 
 mod analysis;
 pub(crate) mod common;
+mod compare;
 mod convert;
 mod eval;
 mod figure;
@@ -52,6 +53,8 @@ pub enum Command {
     Selective(train::SelectiveCmd),
     /// Render figures (PNG, SVG, CSV, JSON) headless from saved results
     Figure(figure::FigureArgs),
+    /// Runs through training side by side (trajectory results), figures on shared axes
+    Compare(compare::CompareArgs),
 }
 
 /// Runs one command, as `main` does after parsing (the fuzz harness calls it in-process).
@@ -59,6 +62,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Gui(a) => gui::run(&a),
         Command::Figure(a) => figure::run(&a),
+        Command::Compare(a) => compare::run(&a),
         Command::Info(a) => info::run(&a),
         Command::Eval(a) => eval::run(&a),
         Command::Convert(a) => convert::run(&a),

@@ -13,7 +13,7 @@ use super::progress::{self, Bar, ctrl_c_flag};
 use crate::engine::analysis::dropout::{DropoutConfig, DropoutResult};
 use crate::engine::analysis::landscape::CheckpointEntry;
 use crate::engine::analysis::sweep::{Scope, SweepResult};
-use crate::engine::analysis::trajectory::{self, KeptParts, Part, PartStore, TrajectoryConfig};
+use crate::engine::analysis::trajectory::{self, KeptParts, Part, PartStore, Run, RunIdentity, TrajectoryConfig};
 use crate::engine::attack::AttackKind;
 use crate::engine::data::Dataset;
 use crate::engine::error::{EngineError, read_file};
@@ -61,12 +61,23 @@ pub fn run(a: &TrajectoryCmd) -> Result<()> {
             eprintln!("checkpoint {}/{} (epoch {}): {}", i + 1, entries.len(), entries[i].epoch, part.name())
         })
     };
-    let r = trajectory::run(&entries, &data, &cfg, &dev, &store, Ctrl { progress: &bar, stop: &stop }, &announce);
+    let folder = a.run.checkpoints.canonicalize().unwrap_or_else(|_| a.run.checkpoints.clone());
+    let identity = RunIdentity {
+        model: format!(
+            "{} ({})",
+            folder.file_name().map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            first.card.architecture
+        ),
+        parameters: first.params.parameter_count(),
+        data: data.name.clone(),
+    };
+    let run = Run { checkpoints: &entries, data: &data, identity };
+    let r = trajectory::run(&run, &cfg, &dev, &store, Ctrl { progress: &bar, stop: &stop }, &announce);
     bar.finish();
     let r = r?;
     let dir = result_dir(&a.out, "trajectory.json", r.cancelled)?;
     tables::write_trajectory(&dir, &r)?;
-    println!("data   {} ({} images)", data.name, group(data.len()));
+    println!("run    {} ({} parameters, {} images)", r.run.label(), group(r.run.parameters), group(data.len()));
     println!(
         "{} of {} checkpoints characterised (epochs {:?}); {} of {} parts reused from an earlier run",
         r.checkpoints.len(),

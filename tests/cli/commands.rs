@@ -24,7 +24,7 @@ fn every_command_has_help() {
     let section = top.split_once("Commands:\n").expect("a Commands section").1;
     let commands: Vec<&str> =
         section.lines().take_while(|l| !l.trim().is_empty()).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(commands.len(), 12, "{commands:?}");
+    assert_eq!(commands.len(), 13, "{commands:?}");
     for cmd in commands {
         let o = if cmd == "help" { run(&["help"]) } else { run(&[cmd, "--help"]) };
         assert!(o.status.success(), "{cmd} --help: {}", stderr(&o));
@@ -278,7 +278,19 @@ fn the_readme_command_line_block_runs_as_written() {
     let names: Vec<&str> = commands.iter().filter_map(|c| c.words.get(1).map(String::as_str)).collect();
     assert_eq!(
         names,
-        ["info", "eval", "convert", "sweep", "dropout", "train", "landscape", "trajectory", "selective", "figure"],
+        [
+            "info",
+            "eval",
+            "convert",
+            "sweep",
+            "dropout",
+            "train",
+            "landscape",
+            "trajectory",
+            "compare",
+            "selective",
+            "figure"
+        ],
         "the block's commands, in an order where each finds what the ones before it wrote"
     );
     let data = tiny_mnist();

@@ -42,7 +42,8 @@ fn trajectory(runs: &Path, data: &Path, out: &Path, steps: &str) -> (Value, u64)
     let r = json(&out.join("trajectory.json"));
     let said = String::from_utf8_lossy(&o.stdout).into_owned();
     let reused = r["reused"].as_u64().unwrap();
-    assert!(said.contains(&format!("{reused} of 9 parts reused")), "{said}");
+    let parts = 3 * r["checkpoints"].as_array().unwrap().len();
+    assert!(said.contains(&format!("{reused} of {parts} parts reused")), "{said}");
     (r, reused)
 }
 
@@ -133,4 +134,63 @@ fn each_checkpoint_is_what_the_single_commands_write_and_kept_parts_are_reused()
     let (again, reused) = trajectory(&runs, data.path(), &out, "5");
     assert_eq!(reused, 7);
     assert_eq!(again["checkpoints"][0]["dropout"], r["checkpoints"][0]["dropout"]);
+}
+
+#[test]
+fn compare_draws_runs_side_by_side_and_names_them() {
+    let data = tiny_mnist();
+    let dir = tempfile::tempdir().unwrap();
+    let card = training_card(dir.path());
+    let mut results = Vec::new();
+    for (name, seed) in [("cnn-seed0", "0"), ("cnn-seed3", "3")] {
+        let runs = dir.path().join(name);
+        let train = ["train", "--model-card", s(&card), "--data", s(data.path()), "--epochs", "2", "--every", "1"];
+        run(&[&train[..], &["--seed", seed, "--test-limit", "20", "--out", s(&runs)]].concat());
+        let out = dir.path().join(format!("{name}-trajectory"));
+        trajectory(&runs, data.path(), &out, "3");
+        results.push(out);
+    }
+    let out = dir.path().join("compare");
+    // A folder holding trajectory.json is read as the file.
+    run(&["compare", s(&results[0]), s(&results[1].join("trajectory.json")), "--out", s(&out)]);
+    let index = json(&out.join("compare.json"));
+    let runs = index["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["label"], "cnn-seed0 (sequential) on MNIST test (30 of 60)");
+    assert_eq!(runs[1]["epochs"], serde_json::json!([1, 2]));
+    assert_eq!(runs[0]["parameters"], 6802);
+    let figures: Vec<&str> = index["figures"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    for stem in [
+        "compare-global-s-adv",
+        "compare-fragile-fraction",
+        "compare-fragile-vs-size",
+        "compare-score-change",
+        "compare-run1-scores-s-adv",
+        "compare-run2-targeting",
+        "compare-run2-kernels",
+        "compare-run1-landscape-features.0-h1-adv",
+        "compare-run2-compression-global-h1-adv",
+    ] {
+        assert!(figures.contains(&stem), "{stem} not in {figures:?}");
+        for ext in ["png", "svg", "csv", "json"] {
+            assert!(out.join(format!("{stem}.{ext}")).is_file(), "{stem}.{ext}");
+        }
+    }
+    // A line per run, with each run's own numbers.
+    let csv = std::fs::read_to_string(out.join("compare-fragile-fraction.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 + 2, "{csv}");
+    let first = json(&results[0].join("trajectory.json"));
+    let expected = format!("cnn-seed0 (sequential) on MNIST test (30 of 60),1,{}", first["fragile_fraction"][0]);
+    assert!(csv.lines().any(|l| l == expected), "{csv}");
+
+    // Other results are refused with what compare reads.
+    let sweep = dir.path().join("sweep");
+    run(&["sweep", "--limit", "10", "--steps", "3", "--layers", "features.0", "--out", s(&sweep)]);
+    let o = Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
+        .args(["compare", s(&sweep.join("sweep.json")), "--out", s(&out)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("compare reads the results of `trajectory`") && err.contains("sweep.json"), "{err}");
 }

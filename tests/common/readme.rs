@@ -109,6 +109,7 @@ pub fn fill(words: &[String], places: &Places) -> Vec<String> {
             (_, "DIR" | "runs/train/") => path(&places.dir),
             (_, "model.safetensors") => path(&places.dir.join("converted/model.safetensors")),
             (_, "DIR/sweep.json") => path(&places.dir.join("sweep.json")),
+            (_, "RESULT...") => path(&places.dir.join("trajectory.json")),
             ("--epochs" | "--every", _) => "1".into(),
             ("--train-limit", "N") => "60".into(),
             (_, "N") => "20".into(),

@@ -8,7 +8,9 @@ use fragility_explorer::engine::analysis::landscape::{CheckpointEntry, CombinedM
 use fragility_explorer::engine::analysis::scores::{Class, step_class};
 use fragility_explorer::engine::analysis::selective::{Characterisation, Selection, SelectiveConfig, SelectiveResult};
 use fragility_explorer::engine::analysis::sweep::{Baseline, LayerClass, Scope, SweepConfig, SweepRecord, SweepResult};
-use fragility_explorer::engine::analysis::trajectory::{self, TrajectoryConfig, TrajectoryEntry, TrajectoryResult};
+use fragility_explorer::engine::analysis::trajectory::{
+    self, RunIdentity, TrajectoryConfig, TrajectoryEntry, TrajectoryResult,
+};
 use fragility_explorer::engine::attack::AttackConfig;
 use fragility_explorer::engine::model::BnMode;
 use fragility_explorer::engine::train::{EpochLog, TrainConfig, TrainResult};
@@ -202,5 +204,10 @@ pub fn trajectory() -> TrajectoryResult {
         })
         .collect();
     let config = TrajectoryConfig::new(entries[0].sweep.config.clone(), entries[0].dropout.config.clone());
-    trajectory::summarise(config, "MNIST test (200 images)".into(), entries, 0, false)
+    let run = RunIdentity {
+        model: "runs/cnn (sequential)".into(),
+        parameters: 421_642,
+        data: "MNIST test (200 images)".into(),
+    };
+    trajectory::summarise(config, run, entries, 0, false)
 }

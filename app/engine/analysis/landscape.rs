@@ -136,7 +136,8 @@ pub fn run(
     Ok(LandscapeResult { checkpoints: checkpoints.to_vec(), sweeps, maps, combined, cancelled })
 }
 
-fn assemble(sweeps: &[SweepResult]) -> (Vec<LayerMaps>, Vec<CombinedMap>) {
+/// The maps of sweeps made at successive checkpoints (one sweep per checkpoint, in order).
+pub fn assemble(sweeps: &[SweepResult]) -> (Vec<LayerMaps>, Vec<CombinedMap>) {
     let Some(first) = sweeps.first() else { return (Vec::new(), Vec::new()) };
     let mut maps = Vec::new();
     for r0 in &first.records {

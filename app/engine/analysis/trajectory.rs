@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dropout::{self, DropoutConfig, DropoutResult, fragile_at_every};
 use super::filter::FilterKind;
-use super::landscape::CheckpointEntry;
+use super::landscape::{self, CheckpointEntry, LandscapeResult};
 use super::scores::Class;
 use super::sweep::{self, Scope, SweepConfig, SweepResult};
 use crate::engine::data::Dataset;
@@ -32,6 +32,30 @@ impl TrajectoryConfig {
         let global = SweepConfig { scope: Scope::Global, layers: Vec::new(), ..sweep.clone() };
         Self { sweep: SweepConfig { scope: Scope::Local, ..sweep }, global, dropout }
     }
+}
+
+/// What a trajectory characterises, named by model and dataset (comparisons label runs so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    /// The run's name and architecture: "runs/cnn (sequential)".
+    pub model: String,
+    /// Trainable parameters of the network.
+    pub parameters: usize,
+    /// The dataset, as its loader describes it.
+    pub data: String,
+}
+
+impl RunIdentity {
+    pub fn label(&self) -> String {
+        format!("{} on {}", self.model, self.data)
+    }
+}
+
+/// A run to characterise: its checkpoints by epoch, the data and what to call it.
+pub struct Run<'a> {
+    pub checkpoints: &'a [CheckpointEntry],
+    pub data: &'a Dataset,
+    pub identity: RunIdentity,
 }
 
 /// The three parts of one checkpoint's characterisation.
@@ -122,8 +146,7 @@ pub struct KernelSeries {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrajectoryResult {
     pub config: TrajectoryConfig,
-    /// The dataset, as its loader describes it.
-    pub data: String,
+    pub run: RunIdentity,
     /// Characterised checkpoints in epoch order (a stopped run lists those it finished).
     pub checkpoints: Vec<TrajectoryEntry>,
     pub epochs: Vec<usize>,
@@ -195,14 +218,24 @@ impl TrajectoryResult {
     }
 }
 
+impl TrajectoryResult {
+    /// The learning landscape (section 8) of the local sweeps: the same maps `landscape` makes.
+    pub fn landscape(&self) -> LandscapeResult {
+        let sweeps: Vec<SweepResult> = self.checkpoints.iter().map(|c| c.sweep.clone()).collect();
+        let (maps, combined) = landscape::assemble(&sweeps);
+        let checkpoints =
+            self.checkpoints.iter().map(|c| CheckpointEntry { path: c.path.clone(), epoch: c.epoch }).collect();
+        LandscapeResult { checkpoints, sweeps, maps, combined, cancelled: self.cancelled }
+    }
+}
+
 /// Far above any convolution's output channels: a larger count read from a file is a lie.
 const MAX_KERNELS: usize = 1 << 16;
 
 /// Characterises every checkpoint, reusing what `store` kept and keeping each new part as it
 /// finishes; `on(i, part)` is told before checkpoint `i`'s part is computed.
 pub fn run(
-    checkpoints: &[CheckpointEntry],
-    data: &Dataset,
+    run: &Run,
     cfg: &TrajectoryConfig,
     device: &Device,
     store: &dyn PartStore,
@@ -212,6 +245,7 @@ pub fn run(
     if cfg.sweep.scope != Scope::Local || cfg.global.scope != Scope::Global {
         return Err(EngineError::config("a trajectory runs local sweeps and a global sweep"));
     }
+    let (checkpoints, data) = (run.checkpoints, run.data);
     let mut entries = Vec::new();
     let mut reused = 0;
     let mut cancelled = false;
@@ -256,13 +290,13 @@ pub fn run(
             _ => break,
         }
     }
-    Ok(summarise(cfg.clone(), data.name.clone(), entries, reused, cancelled))
+    Ok(summarise(cfg.clone(), run.identity.clone(), entries, reused, cancelled))
 }
 
 /// The through-training summaries of characterised checkpoints (in epoch order).
 pub fn summarise(
     config: TrajectoryConfig,
-    data: String,
+    run: RunIdentity,
     entries: Vec<TrajectoryEntry>,
     reused: usize,
     cancelled: bool,
@@ -287,7 +321,7 @@ pub fn summarise(
     let dropouts: Vec<DropoutResult> = entries.iter().map(|e| e.dropout.clone()).collect();
     TrajectoryResult {
         config,
-        data,
+        run,
         epochs,
         scores,
         layer_classes,

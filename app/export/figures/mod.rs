@@ -218,6 +218,15 @@ impl Figure {
         }
     }
 
+    pub fn title_mut(&mut self) -> &mut String {
+        match self {
+            Figure::Line(p) => &mut p.title,
+            Figure::Bar(p) => &mut p.title,
+            Figure::Heatmap(h) => &mut h.title,
+            Figure::Grid(g) => &mut g.title,
+        }
+    }
+
     /// Size in logical pixels: the SVG's size; the PNG has `PNG_SCALE` times as many pixels
     /// each way. Fixed per kind, except an image grid, which grows with its rows.
     pub fn logical_size(&self) -> (u32, u32) {

@@ -1,6 +1,7 @@
 //! Engine results as figures: each builder returns the `Figure` and the `Table` of exactly
 //! the data it plots, so the GUI draws the same description that `export` writes.
 
+mod compare;
 mod dropout;
 mod landscape;
 mod samples;
@@ -9,12 +10,15 @@ mod training;
 mod trajectory;
 mod weights;
 
+pub use compare::{
+    align, compare_fragile_fraction, compare_fragile_vs_size, compare_global_scores, compare_score_change,
+};
 pub use dropout::{dropout_accuracy, dropout_targeting};
 pub use landscape::{landscape_accuracy, landscape_classes, landscape_influential};
 pub use samples::{PerturbationSample, accuracy_vs_eps, perturbation_grid};
 pub use sweep::{compression, layer_scores, layers as sweep_layers, sweep_curves};
 pub use training::{selective_curves, training_curves};
-pub use trajectory::{Score, trajectory_kernels, trajectory_scores, trajectory_targeting};
+pub use trajectory::{Score, trajectory_compression, trajectory_kernels, trajectory_scores, trajectory_targeting};
 pub use weights::{WeightView, weight_heatmap};
 
 use serde::{Deserialize, Serialize};

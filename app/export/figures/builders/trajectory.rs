@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Built, listing};
+use super::{Built, View, listing};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::scores::Class;
 use crate::engine::analysis::trajectory::{ScoreSeries, TrajectoryResult};
@@ -45,7 +45,7 @@ const CLASS_FILTERS: [FilterKind; 3] = [FilterKind::H1, FilterKind::H2, FilterKi
 
 /// One layer's (or the global set's) score per checkpoint: the chosen filter's, or the mean
 /// over h1, h2 and h3 (None at a checkpoint where one of them has no score).
-fn layer_scores(
+pub(super) fn layer_scores(
     r: &TrajectoryResult,
     layer: &str,
     score: Score,
@@ -224,6 +224,48 @@ pub fn trajectory_targeting(r: &TrajectoryResult) -> Result<Built> {
             ],
         )),
         y2_range: Some([0.0, 1.0]),
+        ..Default::default()
+    };
+    Ok((Figure::Line(plot), table))
+}
+
+/// Accuracy against the fraction of weights retained for one layer (or `"global"`) and
+/// filter, one line per checkpoint: how compressible the network is as it trains.
+pub fn trajectory_compression(r: &TrajectoryResult, layer: &str, filter: FilterKind, view: View) -> Result<Built> {
+    let mut table = Table::new(&["epoch", "step", "rho", &format!("{}_normalised", view.short())]);
+    let mut series = Vec::new();
+    for (i, c) in r.checkpoints.iter().enumerate() {
+        let sweep = if layer == "global" { &c.global } else { &c.sweep };
+        let Some(rec) = sweep.record(layer, filter).filter(|x| !x.clean_correct.is_empty()) else { continue };
+        let (acc, base) = match view {
+            View::Clean => (&rec.clean_accuracy, sweep.baseline.clean_accuracy),
+            View::Adversarial => (&rec.adv_accuracy, sweep.baseline.adv_accuracy),
+        };
+        // Below 1e-6 the baseline is not divided by (METHOD.md section 5): raw accuracy.
+        let norm = |a: f64| if base < 1e-6 { a } else { a / base };
+        let points: Vec<[f64; 2]> = rec.rho.iter().zip(acc).map(|(&rho, &a)| [rho, norm(a)]).collect();
+        for (step, p) in points.iter().enumerate() {
+            table.row([c.epoch.to_string(), step.to_string(), p[0].to_string(), p[1].to_string()]);
+        }
+        series.push(Series { name: format!("Epoch {}", c.epoch), points, colour: i, dashed: false, markers: false });
+    }
+    if series.is_empty() {
+        let held: Vec<String> = r.scores.iter().map(|s| format!("{} {}", s.layer, s.filter)).collect();
+        bail!("the trajectory has no {filter} sweep of `{layer}` to draw; it has {}", listing(&held));
+    }
+    series.push(Series {
+        name: "P / P_base = ρ".into(),
+        points: vec![[0.0, 0.0], [1.0, 1.0]],
+        colour: palette::RETAINED,
+        dashed: true,
+        markers: false,
+    });
+    let plot = LinePlot {
+        title: format!("{layer}, {}: {} accuracy against weights retained, by epoch", filter.label(), view.name()),
+        x_label: "Fraction of weights retained ρ".into(),
+        y_label: format!("Normalised {} accuracy P / P_base", view.name()),
+        series,
+        x_range: Some([0.0, 1.0]),
         ..Default::default()
     };
     Ok((Figure::Line(plot), table))
