@@ -61,13 +61,34 @@ run_folder() {
     return
   fi
   [ -d "$DATA" ] || { echo "error: no MNIST at $DATA (set DATA or RUN)" >&2; exit 1; }
+  card_file
+  "$BIN" train --model-card "$work/card.json" --data "$DATA" --epochs 2 --train-limit 2000 --out "$work/run"
+  run=$work/run
+}
+
+# The default model's card with the layer sizes training from scratch needs.
+card_file() {
   sed -e 's/"key": "features.0",/"key": "features.0", "out_channels": 32, "kernel": 3,/' \
     -e 's/"key": "features.3",/"key": "features.3", "out_channels": 64, "kernel": 3,/' \
     -e 's/"key": "classifier.0"$/"key": "classifier.0", "out_features": 128/' \
     -e 's/"key": "classifier.2"$/"key": "classifier.2", "out_features": 10/' \
     assets/default/mnist_cnn_small.json >"$work/card.json"
-  "$BIN" train --model-card "$work/card.json" --data "$DATA" --epochs 2 --train-limit 2000 --out "$work/run"
-  run=$work/run
+}
+
+# The Compare view needs trajectories of two runs: the default model's architecture trained
+# on MNIST and on Fashion-MNIST (three epochs on 2,000 images each), each characterised on 200
+# test images with 7 thresholds per sweep. Sets `runs` (comma-separated result folders).
+compare_runs() {
+  local fashion=${FASHION:-$(dirname "$DATA")/fashion-mnist}
+  [ -d "$DATA" ] && [ -d "$fashion" ] || { echo "error: no MNIST at $DATA or Fashion-MNIST at $fashion" >&2; exit 1; }
+  card_file
+  runs=""
+  for pair in "mnist:$DATA" "fashion-mnist:$fashion"; do
+    local name=${pair%%:*} data=${pair#*:}
+    "$BIN" train --model-card "$work/card.json" --data "$data" --epochs 3 --train-limit 2000 --test-limit 200 --out "$work/$name"
+    "$BIN" trajectory --checkpoints "$work/$name" --data "$data" --limit 200 --steps 7 --out "$work/$name-trajectory"
+    runs=${runs:+$runs,}$work/$name-trajectory
+  done
 }
 
 take() {
@@ -85,6 +106,10 @@ take() {
       shot landscape --model "$run" --view landscape --run layer:features.3,landscape --eval-images 50 --steps 7
       ;;
     training) shot training --view training --run layer:features.0,train ;;
+    compare)
+      compare_runs
+      shot compare --view compare --compare "$runs"
+      ;;
     *)
       echo "error: unknown screenshot $1" >&2
       exit 2
@@ -93,7 +118,7 @@ take() {
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(mask classes curves perturbation eps compression scores dropout landscape training)
+[ ${#names[@]} -gt 0 ] || names=(mask classes curves perturbation eps compression scores dropout landscape training compare)
 for n in "${names[@]}"; do
   take "$n"
 done

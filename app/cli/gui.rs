@@ -85,7 +85,7 @@ pub struct GuiArgs {
     /// Save a screenshot to this PNG once the app is idle, then quit (for docs and smoke tests)
     #[arg(long, value_name = "PNG", hide = true)]
     pub screenshot: Option<PathBuf>,
-    /// The view to show first: mask, perturbation, curves, scores, dropout, landscape, training
+    /// The view to show first: mask, perturbation, curves, scores, dropout, landscape, training, compare
     #[arg(long, value_name = "VIEW", value_parser = parse_view)]
     pub view: Option<Tab>,
     /// Steps to run once the model is open, in order (comma-separated): layer:NAME, sweep,
@@ -98,6 +98,10 @@ pub struct GuiArgs {
     /// Thresholds per sweep (odd, at least 3)
     #[arg(long, value_name = "R")]
     pub steps: Option<usize>,
+    /// Trajectory results (trajectory.json, or their folders) to compare, comma-separated; the
+    /// Compare view opens unless --view says otherwise
+    #[arg(long, value_name = "RESULT,...", value_delimiter = ',')]
+    pub compare: Vec<PathBuf>,
     /// Window size in points
     #[arg(long, value_name = "WxH", default_value_t = WindowSize::DEFAULT)]
     pub size: WindowSize,
@@ -116,6 +120,7 @@ pub fn run(args: &GuiArgs) -> Result<()> {
         eval_images: args.eval_images,
         steps: args.steps,
         dialogs: None,
+        runs: args.compare.clone(),
     };
     let (size, min) = (args.size, WindowSize::MIN);
     let native = eframe::NativeOptions {

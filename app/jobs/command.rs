@@ -9,6 +9,7 @@ use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::landscape::LandscapeResult;
 use crate::engine::analysis::selective::SelectiveResult;
 use crate::engine::analysis::sweep::{Scope, SweepConfig, SweepEvent, SweepResult};
+use crate::engine::analysis::trajectory::TrajectoryResult;
 use crate::engine::attack::AttackConfig;
 use crate::engine::card::ModelCard;
 use crate::engine::model::LayerKind;
@@ -30,11 +31,12 @@ pub enum JobKind {
     Dropout,
     Landscape,
     Training,
+    Compare,
     Export,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 11] = [
         JobKind::Load,
         JobKind::Layer,
         JobKind::Eval,
@@ -44,6 +46,7 @@ impl JobKind {
         JobKind::Dropout,
         JobKind::Landscape,
         JobKind::Training,
+        JobKind::Compare,
         JobKind::Export,
     ];
 
@@ -58,6 +61,7 @@ impl JobKind {
             JobKind::Dropout => "Nodal dropout",
             JobKind::Landscape => "Learning landscape",
             JobKind::Training => "Training",
+            JobKind::Compare => "Reading runs",
             JobKind::Export => "Exporting",
         }
     }
@@ -159,6 +163,11 @@ pub enum Command {
         dir: PathBuf,
         items: Vec<ExportItem>,
     },
+    /// Read trajectory results to compare (files, or the folders holding them).
+    OpenRuns {
+        job: Job,
+        paths: Vec<PathBuf>,
+    },
     Shutdown,
 }
 
@@ -175,7 +184,8 @@ impl Command {
             | Command::Dropout { job, .. }
             | Command::Landscape { job, .. }
             | Command::Train { job, .. }
-            | Command::Export { job, .. } => Some(job),
+            | Command::Export { job, .. }
+            | Command::OpenRuns { job, .. } => Some(job),
             Command::Shutdown => None,
         }
     }
@@ -358,6 +368,11 @@ pub enum Payload {
     },
     Trained(Box<SelectiveResult>),
     Exported(Vec<PathBuf>),
+    /// Trajectory results read for the Compare view, and why the others could not be.
+    Runs {
+        loaded: Vec<(PathBuf, Box<TrajectoryResult>)>,
+        failed: Vec<String>,
+    },
     Progress {
         stage: String,
         done: usize,

@@ -98,6 +98,7 @@ impl JobTracker {
             | Payload::Landscape(_)
             | Payload::Trained(_)
             | Payload::Exported(_)
+            | Payload::Runs { .. }
             | Payload::Cancelled
             | Payload::Failed(_) => j.running = false,
             _ => {}

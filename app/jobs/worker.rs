@@ -88,7 +88,8 @@ fn coalesce(queue: Vec<Command>, out: &Outbox) -> Vec<Command> {
     let mut keep = Vec::with_capacity(queue.len());
     for (i, cmd) in queue.iter().enumerate() {
         let superseded = match cmd.job() {
-            Some(job) if job.kind != JobKind::Export => {
+            // Exports and runs to compare add up: a newer one does not replace an older one.
+            Some(job) if !matches!(job.kind, JobKind::Export | JobKind::Compare) => {
                 queue[i + 1..].iter().any(|later| later.job().is_some_and(|j| j.kind == job.kind))
             }
             _ => false,

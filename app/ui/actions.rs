@@ -20,10 +20,11 @@ pub enum FigureId {
     DropoutShift,
     Landscape,
     Training,
+    Compare,
 }
 
 impl FigureId {
-    pub const ALL: [FigureId; 11] = [
+    pub const ALL: [FigureId; 12] = [
         FigureId::Histogram,
         FigureId::Mask,
         FigureId::Perturbation,
@@ -35,6 +36,7 @@ impl FigureId {
         FigureId::DropoutShift,
         FigureId::Landscape,
         FigureId::Training,
+        FigureId::Compare,
     ];
 
     /// File stem of the exported files.
@@ -51,6 +53,7 @@ impl FigureId {
             FigureId::DropoutShift => "dropout-shift",
             FigureId::Landscape => "landscape",
             FigureId::Training => "training",
+            FigureId::Compare => "compare",
         }
     }
 }
@@ -63,6 +66,10 @@ pub enum Action {
     OpenModel(PathBuf),
     OpenData(PathBuf),
     OpenEmbedded,
+    /// Add a trajectory result to the Compare view (a dialog asks which).
+    AddRunDialog,
+    AddRuns(Vec<PathBuf>),
+    RemoveRun(usize),
     SelectLayer(String),
     /// The filter, threshold, eps or subset changed: re-evaluate (debounced).
     FilterChanged,

@@ -45,6 +45,8 @@ pub struct AppOptions {
     pub eval_images: Option<usize>,
     pub steps: Option<usize>,
     pub dialogs: Option<Arc<dyn Dialogs>>,
+    /// Trajectory results to open in the Compare view.
+    pub runs: Vec<PathBuf>,
 }
 
 /// A screenshot being taken for `--screenshot`.
@@ -145,6 +147,12 @@ impl ExplorerApp {
             app.session.note(note);
         }
         app.open(Some(model.map_or(Source::Embedded, Source::Path)), Some(data.map_or(Source::Embedded, Source::Path)));
+        if !options.runs.is_empty() {
+            if options.tab.is_none() {
+                app.settings.layout.tab = Tab::Compare;
+            }
+            app.apply(Action::AddRuns(std::mem::take(&mut options.runs)));
+        }
         Ok(app)
     }
 
@@ -179,6 +187,11 @@ impl ExplorerApp {
 
     fn dropped_files(&mut self, ctx: &egui::Context) {
         let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+        let (runs, dropped): (Vec<PathBuf>, Vec<PathBuf>) = dropped.into_iter().partition(|p| is_run_result(p));
+        if !runs.is_empty() {
+            self.settings.layout.tab = Tab::Compare;
+            self.actions.push(Action::AddRuns(runs));
+        }
         for p in dropped {
             if is_model_path(&p) {
                 self.actions.push(Action::OpenModel(p));
@@ -252,6 +265,12 @@ impl ExplorerApp {
 }
 
 /// Checkpoints by extension; a folder holding checkpoints is a training run.
+/// A trajectory result, or a folder holding one: what the Compare view reads.
+pub fn is_run_result(p: &std::path::Path) -> bool {
+    use crate::engine::analysis::trajectory::RESULT_FILE;
+    if p.is_dir() { p.join(RESULT_FILE).is_file() } else { p.file_name().is_some_and(|n| n == RESULT_FILE) }
+}
+
 pub fn is_model_path(p: &std::path::Path) -> bool {
     let checkpoint = |p: &std::path::Path| {
         p.extension()

@@ -178,6 +178,13 @@ impl ExplorerApp {
             Action::OpenModel(p) => self.open(Some(Source::Path(p)), None),
             Action::OpenData(p) => self.open(None, Some(Source::Path(p))),
             Action::OpenEmbedded => self.open(Some(Source::Embedded), Some(Source::Embedded)),
+            Action::AddRunDialog => self.ask(Purpose::OpenResults),
+            Action::AddRuns(paths) => self.send(JobKind::Compare, |job| Command::OpenRuns { job, paths }),
+            Action::RemoveRun(i) => {
+                if i < self.session.runs.len() {
+                    self.session.runs.remove(i);
+                }
+            }
             Action::SelectLayer(l) => self.select_layer(l, false),
             Action::FilterChanged => self.filter_changed(),
             Action::Sweep { filters, all_layers } => {
@@ -243,6 +250,7 @@ impl ExplorerApp {
         match purpose {
             Purpose::OpenModel | Purpose::OpenModelFolder => self.open(Some(Source::Path(path)), None),
             Purpose::OpenData => self.open(None, Some(Source::Path(path))),
+            Purpose::OpenResults => self.apply(Action::AddRuns(vec![path])),
             Purpose::Export(id) => self.export(path, &[id]),
             Purpose::ExportAll => {
                 let stamp =
@@ -264,6 +272,7 @@ impl ExplorerApp {
                 (self.settings.model.clone(), self.settings.recent_models.clone())
             }
             Purpose::OpenData => (self.settings.data.clone(), self.settings.recent_data.clone()),
+            Purpose::OpenResults => (self.settings.recent_runs.first().cloned(), self.settings.recent_runs.clone()),
             Purpose::Export(_) | Purpose::ExportAll => (None, Vec::new()),
         };
         let (pending, answer) = Pending::in_app(purpose);
@@ -295,7 +304,7 @@ impl ExplorerApp {
     }
 
     fn export(&mut self, dir: PathBuf, ids: &[FigureId]) {
-        let items: Vec<_> = ids.iter().filter_map(|&id| figures::build(id, self)).collect();
+        let items: Vec<_> = ids.iter().flat_map(|&id| figures::build_all(id, self)).collect();
         if items.is_empty() {
             self.session.error("nothing to export yet: run the analysis first");
             return;

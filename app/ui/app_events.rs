@@ -106,6 +106,19 @@ impl ExplorerApp {
                 self.session.note(format!("exported {} files to {dir}", paths.len()));
                 self.session.exported = paths;
             }
+            Payload::Runs { loaded, failed } => {
+                for (path, result) in loaded {
+                    self.settings.remember_run(&path);
+                    let run = super::session::CompareRun { path, result: *result };
+                    match self.session.runs.iter_mut().find(|r| r.path == run.path) {
+                        Some(old) => *old = run,
+                        None => self.session.runs.push(run),
+                    }
+                }
+                for why in failed {
+                    self.session.error(format!("cannot compare: {why}"));
+                }
+            }
             Payload::Note(text) => self.session.note(text),
             Payload::Progress { .. } | Payload::Cancelled => {}
             Payload::Failed(msg) => {

@@ -29,6 +29,8 @@ pub trait Dialogs: Send + Sync {
     fn open_data(&self) -> Option<PathBuf>;
     /// A folder to export figures into.
     fn save_folder(&self) -> Option<PathBuf>;
+    /// A trajectory result (trajectory.json) to add to the Compare view.
+    fn open_results(&self) -> Option<PathBuf>;
 }
 
 /// Native dialogs through rfd. On Linux and the BSDs rfd asks the desktop portal and, when
@@ -59,6 +61,10 @@ impl Dialogs for RfdDialogs {
 
     fn save_folder(&self) -> Option<PathBuf> {
         rfd::FileDialog::new().set_title("Export figures into").pick_folder()
+    }
+
+    fn open_results(&self) -> Option<PathBuf> {
+        rfd::FileDialog::new().set_title("Add a run to compare").add_filter("Trajectory results", &["json"]).pick_file()
     }
 }
 
@@ -155,6 +161,7 @@ pub struct ScriptedDialogs {
     pub models: Mutex<VecDeque<PathBuf>>,
     pub data: Mutex<VecDeque<PathBuf>>,
     pub folders: Mutex<VecDeque<PathBuf>>,
+    pub results: Mutex<VecDeque<PathBuf>>,
     pub unavailable: Option<String>,
 }
 
@@ -191,6 +198,9 @@ impl Dialogs for ScriptedDialogs {
     fn save_folder(&self) -> Option<PathBuf> {
         Self::next(&self.folders)
     }
+    fn open_results(&self) -> Option<PathBuf> {
+        Self::next(&self.results)
+    }
 }
 
 /// What a dialog's answer is for.
@@ -199,6 +209,7 @@ pub enum Purpose {
     OpenModel,
     OpenModelFolder,
     OpenData,
+    OpenResults,
     Export(FigureId),
     ExportAll,
 }
@@ -210,6 +221,7 @@ impl Purpose {
             Purpose::OpenModel => "Open checkpoint",
             Purpose::OpenModelFolder => "Open training run (folder)",
             Purpose::OpenData => "Open dataset",
+            Purpose::OpenResults => "Add a run to compare (trajectory.json)",
             Purpose::Export(_) | Purpose::ExportAll => "Export figures into",
         }
     }
@@ -242,6 +254,7 @@ impl Pending {
                     Purpose::OpenModel => dialogs.open_model(),
                     Purpose::OpenModelFolder => dialogs.open_model_folder(),
                     Purpose::OpenData => dialogs.open_data(),
+                    Purpose::OpenResults => dialogs.open_results(),
                     Purpose::Export(_) | Purpose::ExportAll => dialogs.save_folder(),
                 }
                 .map_or(Answer::Cancelled, Answer::Picked),
@@ -290,5 +303,8 @@ impl<T: Dialogs> Dialogs for std::sync::Arc<T> {
     }
     fn save_folder(&self) -> Option<PathBuf> {
         (**self).save_folder()
+    }
+    fn open_results(&self) -> Option<PathBuf> {
+        (**self).open_results()
     }
 }

@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use super::actions::FigureId;
 use super::app::ExplorerApp;
 use super::panels::curves::sweep_set;
-use super::settings::ViewMode;
+use super::settings::{ComparePlot, ViewMode};
 use crate::engine::analysis::scores::Class;
-use crate::export::figures::builders::{self, View, WeightView};
+use crate::engine::analysis::trajectory::TrajectoryResult;
+use crate::export::figures::builders::{self, Built, Score, View, WeightView};
 use crate::export::figures::{Figure, LinePlot, Marker, Series};
 use crate::export::tables::Table;
 use crate::jobs::command::{ExportItem, FigureBuilder};
@@ -39,6 +40,73 @@ fn with(mut config: Value, key: &str, value: impl serde::Serialize) -> Value {
         map.insert(key.to_string(), v);
     }
     config
+}
+
+/// The figures a view exports: one, or for the Compare view's per-run plots one per run.
+pub fn build_all(id: FigureId, app: &ExplorerApp) -> Vec<ExportItem> {
+    if id != FigureId::Compare {
+        return build(id, app).into_iter().collect();
+    }
+    let runs: Vec<TrajectoryResult> = app.session.runs.iter().map(|r| r.result.clone()).collect();
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    let (plot, score) = (app.settings.compare_plot, app.settings.compare_score);
+    let count = compare_figures(&runs, plot, score).len();
+    let config = json!({
+        "plot": plot,
+        "score": score,
+        "runs": app.session.runs.iter().map(|r| json!({
+            "label": r.result.run.label(),
+            "results": r.path,
+            "config": r.result.config,
+        })).collect::<Vec<Value>>(),
+    });
+    let runs = std::sync::Arc::new(runs);
+    (0..count)
+        .map(|i| {
+            let runs = std::sync::Arc::clone(&runs);
+            let stem = compare_figures(&runs, plot, score).swap_remove(i).0;
+            let build: FigureBuilder = Box::new(move || compare_figures(&runs, plot, score).swap_remove(i).1);
+            ExportItem { stem, build, config: config.clone() }
+        })
+        .collect()
+}
+
+/// The Compare view's figures for `plot`: one with a line (or point) per run, or for the
+/// layer scores one per run on one scale. Each with its file stem.
+pub fn compare_figures(runs: &[TrajectoryResult], plot: ComparePlot, score: Score) -> Vec<(String, Result<Built>)> {
+    let all: Vec<&TrajectoryResult> = runs.iter().collect();
+    let symbol = score.symbol().to_lowercase().replace('_', "-");
+    match plot {
+        ComparePlot::GlobalScores => {
+            vec![(format!("compare-global-{symbol}"), builders::compare_global_scores(&all, score))]
+        }
+        ComparePlot::FragileFraction => {
+            vec![("compare-fragile-fraction".into(), Ok(builders::compare_fragile_fraction(&all)))]
+        }
+        ComparePlot::Convergence => vec![("compare-score-change".into(), Ok(builders::compare_score_change(&all)))],
+        ComparePlot::FragileVsSize => {
+            vec![("compare-fragile-vs-size".into(), Ok(builders::compare_fragile_vs_size(&all)))]
+        }
+        ComparePlot::LayerScores => {
+            let mut built: Vec<(String, Result<Built>)> = runs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let figure = builders::trajectory_scores(r, score, None).map(|(mut f, t)| {
+                        *f.title_mut() = format!("Run {}, {}: {}", i + 1, r.run.label(), f.title());
+                        (f, t)
+                    });
+                    (format!("compare-run{}-scores-{symbol}", i + 1), figure)
+                })
+                .collect();
+            let mut figures: Vec<&mut Figure> =
+                built.iter_mut().filter_map(|(_, b)| b.as_mut().ok()).map(|(f, _)| f).collect();
+            builders::align(&mut figures);
+            built
+        }
+    }
 }
 
 /// The figure of a view with its config, or None when the view has nothing to show yet.
@@ -102,6 +170,8 @@ pub fn build(id: FigureId, app: &ExplorerApp) -> Option<ExportItem> {
             let config = with(config, "sweep", r.sweeps.first().map(|s| &s.config));
             (Box::new(move || builders::landscape_accuracy(&r, &layer, filter, View::Adversarial)), config)
         }
+        // Several figures, made by `build_all`.
+        FigureId::Compare => return None,
         FigureId::Training => {
             let r = app.session.trained.clone()?;
             let config = with(config, "selective", &r.config);

@@ -67,6 +67,8 @@ pub struct Session {
     pub messages: Vec<Message>,
     pub card_request: Option<CardRequest>,
     pub exported: Vec<PathBuf>,
+    /// Trajectory results in the Compare view, in the order added.
+    pub runs: Vec<CompareRun>,
     /// Longest recent frame, in milliseconds.
     pub frame_ms: f32,
 }
@@ -220,4 +222,11 @@ mod tests {
         assert_eq!(s.readout_view(2), ReadoutView::Pending);
         assert_eq!(s.readout_view(1), ReadoutView::Exact(&outcome(950)));
     }
+}
+
+/// One run in the Compare view: where its result was read from, and the result.
+#[derive(Debug, Clone)]
+pub struct CompareRun {
+    pub path: PathBuf,
+    pub result: crate::engine::analysis::trajectory::TrajectoryResult,
 }

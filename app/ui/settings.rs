@@ -8,6 +8,7 @@ use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::selective::Selection;
 use crate::engine::analysis::sweep::{Scope, SweepOptions};
 use crate::engine::attack::AttackConfig;
+use crate::export::figures::builders::Score;
 use crate::render::colormap::Colormap;
 
 /// Files kept in the recent lists.
@@ -28,11 +29,20 @@ pub enum Tab {
     Dropout,
     Landscape,
     Training,
+    Compare,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] =
-        [Tab::Mask, Tab::Perturbation, Tab::Curves, Tab::Scores, Tab::Dropout, Tab::Landscape, Tab::Training];
+    pub const ALL: [Tab; 8] = [
+        Tab::Mask,
+        Tab::Perturbation,
+        Tab::Curves,
+        Tab::Scores,
+        Tab::Dropout,
+        Tab::Landscape,
+        Tab::Training,
+        Tab::Compare,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -43,6 +53,7 @@ impl Tab {
             Tab::Dropout => "Fragile neurons",
             Tab::Landscape => "Landscape",
             Tab::Training => "Training",
+            Tab::Compare => "Compare",
         }
     }
 
@@ -103,7 +114,51 @@ pub struct Settings {
     pub train_epochs: usize,
     pub train_images: usize,
     pub selection: Selection,
+    /// What the Compare view plots, and which score.
+    pub compare_plot: ComparePlot,
+    pub compare_score: Score,
+    /// Trajectory results added to the Compare view lately.
+    pub recent_runs: Vec<PathBuf>,
     pub layout: PanelLayout,
+}
+
+/// The Compare view's plots (METHOD.md section 8, "Runs side by side").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComparePlot {
+    /// The whole network's score per epoch, a line per run.
+    #[default]
+    GlobalScores,
+    /// Every layer's score per epoch, one plot per run on one scale.
+    LayerScores,
+    FragileFraction,
+    Convergence,
+    FragileVsSize,
+}
+
+impl ComparePlot {
+    pub const ALL: [ComparePlot; 5] = [
+        ComparePlot::GlobalScores,
+        ComparePlot::LayerScores,
+        ComparePlot::FragileFraction,
+        ComparePlot::Convergence,
+        ComparePlot::FragileVsSize,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ComparePlot::GlobalScores => "Global score per epoch",
+            ComparePlot::LayerScores => "Layer scores per run",
+            ComparePlot::FragileFraction => "Fragile kernels per epoch",
+            ComparePlot::Convergence => "Convergence of the scores",
+            ComparePlot::FragileVsSize => "Fragile kernels against size",
+        }
+    }
+
+    /// Whether the plot follows the chosen score.
+    pub fn has_score(self) -> bool {
+        matches!(self, ComparePlot::GlobalScores | ComparePlot::LayerScores)
+    }
 }
 
 impl Default for Settings {
@@ -128,6 +183,9 @@ impl Default for Settings {
             train_epochs: 2,
             train_images: 1000,
             selection: Selection::PerWeight,
+            compare_plot: ComparePlot::default(),
+            compare_score: Score::default(),
+            recent_runs: Vec::new(),
             layout: PanelLayout::default(),
         }
     }
@@ -161,6 +219,10 @@ impl Settings {
     pub fn remember_model(&mut self, path: &Path) {
         self.model = Some(path.to_path_buf());
         push_recent(&mut self.recent_models, path);
+    }
+
+    pub fn remember_run(&mut self, path: &Path) {
+        push_recent(&mut self.recent_runs, path);
     }
 
     pub fn remember_data(&mut self, path: &Path) {

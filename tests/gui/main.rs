@@ -6,6 +6,7 @@
 mod common;
 
 mod app;
+mod compare;
 mod hostile;
 mod smoke;
 

@@ -229,6 +229,23 @@ impl TrajectoryResult {
     }
 }
 
+/// The file a trajectory result is kept in, inside its `--out` folder.
+pub const RESULT_FILE: &str = "trajectory.json";
+
+/// Reads a trajectory result (its file, or the folder holding it) and checks it.
+pub fn load(path: &std::path::Path) -> Result<TrajectoryResult> {
+    let file = if path.is_dir() { path.join(RESULT_FILE) } else { path.to_path_buf() };
+    let bytes = crate::engine::error::read_file(&file)?;
+    let r: TrajectoryResult = serde_json::from_slice(&bytes).map_err(|e| {
+        EngineError::data(&file, format!("not a trajectory result (the trajectory.json that `trajectory` writes): {e}"))
+    })?;
+    r.check_consistent().map_err(|e| EngineError::data(&file, format!("the trajectory is inconsistent: {e}")))?;
+    if r.checkpoints.is_empty() {
+        return Err(EngineError::data(&file, "this trajectory has no finished checkpoint"));
+    }
+    Ok(r)
+}
+
 /// Far above any convolution's output channels: a larger count read from a file is a lie.
 const MAX_KERNELS: usize = 1 << 16;
 

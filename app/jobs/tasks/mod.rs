@@ -36,6 +36,7 @@ pub fn run(state: &mut WorkerState, cmd: Command, ctrl: Ctrl, emit: &dyn Fn(Payl
         Command::Dropout { config, subset, .. } => analysis::dropout(state, &config, subset, ctrl).map(Some),
         Command::Train { request, .. } => training::train(state, &request, ctrl, emit).map(Some),
         Command::Export { dir, items, .. } => export::export(&dir, items, ctrl).map(Some),
+        Command::OpenRuns { paths, .. } => Ok(Some(open::runs(&paths))),
         Command::Shutdown => Ok(None),
     }
 }

@@ -1,6 +1,6 @@
 //! Opening models and datasets, saving cards, reading a layer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
@@ -90,4 +90,16 @@ pub fn layer(state: &mut WorkerState, name: &str) -> Result<Payload> {
         histogram,
         values: std::sync::Arc::new(values),
     })))
+}
+
+/// Reads trajectory results for the Compare view; each that fails is reported, the others kept.
+pub fn runs(paths: &[PathBuf]) -> Payload {
+    let (mut loaded, mut failed) = (Vec::new(), Vec::new());
+    for path in paths {
+        match crate::engine::analysis::trajectory::load(path) {
+            Ok(r) => loaded.push((path.clone(), Box::new(r))),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    Payload::Runs { loaded, failed }
 }

@@ -87,6 +87,7 @@ fn highlighted(purpose: Purpose, name: &str) -> bool {
     match purpose {
         Purpose::OpenModel | Purpose::OpenModelFolder => CHECKPOINT_EXTENSIONS.contains(&ext),
         Purpose::OpenData => matches!(ext, "bin" | "png") || is_idx(&lower),
+        Purpose::OpenResults => ext == "json",
         Purpose::Export(_) | Purpose::ExportAll => false,
     }
 }

@@ -2,6 +2,7 @@
 //! compute or touches the model.
 
 mod card_dialog;
+mod compare;
 mod controls;
 pub mod curves;
 mod dropout;
@@ -61,7 +62,8 @@ impl Panels {
             });
         }
         egui::CentralPanel::default().show(ui, |ui| {
-            ui.horizontal(|ui| {
+            // Wrapped, so that every view's tab stays reachable in a narrow window.
+            ui.horizontal_wrapped(|ui| {
                 for tab in Tab::ALL {
                     let selected = app.settings.layout.tab == tab;
                     if ui.selectable_label(selected, tab.label()).clicked() && !selected {
@@ -79,6 +81,7 @@ impl Panels {
                 Tab::Dropout => dropout::show(ui, app),
                 Tab::Landscape => landscape::show(ui, app),
                 Tab::Training => training::show(ui, app),
+                Tab::Compare => compare::show(ui, app),
             }
         });
         card_dialog::show(ui.ctx(), app);
@@ -98,6 +101,7 @@ impl Panels {
             Tab::Dropout => FigureId::Dropout,
             Tab::Landscape => FigureId::Landscape,
             Tab::Training => FigureId::Training,
+            Tab::Compare => FigureId::Compare,
         }
     }
 }
