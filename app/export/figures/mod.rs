@@ -49,6 +49,8 @@ pub struct LinePlot {
     /// Fixed axis ranges; None fits the data.
     pub x_range: Option<[f64; 2]>,
     pub y_range: Option<[f64; 2]>,
+    /// The x axis counts whole units (epochs): ticks on whole numbers only.
+    pub x_whole: bool,
 }
 
 /// Grouped bars: one group per category, one bar per series.

@@ -36,7 +36,14 @@ fn per_epoch(
         }
         series.push(run_series(i, r, &v));
     }
-    let plot = LinePlot { title, x_label: "Epoch".into(), y_label: y_label.into(), series, ..Default::default() };
+    let plot = LinePlot {
+        title,
+        x_label: "Epoch".into(),
+        x_whole: true,
+        y_label: y_label.into(),
+        series,
+        ..Default::default()
+    };
     (Figure::Line(plot), table)
 }
 

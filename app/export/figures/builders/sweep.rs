@@ -89,6 +89,7 @@ pub fn sweep_curves(r: &SweepResult, layer: &str, filter: FilterKind, current: O
         hlines: Vec::new(),
         x_range: None,
         y_range: Some([0.0, 1.0]),
+        x_whole: false,
     };
     Ok((Figure::Line(plot), table))
 }

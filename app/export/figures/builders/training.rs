@@ -22,6 +22,7 @@ pub fn training_curves(r: &TrainResult) -> Built {
     let plot = LinePlot {
         title: "Training: accuracy per epoch".into(),
         x_label: "Epoch".into(),
+        x_whole: true,
         y_label: "Accuracy".into(),
         series: vec![
             line("Test clean", curve(logs, |l| l.test_clean_accuracy), palette::CLEAN, false),
@@ -58,6 +59,7 @@ pub fn selective_curves(r: &SelectiveResult) -> Built {
     let plot = LinePlot {
         title: format!("Selective against regular training from epoch {}", r.start_epoch),
         x_label: "Epoch".into(),
+        x_whole: true,
         y_label: "Test accuracy".into(),
         series: vec![
             line("Regular, clean", curve(g, |l| l.test_clean_accuracy), palette::CLEAN, false),

@@ -116,6 +116,7 @@ pub fn trajectory_scores(r: &TrajectoryResult, score: Score, filter: Option<Filt
     let plot = LinePlot {
         title: format!("{} through training ({filter_name})", score.symbol()),
         x_label: "Epoch".into(),
+        x_whole: true,
         y_label: format!("{} (area between filtered and baseline accuracy)", score.symbol()),
         series,
         hlines,
@@ -211,6 +212,7 @@ pub fn trajectory_targeting(r: &TrajectoryResult) -> Result<Built> {
             r.epochs.len()
         ),
         x_label: "Epoch".into(),
+        x_whole: true,
         y_label: "Mean |z_k(x_adv) − z_k(x)|".into(),
         series: vec![
             line("d_F (fragile kernels)", points(&k.d_fragile), palette::ADVERSARIAL, false),

@@ -58,6 +58,7 @@ where
     // Second-axis series are drawn in first-axis coordinates: only their tick labels differ.
     let to_primary = move |v: f64| y0 + (v - s0) / (s1 - s0) * (y1 - y0);
 
+    let x_axis = |lo: f64, hi: f64| if p.x_whole { Axis::whole(lo, hi, 8) } else { Axis::new(lo, hi, 8) };
     let mut builder = ChartBuilder::on(root);
     builder
         .caption(&p.title, pen.font(TITLE))
@@ -68,8 +69,8 @@ where
         builder.right_y_label_area_size(pen.px(64.0));
     }
     let mut chart = builder
-        .build_cartesian_2d(Axis::new(x0, x1, 8), Axis::new(y0, y1, 6))?
-        .set_secondary_coord(Axis::new(x0, x1, 8), Axis::new(s0, s1, 6));
+        .build_cartesian_2d(x_axis(x0, x1), Axis::new(y0, y1, 6))?
+        .set_secondary_coord(x_axis(x0, x1), Axis::new(s0, s1, 6));
     style_axes(&mut chart.configure_mesh(), pen, &p.x_label, &p.y_label).draw()?;
     if let Some((name, _)) = &p.y2 {
         chart

@@ -22,6 +22,16 @@ impl Axis {
         let (ticks, decimals) = if target == 0 { (Vec::new(), 0) } else { ticks(lo, hi, target) };
         Self { linear: (lo..hi).into(), ticks, decimals }
     }
+
+    /// As `new`, for a quantity counted in whole units (epochs): ticks at least 1 apart.
+    pub fn whole(lo: f64, hi: f64, target: usize) -> Self {
+        let mut axis = Self::new(lo, hi, target);
+        if axis.decimals > 0 {
+            axis.ticks = (lo.ceil() as i64..=hi.floor() as i64).map(|k| k as f64).collect();
+            axis.decimals = 0;
+        }
+        axis
+    }
 }
 
 impl Ranged for Axis {
