@@ -15,6 +15,11 @@ pub struct Case {
     pub expect: Result<(), &'static str>,
 }
 
+/// Inputs the fuzzer found, kept as it wrote them.
+fn found(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/found").join(name)
+}
+
 fn read(rel: &str) -> Vec<u8> {
     std::fs::read(fixtures().join(rel)).unwrap()
 }
@@ -215,6 +220,23 @@ pub fn all() -> Vec<Case> {
             target: "idx",
             seed: idx_set(idx(&[u32::MAX, u32::MAX, u32::MAX], &[]), false),
             expect: Err("t10k-images-idx3-ubyte"),
+        },
+        Case {
+            // Found by the fuzzer (with 60 images): a 110 MB image was allocated before its bytes came.
+            name: "idx: images announced at 110 MB each, 1,000 bytes there",
+            target: "idx",
+            seed: idx_set(gzip(&idx(&[3, 60, 1_835_068], &[0; 1000])), true),
+            expect: Err("ends before image 1"),
+        },
+        Case {
+            // Found by the fuzzer: a pickle naming a pruned weight's `_orig` twice panicked.
+            name: "pth: a pruned weight's key given twice",
+            target: "pth",
+            seed: Seed {
+                files: vec![("model.pth".into(), std::fs::read(found("pth-pruned-key-twice.pth")).unwrap())],
+                mutated: 0,
+            },
+            expect: Ok(()),
         },
         Case {
             name: "idx: named .gz, not gzip",

@@ -26,7 +26,10 @@ pub struct StateDict {
 
 impl StateDict {
     pub fn from_pairs(pairs: Vec<(String, Tensor)>) -> Self {
-        let order = pairs.iter().map(|(k, _)| k.clone()).collect();
+        // A key given twice (a crafted pickle) is listed once, where it came first; its last
+        // value stands, as a Python dict keeps it.
+        let mut seen = std::collections::HashSet::new();
+        let order = pairs.iter().filter(|(k, _)| seen.insert(k.clone())).map(|(k, _)| k.clone()).collect();
         Self { tensors: pairs.into_iter().collect(), order, ..Self::default() }
     }
 
@@ -91,8 +94,11 @@ impl StateDict {
             .filter(|base| self.tensors.contains_key(&format!("{base}_mask")))
             .collect();
         for base in origs {
-            let orig = self.tensors.remove(&format!("{base}_orig")).expect("listed above");
-            let mask = self.tensors.remove(&format!("{base}_mask")).expect("checked above");
+            let (Some(orig), Some(mask)) =
+                (self.tensors.remove(&format!("{base}_orig")), self.tensors.remove(&format!("{base}_mask")))
+            else {
+                continue;
+            };
             if mask.dims() != orig.dims() {
                 return Err(EngineError::checkpoint(
                     path,
@@ -111,6 +117,9 @@ impl StateDict {
                 }
             }
         }
+        // A file holding both `X` and `X_orig` names `X` twice now: once is enough.
+        let mut seen = std::collections::HashSet::new();
+        self.order.retain(|k| seen.insert(k.clone()));
         for key in self.order.clone() {
             let Some(t) = self.tensors.get(&key) else { continue };
             if t.dtype() != DType::F32 {

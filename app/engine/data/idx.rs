@@ -147,17 +147,20 @@ impl<'a> Idx<'a> {
         let wanted = indices.len() as u64 * self.item as u64;
         crate::engine::fsutil::check_fits_in_memory(wanted, "the images asked for")
             .map_err(|e| EngineError::data(&self.path, e))?;
-        // Grown as data arrives, never sized from the header alone.
-        let mut out = Vec::with_capacity((indices.len() * self.item).min(1 << 26));
-        let mut item = vec![0u8; self.item];
+        // Grown as data arrives, never sized from the header alone: a header announcing huge
+        // images costs nothing until their bytes are there.
+        let mut out = Vec::with_capacity((indices.len() * self.item).min(1 << 22));
         for &i in indices {
             debug_assert!(i >= self.at && i < self.count());
             let gap = (i - self.at) as u64 * self.item as u64;
             if gap > 0 {
                 self.stream.skip(gap).map_err(|e| self.stream_error(e))?;
             }
-            self.stream.read_exact(&mut item).map_err(|e| self.stream_error(e))?;
-            out.extend_from_slice(&item);
+            let got =
+                (&mut self.stream).take(self.item as u64).read_to_end(&mut out).map_err(|e| self.stream_error(e))?;
+            if got < self.item {
+                return Err(self.stream_error(std::io::ErrorKind::UnexpectedEof.into()));
+            }
             self.at = i + 1;
         }
         Ok(out)
