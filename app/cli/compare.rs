@@ -8,11 +8,12 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::common::prepare_out;
+use super::figure::file_safe;
 use super::figure::results::{self, Results};
 use crate::engine::analysis::filter::FilterKind;
-use crate::engine::analysis::trajectory::TrajectoryResult;
+use crate::engine::analysis::trajectory::{self, TrajectoryResult};
 use crate::export::figures::builders::{self, Built, Score, View};
-use crate::export::figures::{Figure, export};
+use crate::export::figures::export;
 use crate::export::tables::write_json;
 
 #[derive(Args, Debug)]
@@ -39,7 +40,7 @@ pub struct CompareArgs {
 
 /// Reads one run's trajectory result.
 fn load(path: &Path) -> Result<TrajectoryResult> {
-    let file = if path.is_dir() { path.join("trajectory.json") } else { path.to_path_buf() };
+    let file = trajectory::result_file(path);
     match results::load(&file)? {
         Results::Trajectory(t) if t.checkpoints.is_empty() => {
             bail!("this trajectory has no finished checkpoint to compare: {}", file.display())
@@ -58,11 +59,6 @@ fn shared_layers(runs: &[&TrajectoryResult]) -> Vec<String> {
     let layers = |r: &TrajectoryResult| r.layer_classes.iter().map(|c| c.layer.clone()).collect::<Vec<_>>();
     let first = layers(runs[0]);
     first.into_iter().filter(|l| runs.iter().all(|r| layers(r).contains(l))).collect()
-}
-
-/// A file-name-safe form of a layer name.
-fn safe(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
 struct Writer<'a> {
@@ -92,20 +88,11 @@ impl Writer<'_> {
 
     /// The same figure for every run, brought to one scale, the run named in its title.
     fn per_run(&mut self, stem: &str, build: impl Fn(&TrajectoryResult) -> Result<Built>) -> Result<()> {
-        let mut built = Vec::new();
-        for (i, r) in self.runs.iter().enumerate() {
-            match build(r) {
-                Ok((mut figure, table)) => {
-                    *figure.title_mut() = format!("Run {}, {}: {}", i + 1, r.run.label(), figure.title());
-                    built.push((i, figure, table));
-                }
+        for (i, built) in builders::per_run(self.runs, build).into_iter().enumerate() {
+            match built {
+                Ok(built) => self.write(&format!("compare-run{}-{stem}", i + 1), built, &[i])?,
                 Err(e) => eprintln!("skipped {stem} of run {}: {e:#}", i + 1),
             }
-        }
-        let mut figures: Vec<&mut Figure> = built.iter_mut().map(|(_, f, _)| f).collect();
-        builders::align(&mut figures);
-        for (i, figure, table) in built {
-            self.write(&format!("compare-run{}-{stem}", i + 1), (figure, table), &[i])?;
         }
         Ok(())
     }
@@ -120,9 +107,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
 
     for score in [Score::Clean, Score::Adv, Score::Diff] {
         match builders::compare_global_scores(&runs, score) {
-            Ok(built) => {
-                w.write(&format!("compare-global-{}", score.symbol().to_lowercase().replace('_', "-")), built, &all)?
-            }
+            Ok(built) => w.write(&format!("compare-global-{}", score.slug()), built, &all)?,
             Err(e) => eprintln!("skipped the global {}: {e:#}", score.symbol()),
         }
     }
@@ -140,7 +125,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
         );
     }
     for layer in layers.iter().chain(std::iter::once(&"global".to_string())) {
-        let tail = format!("{}-{}-{}", safe(layer), a.filter.name(), a.view.short());
+        let tail = format!("{}-{}-{}", file_safe(layer), a.filter.name(), a.view.short());
         w.per_run(&format!("compression-{tail}"), |r| builders::trajectory_compression(r, layer, a.filter, a.view))?;
         if layer != "global" {
             // Accuracy maps share the scale [0, 1] by construction.

@@ -124,11 +124,8 @@ impl Job {
     fn stem(&self) -> String {
         let mut stem = format!("fig-{}", self.kind.name());
         if let Some(l) = &self.layer {
-            // Layer names are state_dict prefixes; keep file names portable all the same.
-            let safe: String =
-                l.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
             stem.push('-');
-            stem.push_str(&safe);
+            stem.push_str(&file_safe(l));
         }
         if let Some(f) = self.filter {
             stem.push('-');
@@ -140,10 +137,15 @@ impl Job {
         }
         if let Some(score) = self.score {
             stem.push('-');
-            stem.push_str(&score.symbol().to_lowercase().replace('_', "-"));
+            stem.push_str(&score.slug());
         }
         stem
     }
+}
+
+/// A layer name as part of a file name: state_dict prefixes, kept portable all the same.
+pub(super) fn file_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
 pub fn run(a: &FigureArgs) -> Result<()> {

@@ -75,7 +75,7 @@ pub fn run(a: &TrajectoryCmd) -> Result<()> {
     let r = trajectory::run(&run, &cfg, &dev, &store, Ctrl { progress: &bar, stop: &stop }, &announce);
     bar.finish();
     let r = r?;
-    let dir = result_dir(&a.out, "trajectory.json", r.cancelled)?;
+    let dir = result_dir(&a.out, trajectory::RESULT_FILE, r.cancelled)?;
     tables::write_trajectory(&dir, &r)?;
     println!("run    {} ({} parameters, {} images)", r.run.label(), group(r.run.parameters), group(data.len()));
     println!(
@@ -87,7 +87,7 @@ pub fn run(a: &TrajectoryCmd) -> Result<()> {
         3 * entries.len()
     );
     print_summary(&r);
-    println!("wrote {}", dir.join("trajectory.json").display());
+    println!("wrote {}", dir.join(trajectory::RESULT_FILE).display());
     progress::finished(r.cancelled, "the checkpoints and parts finished so far are kept")
 }
 
@@ -160,6 +160,12 @@ impl DirStore {
         })
     }
 
+    /// Whether what is kept for `c` was computed from the checkpoint and data as they are now.
+    fn holds_current(&self, c: &CheckpointEntry) -> bool {
+        let source = self.source(c);
+        source.is_some() && Self::read::<Source>(&self.unit(c).join("source.json")) == source
+    }
+
     fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
         serde_json::from_slice(&read_file(path).ok()?).ok()
     }
@@ -168,14 +174,13 @@ impl DirStore {
     /// or dataset clears what was kept before the first new part is written.
     fn claim(&self, c: &CheckpointEntry) -> crate::engine::Result<PathBuf> {
         let unit = self.unit(c);
-        let source = self.source(c);
-        if source.is_none() || Self::read::<Source>(&unit.join("source.json")) != source {
+        if !self.holds_current(c) {
             if unit.exists() {
                 std::fs::remove_dir_all(&unit).map_err(|e| EngineError::io("clear the kept parts in", &unit, e))?;
             }
             std::fs::create_dir_all(&unit).map_err(|e| EngineError::io("create", &unit, e))?;
             let file = unit.join("source.json");
-            write_json(&file, &source).map_err(|e| engine_error(&file, e))?;
+            write_json(&file, &self.source(c)).map_err(|e| engine_error(&file, e))?;
         }
         Ok(unit)
     }
@@ -189,11 +194,10 @@ impl DirStore {
 
 impl PartStore for DirStore {
     fn kept(&self, c: &CheckpointEntry) -> KeptParts {
-        let unit = self.unit(c);
-        let source = self.source(c);
-        if source.is_none() || Self::read::<Source>(&unit.join("source.json")) != source {
+        if !self.holds_current(c) {
             return KeptParts::default();
         }
+        let unit = self.unit(c);
         let sweep = |part: Part| {
             Self::read::<SweepResult>(&unit.join(part.name()).join("sweep.json"))
                 .filter(|r| r.records.iter().all(|rec| rec.check_consistent().is_ok()))

@@ -175,7 +175,7 @@ pub fn write_landscape(dir: &Path, r: &LandscapeResult) -> Result<()> {
 /// `trajectory.json`, `trajectory-scores.csv` (one row per epoch, layer and filter) and
 /// `trajectory-kernels.csv` (one row per epoch and kernel of the nodal dropout).
 pub fn write_trajectory(dir: &Path, r: &TrajectoryResult) -> Result<()> {
-    write_json(&dir.join("trajectory.json"), r)?;
+    write_json(&dir.join(crate::engine::analysis::trajectory::RESULT_FILE), r)?;
     let mut scores = Table::new(&["epoch", "layer", "filter", "s_clean", "s_adv", "s_diff"]);
     for s in &r.scores {
         for (i, epoch) in r.epochs.iter().enumerate() {

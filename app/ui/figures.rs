@@ -77,7 +77,7 @@ pub fn build_all(id: FigureId, app: &ExplorerApp) -> Vec<ExportItem> {
 /// layer scores one per run on one scale. Each with its file stem.
 pub fn compare_figures(runs: &[TrajectoryResult], plot: ComparePlot, score: Score) -> Vec<(String, Result<Built>)> {
     let all: Vec<&TrajectoryResult> = runs.iter().collect();
-    let symbol = score.symbol().to_lowercase().replace('_', "-");
+    let symbol = score.slug();
     match plot {
         ComparePlot::GlobalScores => {
             vec![(format!("compare-global-{symbol}"), builders::compare_global_scores(&all, score))]
@@ -89,23 +89,11 @@ pub fn compare_figures(runs: &[TrajectoryResult], plot: ComparePlot, score: Scor
         ComparePlot::FragileVsSize => {
             vec![("compare-fragile-vs-size".into(), Ok(builders::compare_fragile_vs_size(&all)))]
         }
-        ComparePlot::LayerScores => {
-            let mut built: Vec<(String, Result<Built>)> = runs
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let figure = builders::trajectory_scores(r, score, None).map(|(mut f, t)| {
-                        *f.title_mut() = format!("Run {}, {}: {}", i + 1, r.run.label(), f.title());
-                        (f, t)
-                    });
-                    (format!("compare-run{}-scores-{symbol}", i + 1), figure)
-                })
-                .collect();
-            let mut figures: Vec<&mut Figure> =
-                built.iter_mut().filter_map(|(_, b)| b.as_mut().ok()).map(|(f, _)| f).collect();
-            builders::align(&mut figures);
-            built
-        }
+        ComparePlot::LayerScores => builders::per_run(&all, |r| builders::trajectory_scores(r, score, None))
+            .into_iter()
+            .enumerate()
+            .map(|(i, built)| (format!("compare-run{}-scores-{symbol}", i + 1), built))
+            .collect(),
     }
 }
 

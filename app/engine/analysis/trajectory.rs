@@ -67,8 +67,6 @@ pub enum Part {
 }
 
 impl Part {
-    pub const ALL: [Part; 3] = [Part::Sweep, Part::Global, Part::Dropout];
-
     /// The part's name in `trajectory.json` and its folder beside it.
     pub fn name(self) -> &'static str {
         match self {
@@ -216,9 +214,7 @@ impl TrajectoryResult {
         }
         Ok(())
     }
-}
 
-impl TrajectoryResult {
     /// The learning landscape (section 8) of the local sweeps: the same maps `landscape` makes.
     pub fn landscape(&self) -> LandscapeResult {
         let sweeps: Vec<SweepResult> = self.checkpoints.iter().map(|c| c.sweep.clone()).collect();
@@ -232,9 +228,14 @@ impl TrajectoryResult {
 /// The file a trajectory result is kept in, inside its `--out` folder.
 pub const RESULT_FILE: &str = "trajectory.json";
 
+/// The result file a path names: the file itself, or the one in the folder it names.
+pub fn result_file(path: &std::path::Path) -> std::path::PathBuf {
+    if path.is_dir() { path.join(RESULT_FILE) } else { path.to_path_buf() }
+}
+
 /// Reads a trajectory result (its file, or the folder holding it) and checks it.
 pub fn load(path: &std::path::Path) -> Result<TrajectoryResult> {
-    let file = if path.is_dir() { path.join(RESULT_FILE) } else { path.to_path_buf() };
+    let file = result_file(path);
     let bytes = crate::engine::error::read_file(&file)?;
     let r: TrajectoryResult = serde_json::from_slice(&bytes).map_err(|e| {
         EngineError::data(&file, format!("not a trajectory result (the trajectory.json that `trajectory` writes): {e}"))

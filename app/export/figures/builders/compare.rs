@@ -4,19 +4,13 @@
 use anyhow::{Result, bail};
 
 use super::Built;
-use super::trajectory::{Score, layer_scores};
+use super::trajectory::{Score, epoch_points, layer_scores};
 use crate::engine::analysis::trajectory::TrajectoryResult;
 use crate::export::figures::{Figure, LinePlot, Series};
 use crate::export::tables::Table;
 
 fn run_series(i: usize, r: &TrajectoryResult, values: &[Option<f64>]) -> Series {
-    Series {
-        name: r.run.label(),
-        points: r.epochs.iter().zip(values).map(|(&e, v)| [e as f64, v.unwrap_or(f64::NAN)]).collect(),
-        colour: i,
-        dashed: false,
-        markers: true,
-    }
+    Series { name: r.run.label(), points: epoch_points(&r.epochs, values), colour: i, dashed: false, markers: true }
 }
 
 /// One value per epoch and run as a line plot and its table.
@@ -110,6 +104,24 @@ pub fn compare_fragile_vs_size(runs: &[&TrajectoryResult]) -> Built {
         ..Default::default()
     };
     (Figure::Line(plot), table)
+}
+
+/// The same figure for every run, each titled with its run, all brought to one scale; a run
+/// the figure cannot be drawn for gives its error in its place.
+pub fn per_run(runs: &[&TrajectoryResult], build: impl Fn(&TrajectoryResult) -> Result<Built>) -> Vec<Result<Built>> {
+    let mut built: Vec<Result<Built>> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            build(r).map(|(mut figure, table)| {
+                *figure.title_mut() = format!("Run {}, {}: {}", i + 1, r.run.label(), figure.title());
+                (figure, table)
+            })
+        })
+        .collect();
+    let mut figures: Vec<&mut Figure> = built.iter_mut().filter_map(|b| b.as_mut().ok()).map(|(f, _)| f).collect();
+    align(&mut figures);
+    built
 }
 
 /// Gives every line plot of `figures` the same axes: the union of their data ranges (fixed

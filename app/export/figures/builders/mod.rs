@@ -11,7 +11,7 @@ mod trajectory;
 mod weights;
 
 pub use compare::{
-    align, compare_fragile_fraction, compare_fragile_vs_size, compare_global_scores, compare_score_change,
+    align, compare_fragile_fraction, compare_fragile_vs_size, compare_global_scores, compare_score_change, per_run,
 };
 pub use dropout::{dropout_accuracy, dropout_targeting};
 pub use landscape::{landscape_accuracy, landscape_classes, landscape_influential};

@@ -31,6 +31,11 @@ impl Score {
         }
     }
 
+    /// The score in file names: `s-clean`, `s-adv`, `s-diff`.
+    pub fn slug(self) -> String {
+        self.symbol().to_lowercase().replace('_', "-")
+    }
+
     fn of(self, s: &ScoreSeries) -> &[Option<f64>] {
         match self {
             Score::Clean => &s.s_clean,
@@ -38,6 +43,11 @@ impl Score {
             Score::Diff => &s.s_diff,
         }
     }
+}
+
+/// (epoch, value) points of one value per checkpoint; a missing value breaks the line.
+pub(super) fn epoch_points(epochs: &[usize], values: &[Option<f64>]) -> Vec<[f64; 2]> {
+    epochs.iter().zip(values).map(|(&e, v)| [e as f64, v.unwrap_or(f64::NAN)]).collect()
 }
 
 /// The filters whose mean makes a layer's score when no filter is chosen (as its class does).
@@ -95,7 +105,7 @@ pub fn trajectory_scores(r: &TrajectoryResult, score: Score, filter: Option<Filt
         let global = layer == "global";
         series.push(Series {
             name: if global { "Global (every layer at once)".into() } else { layer.clone() },
-            points: r.epochs.iter().zip(&values).map(|(&e, v)| [e as f64, v.unwrap_or(f64::NAN)]).collect(),
+            points: epoch_points(&r.epochs, &values),
             colour: if global { palette::REFERENCE } else { i },
             dashed: global,
             markers: true,
@@ -189,7 +199,7 @@ pub fn trajectory_targeting(r: &TrajectoryResult) -> Result<Built> {
     if r.checkpoints.is_empty() {
         bail!("the trajectory holds no nodal dropout to draw (no checkpoint was finished)");
     }
-    let points = |v: &[Option<f64>]| r.epochs.iter().zip(v).map(|(&e, d)| [e as f64, d.unwrap_or(f64::NAN)]).collect();
+    let points = |v: &[Option<f64>]| epoch_points(&r.epochs, v);
     let fractions = |v: &[f64]| r.epochs.iter().zip(v).map(|(&e, f)| [e as f64, *f]).collect();
     let line = |name: &str, points, colour, dashed| Series { name: name.into(), points, colour, dashed, markers: true };
     let mut table = Table::new(&["epoch", "d_fragile", "d_other", "targeted", "fragile_fraction", "null_fraction"]);
