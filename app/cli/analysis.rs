@@ -2,15 +2,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::common::{DataArgs, ModelArgs, prepare_out, result_dir};
 use super::eval::{AttackArgs, BatchArgs};
 use super::progress::{self, Bar, ctrl_c_flag};
+use super::shards::{Manifest, SHARD_HELP, SweepShardFile};
 use crate::engine::analysis::dropout::{self, DropoutConfig};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::landscape;
+use crate::engine::analysis::shard::{Shard, SweepShard, Units};
 use crate::engine::analysis::sweep::{self, Scope, SweepConfig, SweepOptions, SweepResult};
 use crate::engine::attack::{AttackConfig, AttackKind};
 use crate::engine::data::Dataset;
@@ -143,6 +145,8 @@ pub struct SweepCmd {
     pub scope: Scope,
     #[command(flatten)]
     pub sweep: SweepArgs,
+    #[arg(long, value_name = "I/N", requires = "out", help = SHARD_HELP)]
+    pub shard: Option<Shard>,
     /// Folder for sweep.json, sweep.csv, scores.csv and layers.csv
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -155,6 +159,11 @@ pub fn run_sweep(a: &SweepCmd) -> Result<()> {
     let cfg = a.sweep.config(a.scope, attack);
     let out = out_dir(&a.out)?;
     let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    if let (Some(shard), Some(dir)) = (a.shard, &out) {
+        let done = sweep_share(a, shard, dir, (&net, &data, &norm, &cfg), Ctrl { progress: &bar, stop: &stop });
+        bar.finish();
+        return done;
+    }
     eprintln!("sweeping on {} images; Ctrl-C stops after the current batch and keeps the finished steps", data.len());
     let result = sweep::run(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop }, &|_| {});
     bar.finish();
@@ -170,6 +179,35 @@ pub fn run_sweep(a: &SweepCmd) -> Result<()> {
         println!("wrote {}", dir.join("sweep.json").display());
     }
     progress::finished(result.cancelled, "the steps finished so far are kept")
+}
+
+/// One shard's share of a sweep, written as `OUT/shard-I-of-N.json` when it finishes.
+fn sweep_share(
+    a: &SweepCmd,
+    shard: Shard,
+    out: &std::path::Path,
+    (net, data, norm, cfg): (&Network, &Dataset, &crate::engine::card::Normalize, &SweepConfig),
+    ctrl: Ctrl,
+) -> Result<()> {
+    let units = sweep::units(net, cfg)?;
+    let mine = Units::new(shard).take(units);
+    let manifest = out.join(shard.file_name());
+    if manifest.exists() {
+        std::fs::remove_file(&manifest).with_context(|| format!("replacing {}", manifest.display()))?;
+    }
+    eprintln!("sweeping {} of {units} (layer, filter) units (shard {shard}) on {} images", mine.len(), data.len());
+    let r = sweep::run_units(net, data, norm, cfg, Some(&mine), ctrl, &|_| {})?;
+    if r.cancelled {
+        return progress::finished(true, "a stopped shard keeps nothing: run it again");
+    }
+    let file = SweepShardFile {
+        model: a.model.describe(net),
+        data: data.name.clone(),
+        share: SweepShard { shard, units, ran: mine, result: r },
+    };
+    tables::write_json(&manifest, &Manifest::Sweep(file))?;
+    println!("wrote {}", manifest.display());
+    Ok(())
 }
 
 fn fmt_score(v: Option<f64>) -> String {

@@ -8,7 +8,11 @@ mod eval;
 mod figure;
 mod gui;
 mod info;
+mod merge;
+mod parts;
 mod progress;
+mod shards;
+mod study;
 mod train;
 mod trajectory;
 
@@ -55,6 +59,10 @@ pub enum Command {
     Figure(figure::FigureArgs),
     /// Runs through training side by side (trajectory results), figures on shared axes
     Compare(compare::CompareArgs),
+    /// Every run of a study file characterised through training and compared (shardable)
+    Study(study::StudyCmd),
+    /// Combine the output folders of `--shard I/N` runs into the unsharded result
+    Merge(merge::MergeArgs),
 }
 
 /// Runs one command, as `main` does after parsing (the fuzz harness calls it in-process).
@@ -72,6 +80,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Landscape(a) => analysis::run_landscape(&a),
         Command::Trajectory(a) => trajectory::run(&a),
         Command::Selective(a) => train::run_selective(&a),
+        Command::Study(a) => study::run(&a),
+        Command::Merge(a) => merge::run(&a),
     }
 }
 

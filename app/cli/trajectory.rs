@@ -1,22 +1,21 @@
 //! `trajectory`: every checkpoint of a training run characterised, with the through-training
 //! summaries; each finished part is kept under `OUT/checkpoints/`, so a stopped run resumes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use serde::{Deserialize, Serialize};
 
 use super::analysis::{OpenedRun, RunArgs, SweepArgs, attack_config, open_run};
 use super::common::{prepare_out, result_dir};
+use super::parts::{DataStamp, DirStore};
 use super::progress::{self, Bar, ctrl_c_flag};
-use crate::engine::analysis::dropout::{DropoutConfig, DropoutResult};
-use crate::engine::analysis::landscape::CheckpointEntry;
-use crate::engine::analysis::sweep::{Scope, SweepResult};
-use crate::engine::analysis::trajectory::{self, KeptParts, Part, PartStore, Run, RunIdentity, TrajectoryConfig};
+use super::shards::{Manifest, SHARD_HELP, TrajectoryShard};
+use crate::engine::analysis::dropout::DropoutConfig;
+use crate::engine::analysis::shard::{Shard, Units};
+use crate::engine::analysis::sweep::Scope;
+use crate::engine::analysis::trajectory::{self, Part, Run, RunIdentity, TrajectoryConfig};
 use crate::engine::attack::AttackKind;
-use crate::engine::data::Dataset;
-use crate::engine::error::{EngineError, read_file};
 use crate::engine::progress::Ctrl;
 use crate::export::format::group;
 use crate::export::tables::{self, write_json};
@@ -30,12 +29,29 @@ pub struct TrajectoryCmd {
     /// Convolution layer for nodal dropout (default: the first)
     #[arg(long, value_name = "NAME")]
     pub dropout_layer: Option<String>,
+    /// What comparisons call the run, beside its architecture (default: the checkpoint folder's name)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[arg(long, value_name = "I/N", help = SHARD_HELP)]
+    pub shard: Option<Shard>,
     /// Folder for trajectory.json, its tables and every checkpoint's parts
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(a: &TrajectoryCmd) -> Result<()> {
+    let units = a.shard.map(Units::new);
+    let cancelled = characterise(a, units.as_ref())?;
+    let kept = match units {
+        None => "the checkpoints and parts finished so far are kept",
+        Some(_) => "the shares finished so far are kept",
+    };
+    progress::finished(cancelled, kept)
+}
+
+/// Characterises the run `a` names, or with `units` the share of it they own (numbered after
+/// the units already numbered, as in a study); says whether it was stopped.
+pub(super) fn characterise(a: &TrajectoryCmd, units: Option<&Units>) -> Result<bool> {
     let OpenedRun { device: dev, entries, first, data } = open_run(&a.run)?;
     let attack = attack_config(&a.sweep.attack_opts, a.sweep.attack, &first, &data)?;
     // Nodal dropout measures targeting with FGSM, as `dropout` does.
@@ -49,10 +65,11 @@ pub fn run(a: &TrajectoryCmd) -> Result<()> {
     let cfg = TrajectoryConfig::new(a.sweep.config(Scope::Local, attack), dropout);
     cfg.sweep.validate(&first)?;
     prepare_out(&a.out)?;
-    let store = DirStore::new(&a.out, &data);
+    let store = DirStore::new(&a.out, DataStamp::of(&data));
     let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    let share = units.map_or(String::new(), |u| format!(" (shard {})", u.shard()));
     eprintln!(
-        "characterising {} checkpoints on {} images; Ctrl-C stops after the current batch and keeps the finished parts",
+        "characterising {} checkpoints on {} images{share}; Ctrl-C stops after the current batch and keeps the finished parts",
         entries.len(),
         data.len()
     );
@@ -62,17 +79,44 @@ pub fn run(a: &TrajectoryCmd) -> Result<()> {
         })
     };
     let folder = a.run.checkpoints.canonicalize().unwrap_or_else(|_| a.run.checkpoints.clone());
+    let name = a.name.clone().unwrap_or_else(|| {
+        folder.file_name().map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned())
+    });
     let identity = RunIdentity {
-        model: format!(
-            "{} ({})",
-            folder.file_name().map_or_else(|| folder.display().to_string(), |n| n.to_string_lossy().into_owned()),
-            first.card.architecture
-        ),
+        model: format!("{name} ({})", first.card.architecture),
         parameters: first.params.parameter_count(),
         data: data.name.clone(),
     };
     let run = Run { checkpoints: &entries, data: &data, identity };
-    let r = trajectory::run(&run, &cfg, &dev, &store, Ctrl { progress: &bar, stop: &stop }, &announce);
+    let ctrl = Ctrl { progress: &bar, stop: &stop };
+    if let Some(units) = units {
+        let shard = units.shard();
+        let manifest = a.out.join(shard.file_name());
+        // A manifest says the share is finished: an earlier one no longer does.
+        if manifest.exists() {
+            std::fs::remove_file(&manifest).with_context(|| format!("replacing {}", manifest.display()))?;
+        }
+        let done = trajectory::run_share(&run, &cfg, &dev, &store, units, ctrl, &announce);
+        bar.finish();
+        let done = done?;
+        println!(
+            "shard {shard}: {} of the run's units are this shard's; {} were kept from an earlier run",
+            done.owned, done.reused
+        );
+        if !done.cancelled {
+            let m = Manifest::Trajectory(TrajectoryShard {
+                shard,
+                config: cfg,
+                run: run.identity,
+                checkpoints: entries.clone(),
+                owned: done.owned,
+            });
+            write_json(&manifest, &m)?;
+            println!("wrote {}", manifest.display());
+        }
+        return Ok(done.cancelled);
+    }
+    let r = trajectory::run(&run, &cfg, &dev, &store, ctrl, &announce);
     bar.finish();
     let r = r?;
     let dir = result_dir(&a.out, trajectory::RESULT_FILE, r.cancelled)?;
@@ -88,10 +132,10 @@ pub fn run(a: &TrajectoryCmd) -> Result<()> {
     );
     print_summary(&r);
     println!("wrote {}", dir.join(trajectory::RESULT_FILE).display());
-    progress::finished(r.cancelled, "the checkpoints and parts finished so far are kept")
+    Ok(r.cancelled)
 }
 
-fn print_summary(r: &trajectory::TrajectoryResult) {
+pub(super) fn print_summary(r: &trajectory::TrajectoryResult) {
     let k = &r.kernels;
     println!("\nnodal dropout of `{}` ({} kernels), per epoch:", k.layer, k.kernels);
     for (i, epoch) in r.epochs.iter().enumerate() {
@@ -108,121 +152,4 @@ fn print_summary(r: &trajectory::TrajectoryResult) {
     println!("layers fragile at every checkpoint (consistently targeted): {:?}", r.consistently_targeted);
     let change: Vec<String> = r.score_change.iter().map(|c| c.map_or("-".into(), |c| format!("{c:.4}"))).collect();
     println!("mean |change| of local S_adv between checkpoints: [{}]", change.join(", "));
-}
-
-/// What a checkpoint's kept parts were computed from: if the checkpoint file or the data
-/// differ now, nothing kept for it is reused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Source {
-    checkpoint: PathBuf,
-    bytes: u64,
-    modified_ns: u128,
-    data: String,
-    images: usize,
-    /// CRC-32 of the pixels and labels.
-    data_crc: u32,
-}
-
-/// Parts kept as the single-checkpoint commands write them: `OUT/checkpoints/FILE/sweep/`
-/// (as `sweep --out`), `global/` (`sweep --scope global --out`) and `dropout/`
-/// (`dropout --out`), with `source.json` saying what they were computed from.
-struct DirStore {
-    root: PathBuf,
-    data: String,
-    images: usize,
-    data_crc: u32,
-}
-
-impl DirStore {
-    fn new(out: &Path, data: &Dataset) -> Self {
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&data.images);
-        for l in &data.labels {
-            crc.update(&l.to_le_bytes());
-        }
-        Self { root: out.join("checkpoints"), data: data.name.clone(), images: data.len(), data_crc: crc.finalize() }
-    }
-
-    fn unit(&self, c: &CheckpointEntry) -> PathBuf {
-        self.root.join(c.path.file_name().unwrap_or_default())
-    }
-
-    fn source(&self, c: &CheckpointEntry) -> Option<Source> {
-        let meta = std::fs::metadata(&c.path).ok()?;
-        let modified_ns = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-        Some(Source {
-            checkpoint: c.path.clone(),
-            bytes: meta.len(),
-            modified_ns,
-            data: self.data.clone(),
-            images: self.images,
-            data_crc: self.data_crc,
-        })
-    }
-
-    /// Whether what is kept for `c` was computed from the checkpoint and data as they are now.
-    fn holds_current(&self, c: &CheckpointEntry) -> bool {
-        let source = self.source(c);
-        source.is_some() && Self::read::<Source>(&self.unit(c).join("source.json")) == source
-    }
-
-    fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-        serde_json::from_slice(&read_file(path).ok()?).ok()
-    }
-
-    /// Makes the unit's folder hold parts of the current source only: a changed checkpoint
-    /// or dataset clears what was kept before the first new part is written.
-    fn claim(&self, c: &CheckpointEntry) -> crate::engine::Result<PathBuf> {
-        let unit = self.unit(c);
-        if !self.holds_current(c) {
-            if unit.exists() {
-                std::fs::remove_dir_all(&unit).map_err(|e| EngineError::io("clear the kept parts in", &unit, e))?;
-            }
-            std::fs::create_dir_all(&unit).map_err(|e| EngineError::io("create", &unit, e))?;
-            let file = unit.join("source.json");
-            write_json(&file, &self.source(c)).map_err(|e| engine_error(&file, e))?;
-        }
-        Ok(unit)
-    }
-
-    fn part_dir(&self, c: &CheckpointEntry, part: Part) -> crate::engine::Result<PathBuf> {
-        let dir = self.claim(c)?.join(part.name());
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
-        Ok(dir)
-    }
-}
-
-impl PartStore for DirStore {
-    fn kept(&self, c: &CheckpointEntry) -> KeptParts {
-        if !self.holds_current(c) {
-            return KeptParts::default();
-        }
-        let unit = self.unit(c);
-        let sweep = |part: Part| {
-            Self::read::<SweepResult>(&unit.join(part.name()).join("sweep.json"))
-                .filter(|r| r.records.iter().all(|rec| rec.check_consistent().is_ok()))
-        };
-        KeptParts {
-            sweep: sweep(Part::Sweep),
-            global: sweep(Part::Global),
-            dropout: Self::read::<DropoutResult>(&unit.join("dropout").join("dropout.json"))
-                .filter(|r| r.check_consistent().is_ok()),
-        }
-    }
-
-    fn keep_sweep(&self, c: &CheckpointEntry, part: Part, r: &SweepResult) -> crate::engine::Result<()> {
-        let dir = self.part_dir(c, part)?;
-        tables::write_sweep(&dir, r).map_err(|e| engine_error(&dir, e))
-    }
-
-    fn keep_dropout(&self, c: &CheckpointEntry, r: &DropoutResult) -> crate::engine::Result<()> {
-        let dir = self.part_dir(c, Part::Dropout)?;
-        tables::write_dropout(&dir, r).map_err(|e| engine_error(&dir, e))
-    }
-}
-
-/// A table writer's error as the engine's: its own when it is one, else a failed write in `dir`.
-fn engine_error(dir: &Path, e: anyhow::Error) -> EngineError {
-    e.downcast::<EngineError>()
-        .unwrap_or_else(|e| EngineError::io("write", dir, std::io::Error::other(format!("{e:#}"))))
 }

@@ -24,7 +24,7 @@ fn every_command_has_help() {
     let section = top.split_once("Commands:\n").expect("a Commands section").1;
     let commands: Vec<&str> =
         section.lines().take_while(|l| !l.trim().is_empty()).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(commands.len(), 13, "{commands:?}");
+    assert_eq!(commands.len(), 15, "{commands:?}");
     for cmd in commands {
         let o = if cmd == "help" { run(&["help"]) } else { run(&[cmd, "--help"]) };
         assert!(o.status.success(), "{cmd} --help: {}", stderr(&o));
@@ -288,6 +288,9 @@ fn the_readme_command_line_block_runs_as_written() {
             "landscape",
             "trajectory",
             "compare",
+            "study",
+            "sweep",
+            "merge",
             "selective",
             "figure"
         ],
@@ -302,7 +305,14 @@ fn the_readme_command_line_block_runs_as_written() {
         training_card: training_card(data.path()),
         data: data.path().to_path_buf(),
         dir: dir.path().to_path_buf(),
+        study: dir.path().join("study.toml"),
     };
+    let study = format!(
+        "[options]\nsteps = 3\n\n[[runs]]\nname = \"tiny\"\ncheckpoints = \"{}\"\ndata = \"{}\"\n",
+        places.dir.display(),
+        places.data.display()
+    );
+    std::fs::write(&places.study, study).unwrap();
     let promised = promised_files(&readme);
     // `convert --out` writes into an existing folder, as a user's would be.
     std::fs::create_dir(dir.path().join("converted")).unwrap();

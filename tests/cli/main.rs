@@ -7,4 +7,5 @@ mod common;
 mod commands;
 mod figures;
 mod kill;
+mod shards;
 mod trajectory;

@@ -53,6 +53,8 @@ pub struct Places {
     pub data: PathBuf,
     /// `DIR`, `runs/train/`: the folder every command writes into and reads back from.
     pub dir: PathBuf,
+    /// A study file of one run: the checkpoints `train --out DIR` wrote, on `data`.
+    pub study: PathBuf,
 }
 
 /// A command's words in the forms to run: first its required words alone, then with each
@@ -110,6 +112,10 @@ pub fn fill(words: &[String], places: &Places) -> Vec<String> {
             (_, "model.safetensors") => path(&places.dir.join("converted/model.safetensors")),
             (_, "DIR/sweep.json") => path(&places.dir.join("sweep.json")),
             (_, "RESULT...") => path(&places.dir.join("trajectory.json")),
+            (_, "study.toml") => path(&places.study),
+            (_, "SHARD_OUT" | "SHARD_OUT...") => path(&places.dir.join("shards")),
+            (_, "MERGED") => path(&places.dir.join("merged")),
+            ("--shard", "I/N") => "0/1".into(),
             ("--epochs" | "--every", _) => "1".into(),
             ("--train-limit", "N") => "60".into(),
             (_, "N") => "20".into(),

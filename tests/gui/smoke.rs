@@ -221,6 +221,7 @@ fn the_readme_gui_commands_open_the_explorer() {
         training_card: fixtures.join("tiny_cnn.json"),
         data: fixtures.clone(),
         dir: run.path().to_path_buf(),
+        study: run.path().join("study.toml"),
     };
     for command in &commands {
         let args = common::readme::fill(&command.words, &places);

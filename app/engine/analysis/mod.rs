@@ -7,5 +7,6 @@ pub mod landscape;
 pub mod masks;
 pub mod scores;
 pub mod selective;
+pub mod shard;
 pub mod sweep;
 pub mod trajectory;

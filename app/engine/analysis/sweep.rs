@@ -324,9 +324,30 @@ pub fn run(
     ctrl: Ctrl,
     on: &dyn Fn(SweepEvent),
 ) -> Result<SweepResult> {
+    run_units(net, data, norm, cfg, None, ctrl, on)
+}
+
+/// The sweep's units: each (filter set, filter) pair, numbered set by set in filter order.
+pub fn units(net: &Network, cfg: &SweepConfig) -> Result<usize> {
+    Ok(cfg.sets(net)?.len() * cfg.filters.len())
+}
+
+/// A sweep of the units numbered in `only` (ascending; all when None), one record each, as
+/// a shard runs its share (shard.rs). Every record is the one the whole sweep makes.
+pub fn run_units(
+    net: &Network,
+    data: &Dataset,
+    norm: &Normalize,
+    cfg: &SweepConfig,
+    only: Option<&[usize]>,
+    ctrl: Ctrl,
+    on: &dyn Fn(SweepEvent),
+) -> Result<SweepResult> {
     cfg.validate(net)?;
     let sets = cfg.sets(net)?;
-    let total = sets.len() * cfg.filters.len() * cfg.options.steps;
+    let runs = |unit: usize| only.is_none_or(|o| o.binary_search(&unit).is_ok());
+    let owned = (0..sets.len() * cfg.filters.len()).filter(|&u| runs(u)).count();
+    let total = owned * cfg.options.steps;
     let mut set = EvalSet::new(net, data, norm, cfg.batch)?;
     if cfg.options.transfer {
         ctrl.progress.start("attacking", set.batches.len());
@@ -340,7 +361,11 @@ pub fn run(
     let mut records = Vec::new();
     let mut cancelled = false;
     let mut outside_range = None;
-    'sets: for fs in &sets {
+    'sets: for (set_index, fs) in sets.iter().enumerate() {
+        let first_unit = set_index * cfg.filters.len();
+        if !(first_unit..first_unit + cfg.filters.len()).any(runs) {
+            continue;
+        }
         let values = masker.values(fs)?;
         // Every filter's mask that removes the whole set is the same one (h1's and h2's last
         // steps): its counts, once known.
@@ -355,7 +380,10 @@ pub fn run(
                 (lo, hi, h0_end(lo, hi, true))
             }
         };
-        for &kind in &cfg.filters {
+        for (filter_index, &kind) in cfg.filters.iter().enumerate() {
+            if !runs(first_unit + filter_index) {
+                continue;
+            }
             let (alphas, width) = thresholds(kind, lo, hi, max_abs, cfg.options.steps);
             let mut rec = SweepRecord {
                 layer: fs.name.clone(),

@@ -9,6 +9,7 @@ use super::dropout::{self, DropoutConfig, DropoutResult, fragile_at_every};
 use super::filter::FilterKind;
 use super::landscape::{self, CheckpointEntry, LandscapeResult};
 use super::scores::Class;
+use super::shard::{Shard, SweepShard, Units};
 use super::sweep::{self, Scope, SweepConfig, SweepResult};
 use crate::engine::data::Dataset;
 use crate::engine::error::{EngineError, Result};
@@ -92,6 +93,12 @@ pub trait PartStore {
     fn kept(&self, checkpoint: &CheckpointEntry) -> KeptParts;
     fn keep_sweep(&self, checkpoint: &CheckpointEntry, part: Part, result: &SweepResult) -> Result<()>;
     fn keep_dropout(&self, checkpoint: &CheckpointEntry, result: &DropoutResult) -> Result<()>;
+    /// A shard's share of a checkpoint's sweep, kept by an earlier run of that shard.
+    fn kept_share(&self, checkpoint: &CheckpointEntry, part: Part, shard: Shard) -> Option<SweepShard>;
+    fn keep_share(&self, checkpoint: &CheckpointEntry, part: Part, share: &SweepShard) -> Result<()>;
+    /// A shard's nodal dropout of a checkpoint (one shard runs each checkpoint's).
+    fn kept_dropout_share(&self, checkpoint: &CheckpointEntry, shard: Shard) -> Option<DropoutResult>;
+    fn keep_dropout_share(&self, checkpoint: &CheckpointEntry, shard: Shard, result: &DropoutResult) -> Result<()>;
 }
 
 /// One checkpoint, characterised.
@@ -309,6 +316,116 @@ pub fn run(
         }
     }
     Ok(summarise(cfg.clone(), run.identity.clone(), entries, reused, cancelled))
+}
+
+/// What a shard did of a run (its parts are with the store; `merge` assembles the result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareOutcome {
+    /// Units of the run this shard owns.
+    pub owned: usize,
+    /// Of those, units found kept by an earlier run of the shard.
+    pub reused: usize,
+    pub cancelled: bool,
+}
+
+/// Runs this shard's share of a run: of each checkpoint's units (local sweep units, global
+/// sweep units, then its nodal dropout), numbered by `units` as every shard numbers them,
+/// those the shard owns. Each finished share of a part is kept at once, so a stopped shard
+/// resumes.
+pub fn run_share(
+    run: &Run,
+    cfg: &TrajectoryConfig,
+    device: &Device,
+    store: &dyn PartStore,
+    units: &Units,
+    ctrl: Ctrl,
+    on: &dyn Fn(usize, Part),
+) -> Result<ShareOutcome> {
+    if cfg.sweep.scope != Scope::Local || cfg.global.scope != Scope::Global {
+        return Err(EngineError::config("a trajectory runs local sweeps and a global sweep"));
+    }
+    let shard = units.shard();
+    let owned_before = units.owned();
+    let mut reused = 0;
+    let stopped = |reused| Ok(ShareOutcome { owned: units.owned() - owned_before, reused, cancelled: true });
+    for (i, c) in run.checkpoints.iter().enumerate() {
+        // Numbering needs each checkpoint's layers, so every shard opens every checkpoint.
+        let net = Network::load(&c.path, None, device)?;
+        setup::check_compatible(&net, run.data)?;
+        let norm = setup::normalization(&net, Some(run.data))?;
+        for part in [Part::Sweep, Part::Global] {
+            let want = if part == Part::Sweep { &cfg.sweep } else { &cfg.global };
+            let mine = units.take(sweep::units(&net, want)?);
+            if mine.is_empty() {
+                continue;
+            }
+            let kept = store.kept_share(c, part, shard);
+            if kept.is_some_and(|k| !k.result.cancelled && k.result.config == *want && k.ran == mine) {
+                reused += mine.len();
+                continue;
+            }
+            on(i, part);
+            let r = sweep::run_units(&net, run.data, &norm, want, Some(&mine), ctrl, &|_| {})?;
+            if r.cancelled {
+                return stopped(reused);
+            }
+            let units_total = sweep::units(&net, want)?;
+            store.keep_share(c, part, &SweepShard { shard, units: units_total, ran: mine, result: r })?;
+        }
+        if units.take(1).is_empty() {
+            continue;
+        }
+        if store.kept_dropout_share(c, shard).is_some_and(|k| !k.cancelled && k.config == cfg.dropout) {
+            reused += 1;
+            continue;
+        }
+        on(i, Part::Dropout);
+        let r = dropout::run(&net, run.data, &norm, &cfg.dropout, ctrl)?;
+        if r.cancelled {
+            return stopped(reused);
+        }
+        store.keep_dropout_share(c, shard, &r)?;
+    }
+    Ok(ShareOutcome { owned: units.owned() - owned_before, reused, cancelled: false })
+}
+
+/// The shares of one checkpoint, gathered from every shard's output.
+pub struct CheckpointShares {
+    pub sweep: Vec<SweepShard>,
+    pub global: Vec<SweepShard>,
+    /// Nodal dropout, from the one shard that ran it.
+    pub dropout: Vec<DropoutResult>,
+}
+
+/// The run's result from its shards' shares, exactly as one process makes it (nothing is
+/// counted as reused: every part was computed once, by some shard).
+pub fn merge(
+    config: TrajectoryConfig,
+    run: RunIdentity,
+    checkpoints: &[CheckpointEntry],
+    shares: Vec<CheckpointShares>,
+) -> Result<TrajectoryResult> {
+    let mut entries = Vec::new();
+    for (c, s) in checkpoints.iter().zip(shares) {
+        let at = |e: EngineError| EngineError::config(format!("epoch {} ({}): {e}", c.epoch, c.path.display()));
+        let sweep = super::shard::merge_sweep(&s.sweep).map_err(at)?;
+        let global = super::shard::merge_sweep(&s.global).map_err(at)?;
+        if sweep.config != config.sweep || global.config != config.global {
+            return Err(at(EngineError::config("the shards' sweeps do not have the run's config")));
+        }
+        let dropout = match <[DropoutResult; 1]>::try_from(s.dropout) {
+            Ok([d]) if d.config == config.dropout && !d.cancelled => d,
+            Ok(_) => return Err(at(EngineError::config("the nodal dropout kept has another config or was stopped"))),
+            Err(found) => {
+                return Err(at(EngineError::config(format!(
+                    "{} shards hold its nodal dropout, where exactly one should: is a shard's output missing?",
+                    found.len()
+                ))));
+            }
+        };
+        entries.push(TrajectoryEntry { path: c.path.clone(), epoch: c.epoch, sweep, global, dropout });
+    }
+    Ok(summarise(config, run, entries, 0, false))
 }
 
 /// The through-training summaries of characterised checkpoints (in epoch order).
