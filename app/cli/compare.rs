@@ -11,6 +11,8 @@ use super::common::prepare_out;
 use super::figure::file_safe;
 use super::figure::results::{self, Results};
 use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::masks::GLOBAL;
+use crate::engine::analysis::study;
 use crate::engine::analysis::trajectory::{self, TrajectoryResult};
 use crate::export::figures::builders::{self, Built, Score, View};
 use crate::export::figures::export;
@@ -20,7 +22,8 @@ use crate::export::tables::write_json;
 #[command(after_long_help = "Runs are numbered in the order given (run1, run2, ...); compare.json names each run by \
 its model and dataset and lists every figure written. Each figure is STEM.png (2x), STEM.svg, STEM.csv and STEM.json.")]
 pub struct CompareArgs {
-    /// Results of `trajectory` (trajectory.json, or the folder holding it), two or more
+    /// Results of `trajectory` (trajectory.json, or the folder holding it), or of `study` (study.json,
+    /// or its folder: every run of the study)
     #[arg(required = true, value_name = "RESULT")]
     pub results: Vec<PathBuf>,
     /// Layers whose landscape and compression are drawn for every run (default: the layers all
@@ -99,11 +102,15 @@ impl Writer<'_> {
 }
 
 pub fn run(a: &CompareArgs) -> Result<()> {
-    let loaded: Vec<TrajectoryResult> = a.results.iter().map(|p| load(p)).collect::<Result<_>>()?;
+    let mut sources = Vec::new();
+    for p in &a.results {
+        sources.extend(study::results_named(p)?);
+    }
+    let loaded: Vec<TrajectoryResult> = sources.iter().map(|p| load(p)).collect::<Result<_>>()?;
     prepare_out(&a.out)?;
     let runs: Vec<&TrajectoryResult> = loaded.iter().collect();
     let all: Vec<usize> = (0..runs.len()).collect();
-    let mut w = Writer { out: &a.out, runs: &runs, sources: &a.results, written: Vec::new() };
+    let mut w = Writer { out: &a.out, runs: &runs, sources: &sources, written: Vec::new() };
 
     for score in [Score::Clean, Score::Adv, Score::Diff] {
         match builders::compare_global_scores(&runs, score) {
@@ -124,10 +131,10 @@ pub fn run(a: &CompareArgs) -> Result<()> {
             "the runs share no layer: no landscapes or compression figures side by side (name some with --layers)"
         );
     }
-    for layer in layers.iter().chain(std::iter::once(&"global".to_string())) {
+    for layer in layers.iter().chain(std::iter::once(&GLOBAL.to_string())) {
         let tail = format!("{}-{}-{}", file_safe(layer), a.filter.name(), a.view.short());
         w.per_run(&format!("compression-{tail}"), |r| builders::trajectory_compression(r, layer, a.filter, a.view))?;
-        if layer != "global" {
+        if layer != GLOBAL {
             // Accuracy maps share the scale [0, 1] by construction.
             w.per_run(&format!("landscape-{tail}"), |r| {
                 builders::landscape_accuracy(&r.landscape(), layer, a.filter, a.view)
@@ -143,7 +150,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
             "parameters": r.run.parameters,
             "data": r.run.data,
             "epochs": r.epochs,
-            "results": a.results[i],
+            "results": sources[i],
         })).collect::<Vec<Value>>(),
         "figures": w.written,
     });

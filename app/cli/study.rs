@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::common::prepare_out;
 use super::compare::{self, CompareArgs};
@@ -22,6 +22,8 @@ use super::progress;
 use super::shards::{Manifest, SHARD_HELP, StudyShard};
 use super::trajectory::{TrajectoryCmd, characterise};
 use crate::engine::analysis::shard::{Shard, Units};
+use crate::engine::analysis::study::{self, STUDY_FILE, StudyIndex};
+use crate::engine::analysis::trajectory::RESULT_FILE;
 use crate::export::tables::write_json;
 
 #[derive(Args, Debug)]
@@ -51,12 +53,13 @@ pub struct StudyCmd {
 struct StudyFile {
     #[serde(default)]
     options: Map<String, Value>,
-    runs: Vec<StudyRun>,
+    runs: Vec<FileRun>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StudyRun {
+/// A run as the study file gives it.
+struct FileRun {
     name: Option<String>,
     checkpoints: PathBuf,
     data: PathBuf,
@@ -72,8 +75,11 @@ const RESERVED: [&str; 5] = ["checkpoints", "data", "name", "out", "shard"];
 
 /// Where a run's results go inside a study's folder.
 pub fn run_dir(out: &Path, name: &str) -> PathBuf {
-    out.join("runs").join(name)
+    out.join(RUNS_DIR).join(name)
 }
+
+const RUNS_DIR: &str = "runs";
+const COMPARE_DIR: &str = "compare";
 
 #[derive(Parser, Debug)]
 #[command(name = "trajectory")]
@@ -118,7 +124,7 @@ fn flags(options: &Map<String, Value>) -> std::result::Result<Vec<String>, Strin
 }
 
 /// A run's name: given, or its checkpoint folder's; a relative path of plain parts.
-fn run_name(run: &StudyRun) -> std::result::Result<String, String> {
+fn run_name(run: &FileRun) -> std::result::Result<String, String> {
     let name = match &run.name {
         Some(n) => n.clone(),
         None => run.checkpoints.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -234,31 +240,27 @@ pub fn finish(
     seconds: Option<(Vec<f64>, f64)>,
     out: &Path,
 ) -> Result<()> {
-    let compare_dir = out.join("compare");
+    let compare_dir = out.join(COMPARE_DIR);
     let mut args: Vec<String> = vec!["compare".into()];
     args.extend(folders.iter().map(|f| f.to_string_lossy().into_owned()));
     args.extend(["--out".into(), compare_dir.to_string_lossy().into_owned()]);
     let cmd = AsCompare::try_parse_from(&args).context("the comparison's arguments")?;
     compare::run(&cmd.cmd)?;
-    let runs: Vec<Value> = names
-        .iter()
-        .zip(folders)
-        .enumerate()
-        .map(|(i, (name, folder))| {
-            json!({
-                "name": name,
-                "results": folder.join(crate::engine::analysis::trajectory::RESULT_FILE),
-                "seconds": seconds.as_ref().map(|(s, _)| s[i]),
+    let index = StudyIndex {
+        file: file.to_path_buf(),
+        runs: names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| study::StudyRun {
+                name: name.clone(),
+                results: Path::new(RUNS_DIR).join(name).join(RESULT_FILE),
+                seconds: seconds.as_ref().map(|(s, _)| s[i]),
             })
-        })
-        .collect();
-    let index = json!({
-        "file": file,
-        "runs": runs,
-        "compare": compare_dir,
-        "seconds": seconds.as_ref().map(|(_, total)| total),
-    });
-    write_json(&out.join("study.json"), &index)?;
-    println!("wrote {}", out.join("study.json").display());
+            .collect(),
+        compare: PathBuf::from(COMPARE_DIR),
+        seconds: seconds.as_ref().map(|(_, total)| *total),
+    };
+    write_json(&out.join(STUDY_FILE), &index)?;
+    println!("wrote {}", out.join(STUDY_FILE).display());
     Ok(())
 }

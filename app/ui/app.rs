@@ -264,13 +264,18 @@ impl ExplorerApp {
     }
 }
 
-/// Checkpoints by extension; a folder holding checkpoints is a training run.
-/// A trajectory result, or a folder holding one: what the Compare view reads.
+/// A trajectory result or a study's index, or a folder holding one: what the Compare view reads.
 pub fn is_run_result(p: &std::path::Path) -> bool {
-    use crate::engine::analysis::trajectory::RESULT_FILE;
-    if p.is_dir() { p.join(RESULT_FILE).is_file() } else { p.file_name().is_some_and(|n| n == RESULT_FILE) }
+    use crate::engine::analysis::{study::STUDY_FILE, trajectory::RESULT_FILE};
+    let result = |n: &std::ffi::OsStr| n == RESULT_FILE || n == STUDY_FILE;
+    if p.is_dir() {
+        [RESULT_FILE, STUDY_FILE].iter().any(|f| p.join(f).is_file())
+    } else {
+        p.file_name().is_some_and(result)
+    }
 }
 
+/// Checkpoints by extension; a folder holding checkpoints is a training run.
 pub fn is_model_path(p: &std::path::Path) -> bool {
     let checkpoint = |p: &std::path::Path| {
         p.extension()

@@ -221,7 +221,7 @@ impl Purpose {
             Purpose::OpenModel => "Open checkpoint",
             Purpose::OpenModelFolder => "Open training run (folder)",
             Purpose::OpenData => "Open dataset",
-            Purpose::OpenResults => "Add a run to compare (trajectory.json)",
+            Purpose::OpenResults => "Add runs to compare (trajectory.json, or a study's study.json)",
             Purpose::Export(_) | Purpose::ExportAll => "Export figures into",
         }
     }

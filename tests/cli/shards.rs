@@ -205,6 +205,12 @@ fn the_cluster_examples_run_a_study_in_shards_that_merge_into_the_whole() {
     let study = study_file(dir.path(), &runs, data.path());
     let whole = dir.path().join("whole");
     run(&["study", s(&study), "--out", s(&whole)]);
+    // `compare` reads a study as all its runs.
+    let compared = dir.path().join("compared");
+    run(&["compare", s(&whole), "--out", s(&compared)]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(compared.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(index["runs"].as_array().map(Vec::len), Some(2), "{index}");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let path = path_with_binary(dir.path());
 

@@ -1,6 +1,6 @@
 //! The Compare view: runs added through the dialog (and the built-in browser's answer path),
 //! plotted on shared axes, exported like every figure; a file that is not a trajectory gives
-//! one error and leaves the runs there.
+//! one error and leaves the runs there; a study's folder adds all its runs.
 
 use std::sync::Arc;
 
@@ -93,4 +93,22 @@ fn runs_are_added_compared_and_exported() {
     h.step();
     h.step();
     assert_eq!(h.state().session.runs.len(), 1);
+
+    // A study's folder adds every run its study.json names (paths relative to it).
+    let study = serde_json::json!({
+        "file": "study.toml",
+        "runs": [
+            {"name": "small", "results": "small/trajectory.json", "seconds": 1.0},
+            {"name": "large", "results": "large/trajectory.json", "seconds": 2.0},
+        ],
+        "compare": "compare",
+        "seconds": 3.0,
+    });
+    std::fs::write(dir.path().join("study.json"), study.to_string()).unwrap();
+    ScriptedDialogs::push(&dialogs.results, dir.path().to_path_buf());
+    h.get_by_label("Add run…").click();
+    // The run still there is read again in its place, the removed one comes back.
+    wait(&mut h, "the study's runs", |a| a.session.runs.len() == 2);
+    h.get_by_label_contains("Run 1: large (resnet18) on MNIST test");
+    h.get_by_label_contains("Run 2: small (sequential) on MNIST test");
 }

@@ -12,7 +12,7 @@ use crate::engine::model::params::overwrite;
 /// are included), or every filterable tensor for a global sweep.
 #[derive(Debug, Clone)]
 pub struct FilterSet {
-    /// `layer` name or `"global"`.
+    /// `layer` name or [`GLOBAL`].
     pub name: String,
     pub keys: Vec<String>,
 }
@@ -34,9 +34,12 @@ impl FilterSet {
         for n in names {
             keys.extend(Self::layer(net, &n, include_biases)?.keys);
         }
-        Ok(Self { name: "global".into(), keys })
+        Ok(Self { name: GLOBAL.into(), keys })
     }
 }
+
+/// The name a global sweep's records and scores go by, where a layer's name would be.
+pub const GLOBAL: &str = "global";
 
 pub fn unknown_layer(net: &Network, layer: &str) -> EngineError {
     let names: Vec<String> = net.params.filterable().map(|l| format!("`{}`", l.name)).collect();

@@ -8,5 +8,6 @@ pub mod masks;
 pub mod scores;
 pub mod selective;
 pub mod shard;
+pub mod study;
 pub mod sweep;
 pub mod trajectory;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::dropout::{self, DropoutConfig, DropoutResult, fragile_at_every};
 use super::filter::FilterKind;
 use super::landscape::{self, CheckpointEntry, LandscapeResult};
+use super::masks::GLOBAL;
 use super::scores::Class;
 use super::shard::{Shard, SweepShard, Units};
 use super::sweep::{self, Scope, SweepConfig, SweepResult};
@@ -117,7 +118,7 @@ pub struct TrajectoryEntry {
 /// One score of one (layer, filter) through training, one value per checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreSeries {
-    /// A layer, or `"global"`.
+    /// A layer, or [`GLOBAL`].
     pub layer: String,
     pub filter: FilterKind,
     pub s_clean: Vec<Option<f64>>,
@@ -155,7 +156,7 @@ pub struct TrajectoryResult {
     /// Characterised checkpoints in epoch order (a stopped run lists those it finished).
     pub checkpoints: Vec<TrajectoryEntry>,
     pub epochs: Vec<usize>,
-    /// Local scores per (layer, filter), then the global ones (`layer` = `"global"`).
+    /// Local scores per (layer, filter), then the global ones (`layer` = [`GLOBAL`]).
     pub scores: Vec<ScoreSeries>,
     pub layer_classes: Vec<ClassSeries>,
     /// Layers in the fragile class at every checkpoint: those the attack targets consistently.
@@ -445,7 +446,7 @@ pub fn summarise(
         .filter(|c| c.class.len() == entries.len() && c.class.iter().all(|k| *k == Class::Fragile))
         .map(|c| c.layer.clone())
         .collect();
-    let local: Vec<&ScoreSeries> = scores.iter().filter(|s| s.layer != "global").collect();
+    let local: Vec<&ScoreSeries> = scores.iter().filter(|s| s.layer != GLOBAL).collect();
     let score_change = (1..entries.len())
         .map(|i| {
             let changes: Vec<f64> = local.iter().filter_map(|s| Some((s.s_adv[i]? - s.s_adv[i - 1]?).abs())).collect();

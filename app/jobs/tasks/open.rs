@@ -92,13 +92,23 @@ pub fn layer(state: &mut WorkerState, name: &str) -> Result<Payload> {
     })))
 }
 
-/// Reads trajectory results for the Compare view; each that fails is reported, the others kept.
+/// Reads trajectory results for the Compare view (a study's path gives all its runs); each
+/// that fails is reported, the others kept.
 pub fn runs(paths: &[PathBuf]) -> Payload {
     let (mut loaded, mut failed) = (Vec::new(), Vec::new());
-    for path in paths {
-        match crate::engine::analysis::trajectory::load(path) {
-            Ok(r) => loaded.push((path.clone(), Box::new(r))),
-            Err(e) => failed.push(e.to_string()),
+    for named in paths {
+        let results = match crate::engine::analysis::study::results_named(named) {
+            Ok(r) => r,
+            Err(e) => {
+                failed.push(e.to_string());
+                continue;
+            }
+        };
+        for path in results {
+            match crate::engine::analysis::trajectory::load(&path) {
+                Ok(r) => loaded.push((path, Box::new(r))),
+                Err(e) => failed.push(e.to_string()),
+            }
         }
     }
     Payload::Runs { loaded, failed }

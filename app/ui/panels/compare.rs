@@ -20,7 +20,9 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         let busy = app.jobs.is_running(JobKind::Compare);
         if ui
             .add_enabled(!busy, egui::Button::new("Add run…"))
-            .on_hover_text("A trajectory.json written by `fragility-explorer trajectory` (or drop one on the window)")
+            .on_hover_text(
+                "A trajectory.json written by `fragility-explorer trajectory`, or a study's study.json for all its runs (or drop one on the window)",
+            )
             .clicked()
         {
             app.push(Action::AddRunDialog);
@@ -43,7 +45,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     if app.session.runs.is_empty() {
         empty_note(
             ui,
-            "No runs to compare yet: Add run… opens a trajectory.json (fragility-explorer trajectory --checkpoints DIR --out OUT writes one)",
+            "No runs to compare yet: Add run… opens a trajectory.json (fragility-explorer trajectory --checkpoints DIR --out OUT writes one) or a study.json (fragility-explorer study FILE --out OUT)",
         );
         return;
     }

@@ -6,6 +6,7 @@ use egui_plot::{Line, MarkerShape, PlotPoints, Points, VLine};
 use super::widgets::plot::{Axis, FigurePlot};
 use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::masks::GLOBAL;
 use crate::engine::analysis::sweep::Scope;
 use crate::jobs::JobKind;
 use crate::ui::actions::{Action, FigureId};
@@ -28,7 +29,7 @@ pub struct CurvesView {
 /// The sweep set the current scope refers to: the layer, or "global".
 pub fn sweep_set(app: &ExplorerApp) -> Option<String> {
     match app.settings.scope {
-        Scope::Global => Some("global".into()),
+        Scope::Global => Some(GLOBAL.into()),
         Scope::Local => app.settings.layer.clone(),
     }
 }

@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 
 use super::Built;
 use super::trajectory::{Score, epoch_points, layer_scores};
+use crate::engine::analysis::masks::GLOBAL;
 use crate::engine::analysis::trajectory::TrajectoryResult;
 use crate::export::figures::{Figure, LinePlot, Series};
 use crate::export::tables::Table;
@@ -45,13 +46,13 @@ fn per_epoch(
 /// run: architectures compare even when their layers do not.
 pub fn compare_global_scores(runs: &[&TrajectoryResult], score: Score) -> Result<Built> {
     let missing: Vec<String> =
-        runs.iter().filter(|r| layer_scores(r, "global", score, None).is_none()).map(|r| r.run.label()).collect();
+        runs.iter().filter(|r| layer_scores(r, GLOBAL, score, None).is_none()).map(|r| r.run.label()).collect();
     if !missing.is_empty() {
         bail!("no global h1, h2 and h3 scores in {}", missing.join(", "));
     }
     let title = format!("Global {} through training", score.symbol());
     let y_label = format!("{} of the whole network (mean of h1, h2, h3)", score.symbol());
-    let values = |r: &TrajectoryResult| layer_scores(r, "global", score, None).unwrap_or_default();
+    let values = |r: &TrajectoryResult| layer_scores(r, GLOBAL, score, None).unwrap_or_default();
     Ok(per_epoch(runs, title, &y_label, score.symbol(), values))
 }
 

@@ -4,6 +4,7 @@ use anyhow::{Result, bail};
 
 use super::{Built, listing};
 use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::masks::GLOBAL;
 use crate::engine::analysis::scores::Class;
 use crate::engine::analysis::sweep::{SweepRecord, SweepResult};
 use crate::export::figures::{BarPlot, Figure, LinePlot, Marker, Series};
@@ -44,7 +45,7 @@ fn record<'a>(r: &'a SweepResult, layer: &str, filter: FilterKind) -> Result<&'a
 
 /// Title part naming a layer, or the whole network for a global sweep.
 fn scope_name(layer: &str) -> String {
-    if layer == "global" { "All layers (global sweep)".into() } else { layer.to_string() }
+    if layer == GLOBAL { "All layers (global sweep)".into() } else { layer.to_string() }
 }
 
 fn series(name: &str, points: Vec<[f64; 2]>, colour: usize, dashed: bool, markers: bool) -> Series {

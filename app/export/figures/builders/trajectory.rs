@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Built, View, listing};
 use crate::engine::analysis::filter::FilterKind;
+use crate::engine::analysis::masks::GLOBAL;
 use crate::engine::analysis::scores::Class;
 use crate::engine::analysis::trajectory::{ScoreSeries, TrajectoryResult};
 use crate::export::figures::{Figure, Heatmap, LinePlot, Series};
@@ -83,12 +84,12 @@ pub(super) fn layer_scores(
 /// targets through training, and whether the scores settle.
 pub fn trajectory_scores(r: &TrajectoryResult, score: Score, filter: Option<FilterKind>) -> Result<Built> {
     let mut layers: Vec<String> = Vec::new();
-    for s in r.scores.iter().filter(|s| s.layer != "global") {
+    for s in r.scores.iter().filter(|s| s.layer != GLOBAL) {
         if !layers.contains(&s.layer) {
             layers.push(s.layer.clone());
         }
     }
-    layers.push("global".into());
+    layers.push(GLOBAL.into());
     let mut table = Table::new(&["epoch", "layer", "filter", score.symbol()]);
     let filter_name = filter.map_or("mean of h1, h2, h3".to_string(), |f| f.name().to_string());
     let mut series = Vec::new();
@@ -102,7 +103,7 @@ pub fn trajectory_scores(r: &TrajectoryResult, score: Score, filter: Option<Filt
                 v.map(|v| v.to_string()).unwrap_or_default(),
             ]);
         }
-        let global = layer == "global";
+        let global = layer == GLOBAL;
         series.push(Series {
             name: if global { "Global (every layer at once)".into() } else { layer.clone() },
             points: epoch_points(&r.epochs, &values),
@@ -247,7 +248,7 @@ pub fn trajectory_compression(r: &TrajectoryResult, layer: &str, filter: FilterK
     let mut table = Table::new(&["epoch", "step", "rho", &format!("{}_normalised", view.short())]);
     let mut series = Vec::new();
     for (i, c) in r.checkpoints.iter().enumerate() {
-        let sweep = if layer == "global" { &c.global } else { &c.sweep };
+        let sweep = if layer == GLOBAL { &c.global } else { &c.sweep };
         let Some(rec) = sweep.record(layer, filter).filter(|x| !x.clean_correct.is_empty()) else { continue };
         let (acc, base) = match view {
             View::Clean => (&rec.clean_accuracy, sweep.baseline.clean_accuracy),
