@@ -99,6 +99,16 @@ fn card(model: &str, known: Known) -> ModelCard {
     }
 }
 
+/// Where the through-training section begins: scripts/through_training_report.py writes what
+/// follows it, and this study keeps it when it rewrites the rest.
+const THROUGH_TRAINING: &str = "<!-- through-training: written by scripts/through_training_report.py -->";
+
+/// The through-training section of the current STUDY.md (empty when it has none).
+fn kept_section(study_md: &Path) -> String {
+    let text = std::fs::read_to_string(study_md).unwrap_or_default();
+    text.find(THROUGH_TRAINING).map_or_else(String::new, |at| format!("\n{}", &text[at..]))
+}
+
 /// Progress on stderr, one line per stage, with the elapsed time at the end.
 struct Log;
 impl Progress for Log {
@@ -693,8 +703,9 @@ fn main() -> Result<()> {
             o.figures = figures(&o, &dir)?;
             outcomes.push(o);
             pending.retain(|k| *k != key);
-            let text = report(&outcomes, &pending, &shown_args);
-            fragility_explorer::engine::fsutil::write_atomic(&out.join("..").join("STUDY.md"), text.as_bytes())?;
+            let study_md = out.join("..").join("STUDY.md");
+            let text = report(&outcomes, &pending, &shown_args) + &kept_section(&study_md);
+            fragility_explorer::engine::fsutil::write_atomic(&study_md, text.as_bytes())?;
             eprintln!("wrote {} ({} models pending)", out.join("../STUDY.md").display(), pending.len());
         }
     }

@@ -107,8 +107,15 @@ take() {
       ;;
     training) shot training --view training --run layer:features.0,train ;;
     compare)
-      compare_runs
-      shot compare --view compare --compare "$runs"
+      # The through-training study of docs/STUDY.md when it is there (all four runs), else
+      # two small runs made here.
+      local study=${STUDY:-docs/study/through-training/results}
+      if [ -f "$study/study.json" ]; then
+        shot compare --view compare --compare "$study"
+      else
+        compare_runs
+        shot compare --view compare --compare "$runs"
+      fi
       ;;
     *)
       echo "error: unknown screenshot $1" >&2
