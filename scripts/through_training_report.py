@@ -12,6 +12,9 @@ what follows MARKER in docs/STUDY.md (examples/study.rs keeps it when it rewrite
 """
 
 import argparse
+import shutil
+import sys
+import tempfile
 import json
 import math
 import subprocess
@@ -77,6 +80,11 @@ def kernel_d(run):
     return out
 
 
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else float("-inf")
+
+
 def fmt(v, digits=4, signed=False):
     if v is None:
         return "-"
@@ -96,21 +104,39 @@ def main():
     p.add_argument("--results", default="docs/study/through-training/results")
     p.add_argument("--bin", default="target/release/fragility-explorer")
     p.add_argument("--study-md", default="docs/STUDY.md")
+    p.add_argument(
+        "--seconds",
+        action="append",
+        default=[],
+        metavar="NAME=S",
+        help="a run's compute time when an earlier invocation of the study computed it (study.json then "
+        "holds the seconds of reusing its parts)",
+    )
     a = p.parse_args()
     results = Path(a.results)
     study = json.loads((results / "study.json").read_text())
     runs = {r["name"]: json.loads((results / r["results"]).read_text()) for r in study["runs"]}
     names = [r["name"] for r in study["runs"]]
     seconds = {r["name"]: r["seconds"] for r in study["runs"]}
-    # One architecture on both datasets, on shared axes: the landscapes side by side.
-    for arch in ["cnn", "resnet18"]:
+    earlier = dict(kv.split("=", 1) for kv in a.seconds)
+    for name, value in earlier.items():
+        seconds[name] = float(value)
+    # One architecture on both datasets, on shared axes: the landscapes side by side. Every
+    # layer's figures are drawn; those shown here are kept (with their tables) in compare-ARCH/.
+    for arch, layer in [("cnn", "features.0"), ("resnet18", "conv1")]:
         pair = [n for n in names if RUNS[n][1] == arch]
-        out = results / f"compare-{arch}"
-        subprocess.run(
-            [a.bin, "compare", *[str(results / "runs" / n) for n in pair], "--out", str(out)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        keep = results / f"compare-{arch}"
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [a.bin, "compare", *[str(results / "runs" / n) for n in pair], "--out", tmp],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.mkdir(parents=True)
+            for f in Path(tmp).iterdir():
+                if f.name.startswith(tuple(f"compare-run{i}-landscape-{layer}-h1-adv." for i in (1, 2))):
+                    shutil.copy(f, keep / f.name)
     rel = Path(a.results).relative_to("docs") if a.results.startswith("docs/") else Path(a.results)
     rel = rel.as_posix()
 
@@ -127,15 +153,19 @@ def main():
         "        --out docs/study/through-training/$ds/$model/checkpoints",
         "    done; done",
         "    fragility-explorer study docs/study/through-training/study.toml --out docs/study/through-training/results",
+        "    python3 scripts/through_training_report.py " + " ".join(sys.argv[1:]),
         "",
         "- Training: the small CNN (421,642 parameters) and ResNet-18 (torchvision stem, one input "
         "channel, 11.2 M parameters), Adam (learning rate 1e-3, batch 100), seed 0, on the first 20,000 "
         "training images of each dataset, a checkpoint after each of 5 epochs.",
         f"- Characterisation of every checkpoint ([`study.toml`](study/through-training/study.toml)): "
-        f"local sweeps of every layer and a global sweep, h1, h2 and h3 with {cfg['sweep']['steps']} "
-        f"thresholds, FGSM at eps {cfg['sweep']['attack']['eps']} regenerated against every filtered "
-        "network (exact direction), nodal dropout of the first convolution; the first 500 test images "
-        "for the CNN runs, the first 200 for ResNet-18 (1,575 sweep steps per checkpoint).",
+        f"local sweeps of every layer and a global sweep, h1, h2 and h3, FGSM at eps "
+        f"{cfg['sweep']['attack']['eps']} (normalised units) regenerated against every filtered network "
+        "(exact direction), nodal dropout of the first convolution; per run: "
+        + "; ".join(
+            f"{n}: {runs[n]['config']['sweep']['steps']} thresholds, {runs[n]['run']['data']}" for n in names
+        )
+        + ".",
         f"- Results: [`{rel}/`]({rel}/) (each run's `trajectory.json`; `compare/` for all four runs, "
         "`compare-cnn/` and `compare-resnet18/` for one architecture on both datasets).",
         "",
@@ -193,7 +223,13 @@ def main():
             f"- {arch}: median correlation {fmt(sorted(rs)[len(rs) // 2], 3) if rs else '-'} over {len(rs)} layers, "
             f"median agreement of step classes {pct(sorted(ag)[len(ag) // 2])}."
         )
+    similar = [arch for arch in ["cnn", "resnet18"] if _median([r for a_, r, _ in sims if a_ == arch and r is not None]) >= 0.5]
     L += [
+        "",
+        f"**{'Reproduced' if len(similar) == 2 else 'Partly reproduced' if similar else 'Refuted'}**, taking a "
+        "median correlation of at least 0.5 as similar: "
+        + (f"so for {', '.join(similar)}" if similar else "for neither architecture")
+        + ".",
         "",
         link(rel, "compare-cnn/compare-run1-landscape-features.0-h1-adv.png", "features.0 on MNIST")
         + " "
@@ -254,10 +290,16 @@ def main():
             + ", ".join(str(len(f)) for f in k["fragile"])
             + f" | {targeted} of {len(k['targeted'])} | {fmt(d_in, 4)} vs {fmt(d_out, 4)} |"
         )
+    checkpoints_targeted = sum(sum(runs[n]["kernels"]["targeted"]) for n in names)
+    checkpoints_all = sum(len(runs[n]["kernels"]["targeted"]) for n in names)
     L += [
         "",
-        f"Consistently fragile kernels exist in {exist} of {len(names)} runs; the attack targets the fragile "
-        f"kernels (d_F > d_N) at every checkpoint in {targeted_all} of {len(names)} runs.",
+        f"**{'Reproduced' if exist == len(names) else 'Partly reproduced' if exist else 'Refuted'}** for the "
+        f"existence of consistently fragile kernels ({exist} of {len(names)} runs have any); "
+        f"**{'reproduced' if targeted_all == len(names) else 'not reproduced'}** for the targeting: d_F > d_N at "
+        f"{checkpoints_targeted} of {checkpoints_all} checkpoints, at every checkpoint of a run in {targeted_all} of "
+        f"{len(names)} runs. Where consistently fragile kernels exist, the last column compares the attack's "
+        "perturbation on them with the rest.",
         "",
     ]
     for i, n in enumerate(names):
@@ -293,19 +335,25 @@ def main():
     ]
 
     # Time.
-    total = study.get("seconds")
     L += [
         "### Compute time",
         "",
-        "Wall-clock seconds of each run's characterisation in the one `study` process on this 2-core "
-        "machine (upper bounds: builds and tests ran beside it at times).",
+        "Wall-clock seconds of each run's characterisation on this 2-core machine (upper bounds: "
+        "builds and tests ran beside the study at times)."
+        + (
+            f" {', '.join(sorted(earlier))} came from an earlier invocation of the same study, which the "
+            "last one reused; their times are that invocation's (`--seconds` of this script)."
+            if earlier
+            else ""
+        ),
         "",
-        "| run | seconds |",
-        "|---|---|",
+        "| run | checkpoints | seconds | per checkpoint |",
+        "|---|---|---|---|",
     ]
     for n in names:
-        L.append(f"| {n} | {seconds[n]:.0f} |" if seconds[n] is not None else f"| {n} | - |")
-    L += [f"| whole study | {total:.0f} |" if total is not None else "| whole study | - |", ""]
+        k = len(runs[n]["epochs"])
+        L.append(f"| {n} | {k} | {seconds[n]:.0f} | {seconds[n] / k:.0f} |")
+    L += [f"| whole study | | {sum(seconds[n] for n in names):.0f} | |", ""]
 
     md = Path(a.study_md)
     text = md.read_text()
