@@ -7,7 +7,10 @@ use serde_json::json;
 use super::common::{DataArgs, ModelArgs};
 use super::progress::{Bar, ctrl_c_flag};
 use crate::engine::DEFAULT_SEED;
-use crate::engine::attack::{AttackConfig, AttackKind, DEFAULT_PGD_STEPS, GradMode};
+use crate::engine::attack::apgd::Norm;
+use crate::engine::attack::{
+    AttackConfig, AttackKind, DEFAULT_APGD_STEPS, DEFAULT_PGD_STEPS, DEFAULT_RESTARTS, GradMode,
+};
 use crate::engine::eval::{DEFAULT_BATCH, EvalConfig, EvalReport, evaluate};
 use crate::engine::model::BnMode;
 use crate::engine::progress::Ctrl;
@@ -19,6 +22,20 @@ pub enum AttackChoice {
     None,
     Fgsm,
     Pgd,
+    ApgdCe,
+    ApgdDlr,
+}
+
+impl AttackChoice {
+    fn kind(self) -> Option<AttackKind> {
+        match self {
+            AttackChoice::None => None,
+            AttackChoice::Fgsm => Some(AttackKind::Fgsm),
+            AttackChoice::Pgd => Some(AttackKind::Pgd),
+            AttackChoice::ApgdCe => Some(AttackKind::ApgdCe),
+            AttackChoice::ApgdDlr => Some(AttackKind::ApgdDlr),
+        }
+    }
 }
 
 /// Attack options shared by every command that attacks.
@@ -44,9 +61,18 @@ pub struct AttackArgs {
     /// Start PGD at a random point of the eps ball
     #[arg(long)]
     pub random_start: bool,
-    /// Seed for PGD's random start
+    /// Seed for PGD's random start and APGD's starting points
     #[arg(long, default_value_t = DEFAULT_SEED)]
     pub pgd_seed: u64,
+    /// APGD iterations per restart
+    #[arg(long, default_value_t = DEFAULT_APGD_STEPS)]
+    pub attack_steps: usize,
+    /// APGD restarts (each on the samples the earlier ones did not fool)
+    #[arg(long, default_value_t = DEFAULT_RESTARTS)]
+    pub restarts: usize,
+    /// APGD's threat model
+    #[arg(long, value_enum, default_value_t = Norm::Linf)]
+    pub norm: Norm,
 }
 
 /// How images go through the network: shared by every command that evaluates.
@@ -71,6 +97,9 @@ impl AttackArgs {
             pgd_step: self.pgd_step,
             pgd_random_start: self.random_start,
             seed: self.pgd_seed,
+            attack_steps: self.attack_steps,
+            restarts: self.restarts,
+            norm: self.norm,
         }
     }
 }
@@ -98,12 +127,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let data = a.data.load()?;
     setup::check_compatible(&net, &data)?;
     let norm = setup::normalization(&net, Some(&data))?;
-    let kind = match a.attack {
-        AttackChoice::None => None,
-        AttackChoice::Fgsm => Some(AttackKind::Fgsm),
-        AttackChoice::Pgd => Some(AttackKind::Pgd),
-    };
-    let attack = match kind {
+    let attack = match a.attack.kind() {
         None => None,
         Some(k) => {
             let Some(eps) = a.attack_opts.eps.or_else(|| setup::default_eps(&net, Some(&data))) else {
@@ -136,7 +160,7 @@ fn summary_json(r: &EvalReport, cfg: &EvalConfig) -> serde_json::Value {
         "clean_accuracy": r.clean_accuracy,
         "correct_adversarial": r.correct_adversarial,
         "adversarial_accuracy": r.adversarial_accuracy,
-        "attack": a.map_or("none", |a| match a.kind { AttackKind::Fgsm => "fgsm", AttackKind::Pgd => "pgd" }),
+        "attack": a.map_or("none", |a| a.kind.name()),
         "eps": a.map(|a| a.eps),
         "grad": a.map(|a| a.grad),
         "clamp": a.map(|a| a.clamp),
@@ -157,6 +181,14 @@ fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
         let name = match a.kind {
             AttackKind::Fgsm => "FGSM".to_string(),
             AttackKind::Pgd => format!("PGD-{}", a.pgd_steps),
+            AttackKind::ApgdCe | AttackKind::ApgdDlr => format!(
+                "{} ({:?}, {} steps, {} restart{})",
+                a.kind.label(),
+                a.norm,
+                a.attack_steps,
+                a.restarts,
+                if a.restarts == 1 { "" } else { "s" }
+            ),
         };
         let grad = match a.grad {
             GradMode::Exact => "exact gradient direction",

@@ -343,7 +343,13 @@ impl ExplorerApp {
 }
 
 fn attack_config(s: &Settings) -> AttackConfig {
-    AttackConfig { eps: s.attack.eps.max(0.0), pgd_steps: s.attack.pgd_steps.max(1), ..s.attack.clone() }
+    AttackConfig {
+        eps: s.attack.eps.max(0.0),
+        pgd_steps: s.attack.pgd_steps.max(1),
+        attack_steps: s.attack.attack_steps.max(1),
+        restarts: s.attack.restarts.max(1),
+        ..s.attack.clone()
+    }
 }
 
 fn eval_setup(s: &Settings) -> EvalSetup {

@@ -7,6 +7,7 @@ mod common;
 
 mod analysis_invariants;
 mod analysis_reference;
+mod apgd;
 mod backprop;
 mod checkpoints;
 mod datasets;

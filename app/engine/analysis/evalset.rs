@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use candle_core::Tensor;
 
-use crate::engine::attack::{AttackConfig, AttackKind, Prefix, attack_until_stopped};
+use crate::engine::attack::{AttackConfig, Prefix, attack_until_stopped};
 use crate::engine::card::Normalize;
 use crate::engine::data::Dataset;
 use crate::engine::error::Result;
@@ -100,7 +100,7 @@ impl EvalSet {
     pub fn keep_prefix(&mut self, net: &Network, layers: &[&str], bn: BnMode, attack_cfg: &AttackConfig) -> Result<()> {
         self.prefix = None;
         let from = net.first_stage_with(layers);
-        let regenerated_pgd = self.transfer.is_none() && attack_cfg.kind == AttackKind::Pgd && attack_cfg.eps > 0.0;
+        let regenerated_pgd = self.transfer.is_none() && attack_cfg.kind.iterative() && attack_cfg.eps > 0.0;
         if from == 0 || regenerated_pgd || self.batches.is_empty() {
             return Ok(());
         }

@@ -1,5 +1,7 @@
-//! FGSM and PGD (METHOD.md section 4), with an input-gradient direction that float
+//! FGSM, PGD and APGD (METHOD.md section 4), with an input-gradient direction that float
 //! rounding cannot hide.
+
+pub mod apgd;
 
 use candle_core::{DType, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -14,11 +16,46 @@ use crate::engine::model::{BnMode, ForwardCtx, Network};
 use crate::engine::progress::StopFlag;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum AttackKind {
     #[default]
     Fgsm,
     Pgd,
+    /// APGD with cross-entropy (Croce and Hein 2020).
+    ApgdCe,
+    /// APGD with the difference-of-logits-ratio loss.
+    ApgdDlr,
+}
+
+impl AttackKind {
+    /// Every kind, in the order menus list them.
+    pub const ALL: [AttackKind; 4] = [AttackKind::Fgsm, AttackKind::Pgd, AttackKind::ApgdCe, AttackKind::ApgdDlr];
+
+    /// How reports and menus name the kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            AttackKind::Fgsm => "FGSM",
+            AttackKind::Pgd => "PGD",
+            AttackKind::ApgdCe => "APGD-CE",
+            AttackKind::ApgdDlr => "APGD-DLR",
+        }
+    }
+
+    /// The kind's name on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Fgsm => "fgsm",
+            AttackKind::Pgd => "pgd",
+            AttackKind::ApgdCe => "apgd-ce",
+            AttackKind::ApgdDlr => "apgd-dlr",
+        }
+    }
+
+    /// Whether the attack takes several gradient steps (each needing a fresh forward pass
+    /// from the input, so nothing before a filtered layer can be kept).
+    pub fn iterative(self) -> bool {
+        self != AttackKind::Fgsm
+    }
 }
 
 /// How the input gradient's direction is computed.
@@ -39,6 +76,19 @@ fn default_pgd_steps() -> usize {
     DEFAULT_PGD_STEPS
 }
 
+/// APGD iterations unless told otherwise (the reference ensemble's).
+pub const DEFAULT_APGD_STEPS: usize = 100;
+/// APGD restarts unless told otherwise.
+pub const DEFAULT_RESTARTS: usize = 1;
+
+fn default_apgd_steps() -> usize {
+    DEFAULT_APGD_STEPS
+}
+
+fn default_restarts() -> usize {
+    DEFAULT_RESTARTS
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AttackConfig {
@@ -53,7 +103,16 @@ pub struct AttackConfig {
     /// PGD step size; `None` means 2.5 * eps / steps (Madry et al.).
     pub pgd_step: Option<f64>,
     pub pgd_random_start: bool,
+    /// Seed of PGD's random start and of APGD's starting points.
     pub seed: u64,
+    /// APGD iterations per restart.
+    #[serde(default = "default_apgd_steps")]
+    pub attack_steps: usize,
+    /// APGD runs from new random starts, each on the samples no earlier one fooled.
+    #[serde(default = "default_restarts")]
+    pub restarts: usize,
+    /// APGD's threat model (FGSM and PGD are L-infinity).
+    pub norm: apgd::Norm,
 }
 
 impl Default for AttackConfig {
@@ -67,12 +126,17 @@ impl Default for AttackConfig {
             pgd_step: None,
             pgd_random_start: false,
             seed: crate::engine::DEFAULT_SEED,
+            attack_steps: DEFAULT_APGD_STEPS,
+            restarts: DEFAULT_RESTARTS,
+            norm: apgd::Norm::Linf,
         }
     }
 }
 
 /// More PGD iterations than any published evaluation uses, by far: a typo.
 pub const MAX_PGD_STEPS: usize = 100_000;
+/// More restarts than any evaluation runs.
+pub const MAX_RESTARTS: usize = 1_000;
 
 impl AttackConfig {
     pub fn fgsm(eps: f64) -> Self {
@@ -98,6 +162,26 @@ impl AttackConfig {
             {
                 return Err(EngineError::config(format!("the PGD step size must be > 0, found {s}")));
             }
+        }
+        if matches!(self.kind, AttackKind::ApgdCe | AttackKind::ApgdDlr) {
+            if !(1..=MAX_PGD_STEPS).contains(&self.attack_steps) {
+                return Err(EngineError::config(format!(
+                    "APGD needs from 1 to {MAX_PGD_STEPS} steps, found {}",
+                    self.attack_steps
+                )));
+            }
+            if !(1..=MAX_RESTARTS).contains(&self.restarts) {
+                return Err(EngineError::config(format!(
+                    "APGD needs from 1 to {MAX_RESTARTS} restarts, found {}",
+                    self.restarts
+                )));
+            }
+        }
+        if self.norm == apgd::Norm::L2 && !matches!(self.kind, AttackKind::ApgdCe | AttackKind::ApgdDlr) {
+            return Err(EngineError::config(format!(
+                "{} is an L-infinity attack: the L2 norm is APGD's",
+                self.kind.label()
+            )));
         }
         Ok(())
     }
@@ -318,6 +402,27 @@ pub fn attack_until_stopped(
                 cur = finish(moved.maximum(&lo)?.minimum(&hi)?)?;
             }
             cur
+        }
+        AttackKind::ApgdCe | AttackKind::ApgdDlr => {
+            let loss = if cfg.kind == AttackKind::ApgdCe { apgd::Loss::Ce } else { apgd::Loss::Dlr };
+            if loss == apgd::Loss::Dlr && clean_logits.dim(1)? < 3 {
+                return Err(EngineError::config("the DLR loss needs at least 3 classes"));
+            }
+            let right: Vec<bool> =
+                clean_logits.argmax(1)?.to_vec1::<u32>()?.iter().zip(labels).map(|(p, y)| p == y).collect();
+            let run = apgd::Apgd {
+                net,
+                bn,
+                loss,
+                norm: cfg.norm,
+                eps,
+                steps: cfg.attack_steps,
+                restarts: cfg.restarts,
+                seed: cfg.seed,
+                grad: cfg.grad,
+                bounds,
+            };
+            run.run(x, labels, right, stop)?.0
         }
     };
     Ok(Attacked { x_adv: x_adv.detach(), clean_logits, saturated })

@@ -6,7 +6,7 @@ use crate::engine::analysis::evalset::Counts;
 use crate::engine::analysis::filter::Filter;
 use crate::engine::analysis::masks::{FilterSet, Masker};
 use crate::engine::analysis::sweep::Scope;
-use crate::engine::attack::{AttackConfig, AttackKind};
+use crate::engine::attack::AttackConfig;
 use crate::engine::model::{BnMode, Network};
 use crate::engine::progress::Ctrl;
 use crate::jobs::command::{EvalEstimate, EvalOutcome, EvalSetup, FilterChoice, Payload};
@@ -46,7 +46,7 @@ pub const ESTIMATE_IMAGES: usize = 200;
 fn fit_prefix(state: &mut WorkerState, filter: Option<&FilterChoice>, attack: &AttackConfig) -> Result<()> {
     let net = state.net.as_ref().ok_or_else(|| anyhow!("no model is open"))?;
     let cached = state.eval.as_mut().ok_or_else(|| anyhow!("no evaluation set"))?;
-    let want = filter.filter(|f| f.scope == Scope::Local && attack.kind != AttackKind::Pgd).map(|f| f.layer.clone());
+    let want = filter.filter(|f| f.scope == Scope::Local && !attack.kind.iterative()).map(|f| f.layer.clone());
     if cached.prefix_for == want {
         return Ok(());
     }

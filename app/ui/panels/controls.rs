@@ -39,13 +39,23 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
 
     ui.separator();
     ui.heading("Attack");
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.label("Attack");
-        changed |= ui.radio_value(&mut app.settings.attack.kind, AttackKind::Fgsm, "FGSM").changed();
-        changed |= ui.radio_value(&mut app.settings.attack.kind, AttackKind::Pgd, "PGD").changed();
+        for kind in AttackKind::ALL {
+            changed |= ui.radio_value(&mut app.settings.attack.kind, kind, kind.label()).changed();
+        }
     });
-    if app.settings.attack.kind == AttackKind::Pgd {
-        changed |= ui.add(egui::Slider::new(&mut app.settings.attack.pgd_steps, 1..=40).text("PGD steps")).changed();
+    match app.settings.attack.kind {
+        AttackKind::Fgsm => {}
+        AttackKind::Pgd => {
+            changed |=
+                ui.add(egui::Slider::new(&mut app.settings.attack.pgd_steps, 1..=40).text("PGD steps")).changed();
+        }
+        AttackKind::ApgdCe | AttackKind::ApgdDlr => {
+            let attack = &mut app.settings.attack;
+            changed |= ui.add(egui::Slider::new(&mut attack.attack_steps, 1..=200).text("APGD steps")).changed();
+            changed |= ui.add(egui::Slider::new(&mut attack.restarts, 1..=5).text("Restarts")).changed();
+        }
     }
     let mut eps = app.settings.attack.eps;
     let std0 = app.session.model.as_ref().map_or(1.0, |m| m.std0 as f64);
