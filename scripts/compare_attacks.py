@@ -5,7 +5,12 @@
     python3 -m pip install torch==2.15.0 torchattacks==3.5.1
     cargo build --release
     python3 scripts/compare_attacks.py [--data ../shared/data] [--limit 1000] [--eps 0.3]
-                                       [--steps 100] [--restarts 1] [--attacks apgd-ce,apgd-dlr]
+                                       [--steps 100] [--restarts 1] [--queries 5000] [--norm linf]
+                                       [--attacks apgd-ce,apgd-dlr,apgd-t,square,strong]
+
+`strong` is compared with torchattacks' MultiAttack of the same three attacks (APGD-CE, APGD-T
+over 9 target classes, Square), and `autoattack` runs torchattacks' standard AutoAttack (which
+adds FAB-T) against our `strong`.
 
 eps is in pixel units (the image range [0, 1]), as torchattacks takes it; the engine gets the
 same ball in its normalised units (eps / std) with --clamp, so both stay inside the image.
@@ -29,11 +34,24 @@ from reference_mnist import load_idx, model
 MEAN, STD = 0.1307, 0.3081
 
 
-def reference(name, net, eps, steps, restarts, seed):
+def reference(name, net, a):
+    norm = {"linf": "Linf", "l2": "L2"}[a.norm]
+    common = dict(norm=norm, eps=a.eps, seed=a.seed)
+    apgd_ce = lambda: torchattacks.APGD(net, steps=a.steps, n_restarts=a.restarts, loss="ce", **common)
+    apgd_t = lambda: torchattacks.APGDT(net, steps=a.steps, n_restarts=1, n_classes=10, **common)
+    square = lambda: torchattacks.Square(net, n_queries=a.queries, n_restarts=a.restarts, **common)
     if name == "apgd-ce":
-        return torchattacks.APGD(net, norm="Linf", eps=eps, steps=steps, n_restarts=restarts, seed=seed, loss="ce")
+        return apgd_ce()
     if name == "apgd-dlr":
-        return torchattacks.APGD(net, norm="Linf", eps=eps, steps=steps, n_restarts=restarts, seed=seed, loss="dlr")
+        return torchattacks.APGD(net, steps=a.steps, n_restarts=a.restarts, loss="dlr", **common)
+    if name == "apgd-t":
+        return apgd_t()
+    if name == "square":
+        return square()
+    if name == "strong":
+        return torchattacks.MultiAttack([apgd_ce(), apgd_t(), square()])
+    if name == "autoattack":
+        return torchattacks.AutoAttack(net, version="standard", n_classes=10, **common)
     raise SystemExit(f"no reference for {name}")
 
 
@@ -46,6 +64,8 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--restarts", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--queries", type=int, default=5000)
+    ap.add_argument("--norm", default="linf", choices=["linf", "l2"])
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--attacks", default="apgd-ce,apgd-dlr")
     ap.add_argument("--grad", default="exact", help="the engine's gradient: exact, or autograd as torchattacks")
@@ -61,7 +81,7 @@ def main():
     x = torch.from_numpy(images.copy()).float().div(255).unsqueeze(1)
     rows = []
     for name in a.attacks.split(","):
-        atk = reference(name, full, a.eps, a.steps, a.restarts, a.seed)
+        atk = reference(name, full, a)
         start = time.perf_counter()
         robust = 0
         for i in range(0, len(x), a.batch):
@@ -71,9 +91,11 @@ def main():
                 robust += (full(adv).argmax(1) == yb).sum().item()
         ref_seconds = time.perf_counter() - start
         cmd = [
-            a.bin, "eval", "--data", str(data / "mnist"), "--limit", str(a.limit), "--attack", name,
+            a.bin, "eval", "--data", str(data / "mnist"), "--limit", str(a.limit),
+            "--attack", "strong" if name == "autoattack" else name,
             "--eps", repr(a.eps / STD), "--clamp", "--attack-steps", str(a.steps), "--restarts", str(a.restarts),
-            "--pgd-seed", str(a.seed), "--batch", str(a.batch), "--grad", a.grad, "--json",
+            "--queries", str(a.queries), "--norm", a.norm,
+            "--seed", str(a.seed), "--batch", str(a.batch), "--grad", a.grad, "--json",
         ]
         start = time.perf_counter()
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -85,17 +107,25 @@ def main():
             "eps_pixel": a.eps,
             "steps": a.steps,
             "restarts": a.restarts,
+            "queries": a.queries,
+            "norm": a.norm,
+            "grad": a.grad,
             "reference_robust": robust,
             "ours_robust": ours["correct_adversarial"],
             "difference_points": 100.0 * (ours["correct_adversarial"] - robust) / len(x),
             "reference_seconds": ref_seconds,
             "ours_seconds": ours_seconds,
             "speed_ratio": ref_seconds / ours_seconds,
+            "ours_stages": ours.get("stages", []),
+            "ours_warnings": ours.get("warnings", []),
         })
     if a.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{len(x)} MNIST test images, eps {a.eps} (pixel units), {a.steps} steps, {a.restarts} restart(s)")
+    print(
+        f"{len(x)} MNIST test images, {a.norm} eps {a.eps} (pixel units), {a.steps} steps, "
+        f"{a.restarts} restart(s), {a.queries} queries, our gradient {a.grad}"
+    )
     print("| attack | torchattacks robust | ours robust | difference (points) | torchattacks s | ours s | speed-up |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

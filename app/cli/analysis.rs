@@ -51,7 +51,7 @@ pub struct SweepArgs {
     /// Tolerance of the per-layer classes
     #[arg(long, default_value_t = sweep::DEFAULT_TAU)]
     pub tau: f64,
-    /// Attack: fgsm (the papers') or pgd
+    /// Attack: fgsm (the papers'), pgd, apgd-ce, apgd-dlr, apgd-t, square or strong (the worst case)
     #[arg(long, value_enum, default_value_t = AttackKind::Fgsm)]
     pub attack: AttackKind,
     #[command(flatten)]
@@ -205,7 +205,7 @@ fn sweep_share(
         data: data.name.clone(),
         share: SweepShard { shard, units, ran: mine, result: r },
     };
-    tables::write_json(&manifest, &Manifest::Sweep(file))?;
+    tables::write_json(&manifest, &Manifest::Sweep(Box::new(file)))?;
     println!("wrote {}", manifest.display());
     Ok(())
 }
@@ -264,6 +264,9 @@ pub struct DropoutCmd {
     /// Convolution layer (default: the first)
     #[arg(long)]
     pub layer: Option<String>,
+    /// The attack whose inputs measure targeting (the papers': fgsm)
+    #[arg(long, value_enum, default_value_t = AttackKind::Fgsm)]
+    pub attack: AttackKind,
     #[command(flatten)]
     pub attack_opts: AttackArgs,
     #[command(flatten)]
@@ -276,7 +279,7 @@ pub struct DropoutCmd {
 pub fn run_dropout(a: &DropoutCmd) -> Result<()> {
     let (net, data) = open(&a.model, &a.data)?;
     let norm = setup::normalization(&net, Some(&data))?;
-    let attack = attack_config(&a.attack_opts, AttackKind::Fgsm, &net, &data)?;
+    let attack = attack_config(&a.attack_opts, a.attack, &net, &data)?;
     let cfg = DropoutConfig { layer: a.layer.clone(), attack, bn: a.batches.bn, batch: a.batches.batch };
     let out = out_dir(&a.out)?;
     let (bar, stop) = (Bar::new(), ctrl_c_flag());

@@ -9,7 +9,8 @@ use super::progress::{Bar, ctrl_c_flag};
 use crate::engine::DEFAULT_SEED;
 use crate::engine::attack::apgd::Norm;
 use crate::engine::attack::{
-    AttackConfig, AttackKind, DEFAULT_APGD_STEPS, DEFAULT_PGD_STEPS, DEFAULT_RESTARTS, GradMode,
+    AttackConfig, AttackKind, DEFAULT_APGD_STEPS, DEFAULT_PGD_STEPS, DEFAULT_QUERIES, DEFAULT_RESTARTS,
+    DEFAULT_TARGETS, GradMode,
 };
 use crate::engine::eval::{DEFAULT_BATCH, EvalConfig, EvalReport, evaluate};
 use crate::engine::model::BnMode;
@@ -24,6 +25,9 @@ pub enum AttackChoice {
     Pgd,
     ApgdCe,
     ApgdDlr,
+    ApgdT,
+    Square,
+    Strong,
 }
 
 impl AttackChoice {
@@ -34,6 +38,9 @@ impl AttackChoice {
             AttackChoice::Pgd => Some(AttackKind::Pgd),
             AttackChoice::ApgdCe => Some(AttackKind::ApgdCe),
             AttackChoice::ApgdDlr => Some(AttackKind::ApgdDlr),
+            AttackChoice::ApgdT => Some(AttackKind::ApgdT),
+            AttackChoice::Square => Some(AttackKind::Square),
+            AttackChoice::Strong => Some(AttackKind::Strong),
         }
     }
 }
@@ -61,16 +68,23 @@ pub struct AttackArgs {
     /// Start PGD at a random point of the eps ball
     #[arg(long)]
     pub random_start: bool,
-    /// Seed for PGD's random start and APGD's starting points
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub pgd_seed: u64,
-    /// APGD iterations per restart
+    /// Seed of every random draw: the attacks' starting points and Square's windows (and,
+    /// when training, the initial weights, the data order and dropout)
+    #[arg(long, alias = "pgd-seed", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// APGD iterations per restart (APGD-T: per target class)
     #[arg(long, default_value_t = DEFAULT_APGD_STEPS)]
     pub attack_steps: usize,
-    /// APGD restarts (each on the samples the earlier ones did not fool)
+    /// APGD and Square restarts (each on the samples the earlier ones did not fool)
     #[arg(long, default_value_t = DEFAULT_RESTARTS)]
     pub restarts: usize,
-    /// APGD's threat model
+    /// Square's queries per restart
+    #[arg(long, default_value_t = DEFAULT_QUERIES)]
+    pub queries: usize,
+    /// APGD-T's target classes, from the second highest clean logit down
+    #[arg(long, default_value_t = DEFAULT_TARGETS)]
+    pub target_classes: usize,
+    /// The threat model of APGD and Square
     #[arg(long, value_enum, default_value_t = Norm::Linf)]
     pub norm: Norm,
 }
@@ -96,10 +110,12 @@ impl AttackArgs {
             pgd_steps: self.pgd_steps,
             pgd_step: self.pgd_step,
             pgd_random_start: self.random_start,
-            seed: self.pgd_seed,
+            seed: self.seed,
             attack_steps: self.attack_steps,
             restarts: self.restarts,
             norm: self.norm,
+            queries: self.queries,
+            targets: self.target_classes,
         }
     }
 }
@@ -166,7 +182,12 @@ fn summary_json(r: &EvalReport, cfg: &EvalConfig) -> serde_json::Value {
         "clamp": a.map(|a| a.clamp),
         "bn": cfg.bn,
         "batch": cfg.batch,
-        "saturated": r.saturated,
+        "saturated": r.stats.saturated,
+        "zero_gradient": r.stats.zero_gradient,
+        "nonfinite_gradient": r.stats.nonfinite_gradient,
+        "randomized": r.randomized,
+        "stages": r.stats.stages,
+        "warnings": warnings(r),
         "config": cfg,
     })
 }
@@ -175,32 +196,63 @@ fn pct(c: usize, n: usize) -> String {
     format!("{:.2} % ({} / {})", 100.0 * c as f64 / n.max(1) as f64, group(c), group(n))
 }
 
+/// The gradient-masking warnings of an attacked run.
+fn warnings(r: &EvalReport) -> Vec<String> {
+    let mut out = r.stats.warnings(r.n);
+    if r.randomized {
+        out.push(
+            "the network's outputs differ between two passes over the same images: randomised outputs \
+                  defeat gradient and score attacks alike; evaluate it with expectation over transformation"
+                .into(),
+        );
+    }
+    out
+}
+
+/// How a report names the attack with its parameters.
+fn describe(a: &AttackConfig) -> String {
+    let restarts = if a.restarts == 1 { String::new() } else { format!(", {} restarts", a.restarts) };
+    match a.kind {
+        AttackKind::Fgsm => "FGSM".into(),
+        AttackKind::Pgd => format!("PGD-{}", a.pgd_steps),
+        AttackKind::ApgdCe | AttackKind::ApgdDlr => {
+            format!("{} ({:?}, {} steps{restarts})", a.kind.label(), a.norm, a.attack_steps)
+        }
+        AttackKind::ApgdT => {
+            format!("APGD-T ({:?}, {} steps, {} target classes)", a.norm, a.attack_steps, a.targets)
+        }
+        AttackKind::Square => format!("Square ({:?}, {} queries{restarts})", a.norm, a.queries),
+        AttackKind::Strong => format!(
+            "Strong: APGD-CE, APGD-T, Square ({:?}; {} steps, {} target classes, {} queries)",
+            a.norm, a.attack_steps, a.targets, a.queries
+        ),
+    }
+}
+
 fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
     println!("clean accuracy        {}", pct(r.correct_clean, r.n));
     if let (Some(a), Some(c)) = (&cfg.attack, r.correct_adversarial) {
-        let name = match a.kind {
-            AttackKind::Fgsm => "FGSM".to_string(),
-            AttackKind::Pgd => format!("PGD-{}", a.pgd_steps),
-            AttackKind::ApgdCe | AttackKind::ApgdDlr => format!(
-                "{} ({:?}, {} steps, {} restart{})",
-                a.kind.label(),
-                a.norm,
-                a.attack_steps,
-                a.restarts,
-                if a.restarts == 1 { "" } else { "s" }
-            ),
-        };
-        let grad = match a.grad {
-            GradMode::Exact => "exact gradient direction",
-            GradMode::Autograd => "float32 autograd",
+        let grad = match (a.kind, a.grad) {
+            (AttackKind::Square, _) => "no gradients",
+            (_, GradMode::Exact) => "exact gradient direction",
+            (_, GradMode::Autograd) => "float32 autograd",
         };
         println!("adversarial accuracy  {}", pct(c, r.n));
         println!(
-            "  {name}, eps {} ({:.4} in pixel units), {grad}{}",
+            "  {}, eps {} ({:.4} in pixel units), {grad}, seed {}{}",
+            describe(a),
             a.eps,
             a.eps * std0 as f64,
+            a.seed,
             if a.clamp { ", clamped to the image range" } else { "" }
         );
-        println!("saturated samples     {} (true-class probability rounds to 1 in float32)", group(r.saturated));
+        for s in &r.stats.stages {
+            println!("  robust after {:<9} {}", s.attack.label(), pct(s.robust, r.n));
+        }
+        println!("saturated samples     {} (true-class probability rounds to 1 in float32)", group(r.stats.saturated));
+        println!("zero-gradient samples {}", group(r.stats.zero_gradient));
+        for w in warnings(r) {
+            println!("warning: {w}");
+        }
     }
 }

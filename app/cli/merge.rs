@@ -49,14 +49,14 @@ pub fn run(a: &MergeArgs) -> Result<()> {
         "sweep" => {
             let shares: Vec<SweepShardFile> = found
                 .into_iter()
-                .filter_map(|(_, m)| if let Manifest::Sweep(s) = m { Some(s) } else { None })
+                .filter_map(|(_, m)| if let Manifest::Sweep(s) = m { Some(*s) } else { None })
                 .collect();
             merge_sweeps(&shares, &a.out)
         }
         "trajectory" => {
             let shards: Vec<(PathBuf, TrajectoryShard)> = found
                 .into_iter()
-                .filter_map(|(dir, m)| if let Manifest::Trajectory(t) = m { Some((dir, t)) } else { None })
+                .filter_map(|(dir, m)| if let Manifest::Trajectory(t) = m { Some((dir, *t)) } else { None })
                 .collect();
             let r = merge_trajectory(&shards, &a.out)?;
             print_summary(&r);
@@ -66,7 +66,7 @@ pub fn run(a: &MergeArgs) -> Result<()> {
         _ => {
             let shards: Vec<(PathBuf, StudyShard)> = found
                 .into_iter()
-                .filter_map(|(dir, m)| if let Manifest::Study(s) = m { Some((dir, s)) } else { None })
+                .filter_map(|(dir, m)| if let Manifest::Study(s) = m { Some((dir, *s)) } else { None })
                 .collect();
             merge_study(&shards, &a.out)
         }
@@ -183,7 +183,7 @@ fn merge_study(shards: &[(PathBuf, StudyShard)], out: &Path) -> Result<()> {
         for (dir, s) in shards {
             let file = study::run_dir(dir, name).join(s.shard.file_name());
             match read_manifest(&file)? {
-                Manifest::Trajectory(t) => run_shards.push((study::run_dir(dir, name), t)),
+                Manifest::Trajectory(t) => run_shards.push((study::run_dir(dir, name), *t)),
                 other => bail!("{} is a `{}` shard, not a run's", file.display(), other.kind()),
             }
         }

@@ -49,9 +49,10 @@ pub struct SweepShardFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Manifest {
-    Sweep(SweepShardFile),
-    Trajectory(TrajectoryShard),
-    Study(StudyShard),
+    // Boxed: the shares carry whole attack and sweep configurations.
+    Sweep(Box<SweepShardFile>),
+    Trajectory(Box<TrajectoryShard>),
+    Study(Box<StudyShard>),
 }
 
 impl Manifest {

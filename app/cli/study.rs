@@ -211,13 +211,13 @@ pub fn run(a: &StudyCmd) -> Result<()> {
     if let Some(units) = units {
         let shard = units.shard();
         let manifest = a.out.join(shard.file_name());
-        let m = Manifest::Study(StudyShard {
+        let m = Manifest::Study(Box::new(StudyShard {
             shard,
             file: a.file.clone(),
             runs: names,
             units: units.total(),
             owned: units.owned(),
-        });
+        }));
         write_json(&manifest, &m)?;
         println!(
             "shard {shard}: ran {} of the study's {} units in {:.1} s; wrote {}",

@@ -9,7 +9,6 @@ use super::analysis::{SweepArgs, attack_config};
 use super::common::DataArgs;
 use super::eval::AttackArgs;
 use super::progress::{self, Bar, ctrl_c_flag};
-use crate::engine::DEFAULT_SEED;
 use crate::engine::analysis::selective::{self, Selection, SelectiveConfig};
 use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::AttackKind;
@@ -28,9 +27,6 @@ use crate::export::tables;
 /// Options shared by both training commands.
 #[derive(Args, Debug, Clone)]
 pub struct TrainOpts {
-    /// Seed of the initial weights, the data order and dropout
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
     /// Images per training batch
     #[arg(long, default_value_t = train::DEFAULT_BATCH)]
     pub train_batch: usize,
@@ -108,7 +104,7 @@ pub fn run_train(a: &TrainCmd) -> Result<()> {
         (None, Some(card_path)) => {
             let card = ModelCard::load(card_path)?;
             let classes = card.classes.as_ref().map_or(train_set.num_classes(), Vec::len);
-            let state = initial_state(&card, classes, a.opts.seed, &dev)?;
+            let state = initial_state(&card, classes, a.attack_opts.seed, &dev)?;
             Network::build(state, Some((card, CardOrigin::File(card_path.clone()))), &dev)?
         }
         (None, None) => bail!("give --model-card or --resume"),
@@ -123,7 +119,7 @@ pub fn run_train(a: &TrainCmd) -> Result<()> {
     let cfg = TrainConfig {
         epochs: a.epochs,
         every: a.every,
-        seed: a.opts.seed,
+        seed: a.attack_opts.seed,
         batch: a.opts.train_batch,
         lr: a.opts.lr,
         test_attack,
@@ -204,7 +200,7 @@ pub fn run_selective(a: &SelectiveCmd) -> Result<()> {
         train: TrainConfig {
             epochs: a.epochs,
             every: a.every,
-            seed: a.opts.seed,
+            seed: a.sweep.attack_opts.seed,
             batch: a.opts.train_batch,
             lr: a.opts.lr,
             test_attack,

@@ -104,13 +104,13 @@ pub(super) fn characterise(a: &TrajectoryCmd, units: Option<&Units>) -> Result<b
             done.owned, done.reused
         );
         if !done.cancelled {
-            let m = Manifest::Trajectory(TrajectoryShard {
+            let m = Manifest::Trajectory(Box::new(TrajectoryShard {
                 shard,
                 config: cfg,
                 run: run.identity,
                 checkpoints: entries.clone(),
                 owned: done.owned,
-            });
+            }));
             write_json(&manifest, &m)?;
             println!("wrote {}", manifest.display());
         }

@@ -3,7 +3,7 @@
 use candle_core::{D, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::attack::{AttackConfig, attack_until_stopped};
+use crate::engine::attack::{AttackConfig, AttackStats, attack_until_stopped, checks};
 use crate::engine::card::Normalize;
 use crate::engine::data::Dataset;
 use crate::engine::error::{EngineError, Result};
@@ -68,8 +68,11 @@ pub struct EvalReport {
     pub correct_adversarial: Option<usize>,
     pub clean_accuracy: f64,
     pub adversarial_accuracy: Option<f64>,
-    /// Samples whose true-class probability rounds to 1 in float32 (attacked runs only).
-    pub saturated: usize,
+    /// Saturation, zero gradients and ensemble stages (attacked runs only).
+    pub stats: AttackStats,
+    /// Whether the network gave different outputs for the same input twice (attacked runs
+    /// only): a randomised defence that fools gradient attacks.
+    pub randomized: bool,
     pub outcomes: Vec<Outcome>,
 }
 
@@ -86,7 +89,8 @@ pub fn evaluate(net: &Network, data: &Dataset, norm: &Normalize, cfg: &EvalConfi
     net.check_finite()?;
     let n = data.len();
     let mut outcomes = Vec::with_capacity(n);
-    let mut saturated = 0;
+    let mut stats = AttackStats::default();
+    let mut randomized = false;
     ctrl.progress.start("evaluating", n);
     let mut start = 0;
     while start < n {
@@ -97,8 +101,11 @@ pub fn evaluate(net: &Network, data: &Dataset, norm: &Normalize, cfg: &EvalConfi
         let (clean_logits, adv) = match &cfg.attack {
             None => (net.logits(&x, cfg.bn)?, None),
             Some(a) => {
+                if start == 0 {
+                    randomized = checks::outputs_vary(net, &x, cfg.bn)?;
+                }
                 let out = attack_until_stopped(net, &x, labels, norm, cfg.bn, a, ctrl.stop)?;
-                saturated += out.saturated;
+                stats.add(&out.stats);
                 let adv_logits = net.logits(&out.x_adv, cfg.bn)?;
                 (out.clean_logits, Some(predictions(&adv_logits)?))
             }
@@ -120,7 +127,8 @@ pub fn evaluate(net: &Network, data: &Dataset, norm: &Normalize, cfg: &EvalConfi
         correct_adversarial,
         clean_accuracy: correct_clean as f64 / n.max(1) as f64,
         adversarial_accuracy: correct_adversarial.map(|c| c as f64 / n.max(1) as f64),
-        saturated,
+        stats,
+        randomized,
         outcomes,
     })
 }

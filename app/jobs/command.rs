@@ -275,6 +275,10 @@ pub struct EvalOutcome {
     pub base_adv: usize,
     pub removed: usize,
     pub total: usize,
+    /// Samples the attack could not move by their gradient (zero or non-finite).
+    pub blind: usize,
+    /// Samples the ensemble's black-box attack fooled after its gradient attacks.
+    pub black_box_gain: usize,
 }
 
 /// A first estimate of an evaluation from its first images, sent before the exact counts

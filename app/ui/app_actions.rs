@@ -14,7 +14,7 @@ use crate::engine::analysis::dropout::DropoutConfig;
 use crate::engine::analysis::filter::{Filter, FilterKind, h0_end, threshold_span};
 use crate::engine::analysis::selective::SelectiveConfig;
 use crate::engine::analysis::sweep::{Scope, SweepConfig};
-use crate::engine::attack::{AttackConfig, AttackKind};
+use crate::engine::attack::AttackConfig;
 use crate::engine::model::BnMode;
 use crate::engine::train::TrainConfig;
 use crate::jobs::command::{EvalSetup, FilterChoice, Source, TrainRequest};
@@ -205,9 +205,7 @@ impl ExplorerApp {
             }
             Action::Perturb => self.request_samples(),
             Action::Dropout { layer } => {
-                let mut attack = self.attack_config();
-                attack.kind = AttackKind::Fgsm;
-                let config = DropoutConfig { layer, attack, bn: BnMode::Running, batch: BATCH };
+                let config = DropoutConfig { layer, attack: self.attack_config(), bn: BnMode::Running, batch: BATCH };
                 let subset = self.settings.subset;
                 self.send(JobKind::Dropout, |job| Command::Dropout { job, config, subset });
             }

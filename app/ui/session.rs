@@ -171,7 +171,17 @@ mod tests {
     use super::*;
 
     fn outcome(clean: usize) -> EvalOutcome {
-        EvalOutcome { samples: 1000, clean, adv: clean / 2, base_clean: 990, base_adv: 500, removed: 7, total: 288 }
+        EvalOutcome {
+            samples: 1000,
+            clean,
+            adv: clean / 2,
+            base_clean: 990,
+            base_adv: 500,
+            removed: 7,
+            total: 288,
+            blind: 0,
+            black_box_gain: 0,
+        }
     }
 
     fn estimate(clean: usize) -> EvalEstimate {

@@ -66,6 +66,53 @@ fn eval_on_the_embedded_default_reports_json() {
     assert!(v["correct_adversarial"].as_u64() < v["correct_clean"].as_u64());
 }
 
+/// The ensemble on the command line: its parameters in the config, the robust count after each
+/// of its attacks, the gradient checks, and the same numbers for the same seed.
+#[test]
+fn the_strong_ensemble_reports_its_stages_and_checks() {
+    let args = [
+        "eval",
+        "--limit",
+        "40",
+        "--attack",
+        "strong",
+        "--eps",
+        "0.3",
+        "--clamp",
+        "--attack-steps",
+        "5",
+        "--queries",
+        "50",
+        "--target-classes",
+        "2",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stages: Vec<(&str, u64)> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["attack"].as_str().unwrap(), s["robust"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(stages.iter().map(|s| s.0).collect::<Vec<_>>(), ["apgd-ce", "apgd-t", "square"]);
+    assert_eq!(stages[2].1, v["correct_adversarial"].as_u64().unwrap());
+    let attack = &v["config"]["attack"];
+    assert_eq!((attack["kind"].as_str(), attack["queries"].as_u64()), (Some("strong"), Some(50)));
+    assert_eq!((attack["targets"].as_u64(), attack["seed"].as_u64()), (Some(2), Some(3)));
+    for key in ["zero_gradient", "nonfinite_gradient", "randomized", "warnings"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    let again = run(&args);
+    assert_eq!(again.stdout, o.stdout, "the same seed gives the same report");
+    let human = run(&args[..args.len() - 1]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("robust after Square"), "{text}");
+}
+
 #[test]
 fn pgd_is_at_least_as_strong_as_fgsm() {
     let parse = |o: Output| -> serde_json::Value {

@@ -122,6 +122,8 @@ pub fn fill(words: &[String], places: &Places) -> Vec<String> {
             ("--pgd-step", "S") => "0.05".into(),
             ("--pgd-steps" | "--attack-steps", "K") => "2".into(),
             ("--restarts", "R") => "1".into(),
+            ("--queries", "Q") => "20".into(),
+            ("--target-classes", "T") => "3".into(),
             (_, "S") => "1".into(),
             (_, "E") => "0.1".into(),
             (_, "B") => "16".into(),

@@ -11,6 +11,7 @@ mod apgd;
 mod backprop;
 mod checkpoints;
 mod datasets;
+mod ensemble;
 mod mnist_real;
 mod optimised_paths;
 mod reference_models;

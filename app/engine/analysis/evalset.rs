@@ -32,11 +32,24 @@ struct Prefixes {
 /// filtered layer, for every batch.
 const PREFIX_BUDGET_BYTES: usize = 4 << 30;
 
-/// Correct counts of one evaluation.
+/// Correct counts of one evaluation, with the gradient-masking checks' counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     pub clean: usize,
     pub adv: usize,
+    /// Samples whose input gradient at the clean image is zero or not finite.
+    pub blind: usize,
+    /// Samples the ensemble's black-box attack fooled after its gradient attacks.
+    pub black_box_gain: usize,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.clean += other.clean;
+        self.adv += other.adv;
+        self.blind += other.blind;
+        self.black_box_gain += other.black_box_gain;
+    }
 }
 
 /// The standard normal quantile of a two-sided 95 % interval.
@@ -179,6 +192,8 @@ impl EvalSet {
                     };
                     c.clean += correct(&a.clean_logits, labels)?;
                     c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;
+                    c.blind += a.stats.zero_gradient + a.stats.nonfinite_gradient;
+                    c.black_box_gain += a.stats.black_box_gain().unwrap_or(0);
                 }
             }
         }

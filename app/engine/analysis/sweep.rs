@@ -413,7 +413,9 @@ pub fn run_units(
                 // cannot change the result.
                 let known = match &previous {
                     Some((m, c)) if *m == mask => Some(*c),
-                    _ if removed == 0 => Some(Counts { clean: baseline.clean_correct, adv: baseline.adv_correct }),
+                    _ if removed == 0 => {
+                        Some(Counts { clean: baseline.clean_correct, adv: baseline.adv_correct, ..Counts::default() })
+                    }
                     _ if removed == values.len() => all_removed,
                     _ => None,
                 };

@@ -1,9 +1,10 @@
 //! APGD (Croce and Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
 //! ensemble of diverse parameter-free attacks"): projected gradient ascent with momentum
 //! whose step size halves at checkpoints where the loss stopped rising, restarting from the
-//! best point found. Cross-entropy or the difference-of-logits-ratio loss; L-infinity or L2.
-//! Samples the network already misclassifies are left as they are; each restart attacks the
-//! samples no earlier restart fooled.
+//! best point found. Cross-entropy or the difference-of-logits-ratio loss, untargeted or
+//! targeted at the top classes in turn (APGD-T); L-infinity or L2. Samples the network already
+//! misclassifies are left as they are; each restart (and each target) attacks the samples no
+//! earlier one fooled.
 
 use candle_core::{DType, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -25,6 +26,9 @@ pub enum Loss {
     /// Difference of logits ratio: -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3), invariant to
     /// shifts and scales of the logits (needs at least 3 classes).
     Dlr,
+    /// Targeted difference of logits ratio: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2),
+    /// climbed towards one target class t at a time (needs at least 4 classes).
+    DlrTargeted,
 }
 
 /// The threat model: the ball the perturbation stays in.
@@ -55,6 +59,9 @@ pub struct Apgd<'a> {
     pub eps: f64,
     pub steps: usize,
     pub restarts: usize,
+    /// Targeted loss only: how many target classes, taken in turn from the clean logits'
+    /// second highest down.
+    pub targets: usize,
     pub seed: u64,
     /// Cross-entropy's gradient: `Exact` in float64 (never lost to rounding), `Autograd` in
     /// float32 as PyTorch computes it (zero where the true class's probability rounds to 1).
@@ -69,6 +76,7 @@ fn loss_and_grad(
     net: &Network,
     x: &Tensor,
     labels: &[u32],
+    targets: &[u32],
     bn: BnMode,
     loss: Loss,
     mode: GradMode,
@@ -81,7 +89,7 @@ fn loss_and_grad(
     let mut losses = Vec::with_capacity(z.len());
     let mut correct = Vec::with_capacity(z.len());
     let mut cot = Vec::with_capacity(z.len() * k);
-    for (row, &y) in z.iter().zip(labels) {
+    for (i, (row, &y)) in z.iter().zip(labels).enumerate() {
         let row: Vec<f64> = row.iter().map(|&v| v as f64).collect();
         let y = y as usize;
         let top = (0..k).fold(0, |best, j| if row[j] > row[best] { j } else { best });
@@ -90,17 +98,13 @@ fn loss_and_grad(
             (Loss::Ce, GradMode::Exact) => cross_entropy(&row, y),
             (Loss::Ce, GradMode::Autograd) => cross_entropy_f32(&row, y),
             (Loss::Dlr, _) => dlr(&row, y),
+            (Loss::DlrTargeted, _) => dlr_targeted(&row, y, targets[i] as usize),
         };
         losses.push(l);
         cot.extend(c.iter().map(|&v| v as f32));
     }
     let c = Tensor::from_vec(cot, (z.len(), k), x.device())?;
-    let grads = logits.mul(&c)?.sum_all()?.backward()?;
-    let g = grads
-        .get(xv.as_tensor())
-        .cloned()
-        .ok_or_else(|| EngineError::model("the network's output does not depend on its input"))?;
-    Ok((losses, correct, g))
+    Ok((losses, correct, super::backward_to(&xv, &logits, &c)?))
 }
 
 /// Cross-entropy of one row and its gradient with respect to the logits.
@@ -141,34 +145,100 @@ fn dlr(z: &[f64], y: usize) -> (f64, Vec<f64>) {
     (-num / den, grad)
 }
 
+/// The targeted DLR loss of one row towards class `t`, and its gradient.
+fn dlr_targeted(z: &[f64], y: usize, t: usize) -> (f64, Vec<f64>) {
+    let mut order: Vec<usize> = (0..z.len()).collect();
+    order.sort_by(|&a, &b| z[b].total_cmp(&z[a]));
+    let (first, third, fourth) = (order[0], order[2], order[3]);
+    let num = z[y] - z[t];
+    let den = z[first] - 0.5 * (z[third] + z[fourth]) + TINY;
+    let mut grad = vec![0.0; z.len()];
+    grad[y] -= 1.0 / den;
+    grad[t] += 1.0 / den;
+    let q = num / (den * den);
+    grad[first] += q;
+    grad[third] -= 0.5 * q;
+    grad[fourth] -= 0.5 * q;
+    (-num / den, grad)
+}
+
+/// The class of each row with the `rank`-th highest logit (rank 1: the top).
+fn ranked_class(logits: &Tensor, rank: usize) -> Result<Vec<u32>> {
+    let z: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+    Ok(z.iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            order[rank - 1] as u32
+        })
+        .collect())
+}
+
 impl Apgd<'_> {
+    /// The fewest classes the loss works with.
+    pub fn min_classes(loss: Loss) -> usize {
+        match loss {
+            Loss::Ce => 2,
+            Loss::Dlr => 3,
+            Loss::DlrTargeted => 4,
+        }
+    }
+
+    /// The target ranks run in turn: none for an untargeted loss, else the second highest
+    /// clean logit down, as many as asked and the classes allow.
+    fn target_ranks(&self, classes: usize) -> Vec<Option<usize>> {
+        match self.loss {
+            Loss::DlrTargeted => (2..=(self.targets + 1).min(classes)).map(Some).collect(),
+            _ => vec![None],
+        }
+    }
+
     /// The adversarial batch, and which samples no restart fooled (the robust ones).
-    /// `right` says which samples the network classifies right unattacked.
-    pub fn run(&self, x: &Tensor, labels: &[u32], right: Vec<bool>, stop: &StopFlag) -> Result<(Tensor, Vec<bool>)> {
+    /// `robust` says which samples are still to fool (those the network classifies right
+    /// unattacked, or that an earlier attack left); `classes` is the network's output width.
+    pub fn run(
+        &self,
+        x: &Tensor,
+        labels: &[u32],
+        mut robust: Vec<bool>,
+        classes: usize,
+        stop: &StopFlag,
+    ) -> Result<(Tensor, Vec<bool>)> {
         let n = labels.len();
-        let mut robust = right;
+        if classes < Self::min_classes(self.loss) {
+            return Err(EngineError::config(format!(
+                "this APGD loss needs at least {} classes, the network has {classes}",
+                Self::min_classes(self.loss)
+            )));
+        }
         let mut adv = x.clone();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        for _ in 0..self.restarts {
-            let left: Vec<u32> = (0..n as u32).filter(|&i| robust[i as usize]).collect();
-            if left.is_empty() {
-                break;
-            }
-            let index = Tensor::new(left.as_slice(), x.device())?;
-            let xs = x.index_select(&index, 0)?;
-            let ys: Vec<u32> = left.iter().map(|&i| labels[i as usize]).collect();
-            let (found, still) = self.single_run(&xs, &ys, &mut rng, stop)?;
-            let fooled: Vec<u32> = (0..left.len() as u32).filter(|&j| !still[j as usize]).collect();
-            if fooled.is_empty() {
-                continue;
-            }
-            let at: Vec<u32> = fooled.iter().map(|&j| left[j as usize]).collect();
-            let at_index = Tensor::new(at.as_slice(), x.device())?;
-            let rows = found.index_select(&Tensor::new(fooled.as_slice(), x.device())?, 0)?;
-            // Those rows of `adv` are still the clean images: adding the perturbation sets them.
-            adv = adv.index_add(&at_index, &(rows - x.index_select(&at_index, 0)?)?, 0)?;
-            for &i in &at {
-                robust[i as usize] = false;
+        for rank in self.target_ranks(classes) {
+            for _ in 0..self.restarts {
+                let left: Vec<u32> = (0..n as u32).filter(|&i| robust[i as usize]).collect();
+                if left.is_empty() {
+                    return Ok((adv, robust));
+                }
+                let index = Tensor::new(left.as_slice(), x.device())?;
+                let xs = x.index_select(&index, 0)?;
+                let ys: Vec<u32> = left.iter().map(|&i| labels[i as usize]).collect();
+                let targets = match rank {
+                    Some(r) => ranked_class(&self.net.logits(&xs, self.bn)?, r)?,
+                    None => Vec::new(),
+                };
+                let (found, still) = self.single_run(&xs, &ys, &targets, &mut rng, stop)?;
+                let fooled: Vec<u32> = (0..left.len() as u32).filter(|&j| !still[j as usize]).collect();
+                if fooled.is_empty() {
+                    continue;
+                }
+                let at: Vec<u32> = fooled.iter().map(|&j| left[j as usize]).collect();
+                let at_index = Tensor::new(at.as_slice(), x.device())?;
+                let rows = found.index_select(&Tensor::new(fooled.as_slice(), x.device())?, 0)?;
+                // Those rows of `adv` are still the clean images: adding the perturbation sets them.
+                adv = adv.index_add(&at_index, &(rows - x.index_select(&at_index, 0)?)?, 0)?;
+                for &i in &at {
+                    robust[i as usize] = false;
+                }
             }
         }
         Ok((adv, robust))
@@ -217,14 +287,21 @@ impl Apgd<'_> {
 
     /// One run from a random start: the best point of each sample (its first misclassified
     /// iterate where there is one, else the highest loss) and which samples stayed right.
-    fn single_run(&self, x: &Tensor, y: &[u32], rng: &mut ChaCha8Rng, stop: &StopFlag) -> Result<(Tensor, Vec<bool>)> {
+    fn single_run(
+        &self,
+        x: &Tensor,
+        y: &[u32],
+        targets: &[u32],
+        rng: &mut ChaCha8Rng,
+        stop: &StopFlag,
+    ) -> Result<(Tensor, Vec<bool>)> {
         let n = y.len();
         let steps = self.steps;
         let share = |s: f64| ((s * steps as f64) as usize).max(1);
         let (mut check_len, min_check, decrease) = (share(FIRST_CHECK), share(MIN_CHECK), share(CHECK_DECREASE));
 
         let mut cur = self.random_start(x, rng)?;
-        let (losses, correct, mut grad) = loss_and_grad(self.net, &cur, y, self.bn, self.loss, self.grad)?;
+        let (losses, correct, mut grad) = loss_and_grad(self.net, &cur, y, targets, self.bn, self.loss, self.grad)?;
         let mut right = correct;
         let mut adv = cur.clone();
         let (mut best, mut best_grad, mut best_loss) = (cur.clone(), grad.clone(), losses);
@@ -248,7 +325,7 @@ impl Apgd<'_> {
             let moved = ((&cur + ((z - &cur)? * a)?)? + (momentum_from * (1.0 - a))?)?;
             cur = self.project(x, &moved)?;
 
-            let (losses, correct, g) = loss_and_grad(self.net, &cur, y, self.bn, self.loss, self.grad)?;
+            let (losses, correct, g) = loss_and_grad(self.net, &cur, y, targets, self.bn, self.loss, self.grad)?;
             grad = g;
             let newly: Vec<bool> = (0..n).map(|j| right[j] && !correct[j]).collect();
             adv = choose(&newly, &cur, &adv)?;
@@ -300,7 +377,7 @@ impl Apgd<'_> {
 }
 
 /// Per sample, `a` where `pick` holds, else `b`.
-fn choose(pick: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub(super) fn choose(pick: &[bool], a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if pick.iter().all(|p| !p) {
         return Ok(b.clone());
     }

@@ -1,7 +1,12 @@
-//! FGSM, PGD and APGD (METHOD.md section 4), with an input-gradient direction that float
-//! rounding cannot hide.
+//! FGSM, PGD, APGD, Square and their worst-case ensemble (METHOD.md section 4), with an
+//! input-gradient direction that float rounding cannot hide.
 
 pub mod apgd;
+pub mod checks;
+pub mod square;
+mod strong;
+
+pub use checks::{AttackStats, Stage};
 
 use candle_core::{DType, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -25,11 +30,25 @@ pub enum AttackKind {
     ApgdCe,
     /// APGD with the difference-of-logits-ratio loss.
     ApgdDlr,
+    /// APGD with the targeted DLR loss, towards each of the top classes in turn.
+    ApgdT,
+    /// The score-based black-box Square attack (no gradients).
+    Square,
+    /// The worst case of APGD-CE, APGD-T and Square, run in turn on the samples still robust.
+    Strong,
 }
 
 impl AttackKind {
     /// Every kind, in the order menus list them.
-    pub const ALL: [AttackKind; 4] = [AttackKind::Fgsm, AttackKind::Pgd, AttackKind::ApgdCe, AttackKind::ApgdDlr];
+    pub const ALL: [AttackKind; 7] = [
+        AttackKind::Fgsm,
+        AttackKind::Pgd,
+        AttackKind::ApgdCe,
+        AttackKind::ApgdDlr,
+        AttackKind::ApgdT,
+        AttackKind::Square,
+        AttackKind::Strong,
+    ];
 
     /// How reports and menus name the kind.
     pub fn label(self) -> &'static str {
@@ -38,6 +57,9 @@ impl AttackKind {
             AttackKind::Pgd => "PGD",
             AttackKind::ApgdCe => "APGD-CE",
             AttackKind::ApgdDlr => "APGD-DLR",
+            AttackKind::ApgdT => "APGD-T",
+            AttackKind::Square => "Square",
+            AttackKind::Strong => "Strong",
         }
     }
 
@@ -48,7 +70,25 @@ impl AttackKind {
             AttackKind::Pgd => "pgd",
             AttackKind::ApgdCe => "apgd-ce",
             AttackKind::ApgdDlr => "apgd-dlr",
+            AttackKind::ApgdT => "apgd-t",
+            AttackKind::Square => "square",
+            AttackKind::Strong => "strong",
         }
+    }
+
+    /// Whether APGD's iterations and restarts apply.
+    pub fn uses_apgd(self) -> bool {
+        matches!(self, AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT | AttackKind::Strong)
+    }
+
+    /// Whether Square's queries apply.
+    pub fn uses_queries(self) -> bool {
+        matches!(self, AttackKind::Square | AttackKind::Strong)
+    }
+
+    /// Whether the L2 threat model is offered.
+    pub fn has_l2(self) -> bool {
+        self.uses_apgd() || self.uses_queries()
     }
 
     /// Whether the attack takes several gradient steps (each needing a fresh forward pass
@@ -80,6 +120,18 @@ fn default_pgd_steps() -> usize {
 pub const DEFAULT_APGD_STEPS: usize = 100;
 /// APGD restarts unless told otherwise.
 pub const DEFAULT_RESTARTS: usize = 1;
+/// Square's queries unless told otherwise (the reference ensemble's).
+pub const DEFAULT_QUERIES: usize = 5000;
+/// APGD-T's target classes unless told otherwise (the reference ensemble's top 9).
+pub const DEFAULT_TARGETS: usize = 9;
+
+fn default_queries() -> usize {
+    DEFAULT_QUERIES
+}
+
+fn default_targets() -> usize {
+    DEFAULT_TARGETS
+}
 
 fn default_apgd_steps() -> usize {
     DEFAULT_APGD_STEPS
@@ -103,16 +155,23 @@ pub struct AttackConfig {
     /// PGD step size; `None` means 2.5 * eps / steps (Madry et al.).
     pub pgd_step: Option<f64>,
     pub pgd_random_start: bool,
-    /// Seed of PGD's random start and of APGD's starting points.
+    /// Seed of every random draw of the attack: PGD's and APGD's starting points, Square's
+    /// windows.
     pub seed: u64,
     /// APGD iterations per restart.
     #[serde(default = "default_apgd_steps")]
     pub attack_steps: usize,
-    /// APGD runs from new random starts, each on the samples no earlier one fooled.
+    /// APGD and Square run from new random starts, each on the samples no earlier one fooled.
     #[serde(default = "default_restarts")]
     pub restarts: usize,
-    /// APGD's threat model (FGSM and PGD are L-infinity).
+    /// The threat model of APGD and Square (FGSM and PGD are L-infinity).
     pub norm: apgd::Norm,
+    /// Square's queries per restart.
+    #[serde(default = "default_queries")]
+    pub queries: usize,
+    /// APGD-T's target classes, from the second highest clean logit down.
+    #[serde(default = "default_targets")]
+    pub targets: usize,
 }
 
 impl Default for AttackConfig {
@@ -129,6 +188,8 @@ impl Default for AttackConfig {
             attack_steps: DEFAULT_APGD_STEPS,
             restarts: DEFAULT_RESTARTS,
             norm: apgd::Norm::Linf,
+            queries: DEFAULT_QUERIES,
+            targets: DEFAULT_TARGETS,
         }
     }
 }
@@ -137,6 +198,8 @@ impl Default for AttackConfig {
 pub const MAX_PGD_STEPS: usize = 100_000;
 /// More restarts than any evaluation runs.
 pub const MAX_RESTARTS: usize = 1_000;
+/// Twenty times the reference's Square budget.
+pub const MAX_QUERIES: usize = 100_000;
 
 impl AttackConfig {
     pub fn fgsm(eps: f64) -> Self {
@@ -163,7 +226,7 @@ impl AttackConfig {
                 return Err(EngineError::config(format!("the PGD step size must be > 0, found {s}")));
             }
         }
-        if matches!(self.kind, AttackKind::ApgdCe | AttackKind::ApgdDlr) {
+        if self.kind.uses_apgd() {
             if !(1..=MAX_PGD_STEPS).contains(&self.attack_steps) {
                 return Err(EngineError::config(format!(
                     "APGD needs from 1 to {MAX_PGD_STEPS} steps, found {}",
@@ -177,9 +240,26 @@ impl AttackConfig {
                 )));
             }
         }
-        if self.norm == apgd::Norm::L2 && !matches!(self.kind, AttackKind::ApgdCe | AttackKind::ApgdDlr) {
+        if matches!(self.kind, AttackKind::ApgdT | AttackKind::Strong) && self.targets == 0 {
+            return Err(EngineError::config("APGD-T needs at least 1 target class, found 0"));
+        }
+        if self.kind.uses_queries() {
+            if !(1..=MAX_QUERIES).contains(&self.queries) {
+                return Err(EngineError::config(format!(
+                    "Square needs from 1 to {MAX_QUERIES} queries, found {}",
+                    self.queries
+                )));
+            }
+            if !(1..=MAX_RESTARTS).contains(&self.restarts) {
+                return Err(EngineError::config(format!(
+                    "Square needs from 1 to {MAX_RESTARTS} restarts, found {}",
+                    self.restarts
+                )));
+            }
+        }
+        if self.norm == apgd::Norm::L2 && !self.kind.has_l2() {
             return Err(EngineError::config(format!(
-                "{} is an L-infinity attack: the L2 norm is APGD's",
+                "{} is an L-infinity attack: the L2 norm is APGD's and Square's",
                 self.kind.label()
             )));
         }
@@ -254,12 +334,16 @@ pub fn input_gradient(
 /// The gradient of the attack direction at `x`, given logits whose graph reaches it.
 fn gradient_of(x: &Var, logits: &Tensor, labels: &[u32], mode: GradMode) -> Result<(Tensor, usize)> {
     let (c, saturated) = cotangent(&logits.detach(), labels, mode)?;
-    let grads = logits.mul(&c)?.sum_all()?.backward()?;
-    let g = grads
+    Ok((backward_to(x, logits, &c)?, saturated))
+}
+
+/// The gradient at `x` of the logits weighted by `cotangent` (a vector-Jacobian product).
+fn backward_to(x: &Var, logits: &Tensor, cotangent: &Tensor) -> Result<Tensor> {
+    let grads = logits.mul(cotangent)?.sum_all()?.backward()?;
+    grads
         .get(x.as_tensor())
         .cloned()
-        .ok_or_else(|| EngineError::model("the network's output does not depend on its input"))?;
-    Ok((g, saturated))
+        .ok_or_else(|| EngineError::model("the network's output does not depend on its input"))
 }
 
 /// Stages `..from` of the network applied to `x` once, kept with their graph so that
@@ -298,18 +382,21 @@ impl Prefix {
         let (g, saturated) = gradient_of(&self.x, &logits, labels, cfg.grad)?;
         let x = self.x.as_tensor();
         let x_adv = within(signed_step(x, &g, cfg.eps)?, clamp_bounds(norm, x, cfg)?.as_ref())?;
-        Ok(Attacked { x_adv: x_adv.detach(), clean_logits: logits.detach(), saturated })
+        let mut stats = AttackStats { saturated, ..AttackStats::default() };
+        stats.count_gradients(&g)?;
+        Ok(Attacked { x_adv: x_adv.detach(), clean_logits: logits.detach(), stats })
     }
+}
+
+/// The normalised image of [0, 1] in channel `c`.
+fn image_range(norm: &Normalize, c: usize) -> (f32, f32) {
+    let (m, s) = norm.channel(c);
+    ((0.0 - m) / s, (1.0 - m) / s)
 }
 
 /// Per-channel bounds of the normalised image of [0, 1], shaped (1, C, 1, 1).
 fn image_bounds(norm: &Normalize, channels: usize, like: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (lo, hi): (Vec<f32>, Vec<f32>) = (0..channels)
-        .map(|c| {
-            let (m, s) = norm.channel(c);
-            ((0.0 - m) / s, (1.0 - m) / s)
-        })
-        .unzip();
+    let (lo, hi): (Vec<f32>, Vec<f32>) = (0..channels).map(|c| image_range(norm, c)).unzip();
     let shape = (1, channels, 1, 1);
     Ok((Tensor::from_vec(lo, shape, like.device())?, Tensor::from_vec(hi, shape, like.device())?))
 }
@@ -347,7 +434,8 @@ pub struct Attacked {
     pub x_adv: Tensor,
     /// Logits of the clean input (computed on the way).
     pub clean_logits: Tensor,
-    pub saturated: usize,
+    /// What the attack saw that bears on its trust: saturation, zero gradients, stages.
+    pub stats: AttackStats,
 }
 
 /// Runs the configured attack on a batch of normalised inputs, to the end.
@@ -362,7 +450,7 @@ pub fn attack(
     attack_until_stopped(net, x, labels, norm, bn, cfg, &StopFlag::new())
 }
 
-/// Like [`attack`], checking `stop` before each PGD step: one batch of a long PGD takes
+/// Like [`attack`], checking `stop` before each iteration: one batch of a long attack takes
 /// seconds, far longer than a cancel may.
 pub fn attack_until_stopped(
     net: &Network,
@@ -373,59 +461,126 @@ pub fn attack_until_stopped(
     cfg: &AttackConfig,
     stop: &StopFlag,
 ) -> Result<Attacked> {
-    let eps = cfg.eps;
     let bounds = clamp_bounds(norm, x, cfg)?;
-    let finish = |x: Tensor| within(x, bounds.as_ref());
+    if cfg.kind == AttackKind::Square {
+        // Black-box: the clean logits only, never a gradient.
+        let clean_logits = net.logits(x, bn)?;
+        let robust = still_right(&clean_logits, labels)?;
+        let (x_adv, _) = square(net, bn, cfg, norm, x)?.run(x, labels, robust, stop)?;
+        return Ok(Attacked { x_adv, clean_logits, stats: AttackStats::default() });
+    }
     let (g, clean_logits, saturated) = input_gradient(net, x, labels, bn, cfg.grad)?;
+    let mut stats = AttackStats { saturated, ..AttackStats::default() };
+    stats.count_gradients(&g)?;
     let x_adv = match cfg.kind {
-        AttackKind::Fgsm => finish(signed_step(x, &g, eps)?)?,
-        AttackKind::Pgd => {
-            let step = cfg.pgd_step_size();
-            let mut cur = if cfg.pgd_random_start {
-                let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-                let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.random_range(-eps..=eps) as f32).collect();
-                finish((x + Tensor::from_vec(noise, x.shape(), x.device())?)?)?
-            } else {
-                x.clone()
-            };
-            let (lo, hi) = ((x - eps)?, (x + eps)?);
-            for t in 0..cfg.pgd_steps {
-                if stop.is_stopped() {
-                    return Err(EngineError::Cancelled);
-                }
-                let g = if t == 0 && !cfg.pgd_random_start {
-                    g.clone()
-                } else {
-                    input_gradient(net, &cur, labels, bn, cfg.grad)?.0
-                };
-                let moved = signed_step(&cur, &g, step)?;
-                cur = finish(moved.maximum(&lo)?.minimum(&hi)?)?;
-            }
-            cur
+        AttackKind::Fgsm => within(signed_step(x, &g, cfg.eps)?, bounds.as_ref())?,
+        AttackKind::Pgd => pgd(net, x, labels, bn, cfg, &g, bounds.as_ref(), stop)?,
+        AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT => {
+            let robust = still_right(&clean_logits, labels)?;
+            apgd(net, bn, cfg, cfg.kind, bounds).run(x, labels, robust, clean_logits.dim(1)?, stop)?.0
         }
-        AttackKind::ApgdCe | AttackKind::ApgdDlr => {
-            let loss = if cfg.kind == AttackKind::ApgdCe { apgd::Loss::Ce } else { apgd::Loss::Dlr };
-            if loss == apgd::Loss::Dlr && clean_logits.dim(1)? < 3 {
-                return Err(EngineError::config("the DLR loss needs at least 3 classes"));
-            }
-            let right: Vec<bool> =
-                clean_logits.argmax(1)?.to_vec1::<u32>()?.iter().zip(labels).map(|(p, y)| p == y).collect();
-            let run = apgd::Apgd {
-                net,
-                bn,
-                loss,
-                norm: cfg.norm,
-                eps,
-                steps: cfg.attack_steps,
-                restarts: cfg.restarts,
-                seed: cfg.seed,
-                grad: cfg.grad,
-                bounds,
-            };
-            run.run(x, labels, right, stop)?.0
+        AttackKind::Square => unreachable!("answered above"),
+        AttackKind::Strong => {
+            let (x_adv, stages) = strong::run(net, x, labels, norm, bn, cfg, &clean_logits, stop)?;
+            stats.stages = stages;
+            x_adv
         }
     };
-    Ok(Attacked { x_adv: x_adv.detach(), clean_logits, saturated })
+    Ok(Attacked { x_adv: x_adv.detach(), clean_logits, stats })
+}
+
+/// PGD from the clean input (or a seeded random start), `g` being the clean input's gradient.
+#[allow(clippy::too_many_arguments)]
+fn pgd(
+    net: &Network,
+    x: &Tensor,
+    labels: &[u32],
+    bn: BnMode,
+    cfg: &AttackConfig,
+    g: &Tensor,
+    bounds: Option<&(Tensor, Tensor)>,
+    stop: &StopFlag,
+) -> Result<Tensor> {
+    let eps = cfg.eps;
+    let step = cfg.pgd_step_size();
+    let mut cur = if cfg.pgd_random_start {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let noise: Vec<f32> = (0..x.elem_count()).map(|_| rng.random_range(-eps..=eps) as f32).collect();
+        within((x + Tensor::from_vec(noise, x.shape(), x.device())?)?, bounds)?
+    } else {
+        x.clone()
+    };
+    let (lo, hi) = ((x - eps)?, (x + eps)?);
+    for t in 0..cfg.pgd_steps {
+        if stop.is_stopped() {
+            return Err(EngineError::Cancelled);
+        }
+        let g = if t == 0 && !cfg.pgd_random_start {
+            g.clone()
+        } else {
+            input_gradient(net, &cur, labels, bn, cfg.grad)?.0
+        };
+        let moved = signed_step(&cur, &g, step)?;
+        cur = within(moved.maximum(&lo)?.minimum(&hi)?, bounds)?;
+    }
+    Ok(cur)
+}
+
+/// Which samples the logits classify right (first maximum, as torch.argmax).
+fn still_right(logits: &Tensor, labels: &[u32]) -> Result<Vec<bool>> {
+    let pred: Vec<u32> = logits.argmax(1)?.to_vec1()?;
+    Ok(pred.iter().zip(labels).map(|(p, y)| p == y).collect())
+}
+
+/// The APGD run of `kind` (APGD-CE, APGD-DLR or APGD-T) with the config's parameters.
+fn apgd<'a>(
+    net: &'a Network,
+    bn: BnMode,
+    cfg: &AttackConfig,
+    kind: AttackKind,
+    bounds: Option<(Tensor, Tensor)>,
+) -> apgd::Apgd<'a> {
+    let loss = match kind {
+        AttackKind::ApgdDlr => apgd::Loss::Dlr,
+        AttackKind::ApgdT => apgd::Loss::DlrTargeted,
+        _ => apgd::Loss::Ce,
+    };
+    apgd::Apgd {
+        net,
+        bn,
+        loss,
+        norm: cfg.norm,
+        eps: cfg.eps,
+        steps: cfg.attack_steps,
+        // The reference ensemble runs each target once.
+        restarts: if kind == AttackKind::ApgdT { 1 } else { cfg.restarts },
+        targets: cfg.targets,
+        seed: cfg.seed,
+        grad: cfg.grad,
+        bounds,
+    }
+}
+
+/// The Square run with the config's parameters.
+fn square<'a>(
+    net: &'a Network,
+    bn: BnMode,
+    cfg: &AttackConfig,
+    norm: &Normalize,
+    x: &Tensor,
+) -> Result<square::Square<'a>> {
+    let channels = x.dim(1)?;
+    let bounds = cfg.clamp.then(|| (0..channels).map(|c| image_range(norm, c)).unzip());
+    Ok(square::Square {
+        net,
+        bn,
+        norm: cfg.norm,
+        eps: cfg.eps,
+        queries: cfg.queries,
+        restarts: cfg.restarts,
+        seed: cfg.seed,
+        bounds,
+    })
 }
 
 #[cfg(test)]

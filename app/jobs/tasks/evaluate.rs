@@ -113,9 +113,7 @@ pub fn evaluate(
             total,
         }));
         ctrl.progress.advance(1);
-        let rest = set.counts_in(first..batches, net, BnMode::Running, &setup.attack, ctrl)?;
-        counts.clean += rest.clean;
-        counts.adv += rest.adv;
+        counts += set.counts_in(first..batches, net, BnMode::Running, &setup.attack, ctrl)?;
     }
     drop(masker);
     ctrl.progress.advance(1);
@@ -127,6 +125,8 @@ pub fn evaluate(
         base_adv: base.adv,
         removed,
         total,
+        blind: counts.blind,
+        black_box_gain: counts.black_box_gain,
     }))
 }
 
@@ -217,6 +217,8 @@ mod tests {
                 base_adv: base.correct_adversarial.unwrap(),
                 removed,
                 total,
+                blind: all.stats.zero_gradient + all.stats.nonfinite_gradient,
+                black_box_gain: all.stats.black_box_gain().unwrap_or(0),
             };
             assert_eq!(exact, want, "{layer}");
             let want = EvalEstimate {

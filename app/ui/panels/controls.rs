@@ -3,8 +3,11 @@
 use super::widgets::percent;
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
-use crate::engine::attack::AttackKind;
+use crate::engine::attack::apgd::Norm;
+use crate::engine::attack::checks::BLACK_BOX_MARGIN;
+use crate::engine::attack::{AttackKind, MAX_QUERIES};
 use crate::export::format::group;
+use crate::jobs::command::EvalOutcome;
 use crate::ui::actions::Action;
 use crate::ui::app::ExplorerApp;
 use crate::ui::session::ReadoutView;
@@ -45,17 +48,30 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
             changed |= ui.radio_value(&mut app.settings.attack.kind, kind, kind.label()).changed();
         }
     });
-    match app.settings.attack.kind {
-        AttackKind::Fgsm => {}
-        AttackKind::Pgd => {
-            changed |=
-                ui.add(egui::Slider::new(&mut app.settings.attack.pgd_steps, 1..=40).text("PGD steps")).changed();
-        }
-        AttackKind::ApgdCe | AttackKind::ApgdDlr => {
-            let attack = &mut app.settings.attack;
-            changed |= ui.add(egui::Slider::new(&mut attack.attack_steps, 1..=200).text("APGD steps")).changed();
-            changed |= ui.add(egui::Slider::new(&mut attack.restarts, 1..=5).text("Restarts")).changed();
-        }
+    let attack = &mut app.settings.attack;
+    if attack.kind == AttackKind::Pgd {
+        changed |= ui.add(egui::Slider::new(&mut attack.pgd_steps, 1..=40).text("PGD steps")).changed();
+    }
+    if attack.kind.uses_apgd() {
+        changed |= ui.add(egui::Slider::new(&mut attack.attack_steps, 1..=200).text("APGD steps")).changed();
+        changed |= ui.add(egui::Slider::new(&mut attack.restarts, 1..=5).text("Restarts")).changed();
+    }
+    if matches!(attack.kind, AttackKind::ApgdT | AttackKind::Strong) {
+        changed |= ui.add(egui::Slider::new(&mut attack.targets, 1..=9).text("Target classes")).changed();
+    }
+    if attack.kind.uses_queries() {
+        let queries = egui::Slider::new(&mut attack.queries, 1..=MAX_QUERIES).logarithmic(true).text("Square queries");
+        changed |= ui.add(queries).changed();
+    }
+    if attack.kind.has_l2() {
+        ui.horizontal(|ui| {
+            ui.label("Norm");
+            changed |= ui.radio_value(&mut attack.norm, Norm::Linf, "L-infinity").changed();
+            changed |= ui.radio_value(&mut attack.norm, Norm::L2, "L2").changed();
+        });
+    } else if attack.norm != Norm::Linf {
+        attack.norm = Norm::Linf;
+        changed = true;
     }
     let mut eps = app.settings.attack.eps;
     let std0 = app.session.model.as_ref().map_or(1.0, |m| m.std0 as f64);
@@ -124,6 +140,24 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
 /// The accuracy of the filtered network: the exact counts, a first estimate with its 95 %
 /// interval while they are computed, or placeholders; never numbers made for a filter,
 /// threshold or subset other than the current one.
+/// The gradient-masking checks of the exact readout, when they find something.
+fn masking_rows(ui: &mut egui::Ui, r: &EvalOutcome) {
+    if r.blind > 0 {
+        ui.colored_label(theme::ERROR, "Zero gradients")
+            .on_hover_text("Samples whose input gradient is zero or not finite: no gradient attack can move them");
+        ui.label(group(r.blind));
+        ui.label("");
+        ui.end_row();
+    }
+    if r.black_box_gain as f64 > BLACK_BOX_MARGIN * r.samples as f64 {
+        ui.colored_label(theme::ERROR, "Square beat APGD")
+            .on_hover_text("The black-box attack fooled samples both gradient attacks missed: masked gradients");
+        ui.label(group(r.black_box_gain));
+        ui.label("");
+        ui.end_row();
+    }
+}
+
 fn readout(ui: &mut egui::Ui, app: &ExplorerApp, changed: bool) {
     ui.heading("Accuracy");
     let view = if changed { ReadoutView::Pending } else { app.session.readout_view(app.filter_version) };
@@ -149,6 +183,7 @@ fn readout(ui: &mut egui::Ui, app: &ExplorerApp, changed: bool) {
                     ui.end_row();
                 }
                 removed_row(ui, r.removed, r.total);
+                masking_rows(ui, r);
             }
             ReadoutView::Estimate(e) => {
                 let n = e.samples.max(1) as f64;

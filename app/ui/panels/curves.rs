@@ -8,6 +8,7 @@ use super::widgets::{empty_note, export_button, job_button};
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::masks::GLOBAL;
 use crate::engine::analysis::sweep::Scope;
+use crate::engine::attack::checks;
 use crate::jobs::JobKind;
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;
@@ -115,7 +116,38 @@ fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         }
         plot.vline(VLine::new("current eps", eps).color(theme::THRESHOLD));
     });
+    masking_notes(ui, &app.session.eps_curve);
 }
+
+/// Accuracy that rises with eps, or stays high at the largest eps: the attack, not the
+/// network, may have failed (METHOD.md section 4, gradient-masking checks).
+fn masking_notes(ui: &mut egui::Ui, curve: &[[f64; 3]]) {
+    let adv: Vec<(f64, f64)> = curve.iter().map(|p| (p[0], p[2])).collect();
+    for (eps, acc) in checks::rises(&adv, RISE_SLACK) {
+        ui.colored_label(
+            theme::ERROR,
+            format!(
+                "Adversarial accuracy rises to {:.1} % at eps {eps:.4}, above its value at a smaller eps: \
+                 a sign of masked gradients",
+                100.0 * acc
+            ),
+        );
+    }
+    if let Some(&(eps, acc)) = adv.last()
+        && acc > HIGH_AT_LARGEST
+    {
+        ui.weak(format!(
+            "At the largest eps plotted ({eps:.4}) {:.1} % stay robust: a sound attack drives accuracy toward 0 \
+             as eps grows; try a larger eps to check",
+            100.0 * acc
+        ));
+    }
+}
+
+/// A rise of more than one sample in a hundred is reported.
+const RISE_SLACK: f64 = 0.01;
+/// Robust accuracy above this share at the curve's end is pointed out.
+const HIGH_AT_LARGEST: f64 = 0.10;
 
 /// The compression filters (SPEC section 9).
 pub const COMPRESSION: [FilterKind; 3] = [FilterKind::H0, FilterKind::H1, FilterKind::H2];
