@@ -1,22 +1,34 @@
 //! `eval`: clean and adversarial accuracy.
 
-use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::common::{DataArgs, ModelArgs};
-use super::progress::{Bar, ctrl_c_flag};
+use super::eval_out::{self, EvalKept, ModelStamp};
+use super::parts::DataStamp;
+use super::progress::{Bar, StoppedEarly, ctrl_c_flag};
+use super::shards::{EvalShardFile, Manifest, SHARD_HELP};
+use super::{common::prepare_out, eps_curve};
 use crate::engine::DEFAULT_SEED;
+use crate::engine::EngineError;
+use crate::engine::analysis::shard::Shard;
 use crate::engine::attack::apgd::Norm;
 use crate::engine::attack::{
     AttackConfig, AttackKind, DEFAULT_APGD_STEPS, DEFAULT_PGD_STEPS, DEFAULT_QUERIES, DEFAULT_RESTARTS,
     DEFAULT_TARGETS, GradMode,
 };
-use crate::engine::eval::{DEFAULT_BATCH, EvalConfig, EvalReport, evaluate};
+use crate::engine::card::Normalize;
+use crate::engine::data::Dataset;
+use crate::engine::eval::{DEFAULT_BATCH, EvalConfig, EvalReport, assemble, evaluate, evaluate_batches};
 use crate::engine::model::BnMode;
+use crate::engine::model::Network;
 use crate::engine::progress::Ctrl;
 use crate::engine::setup;
 use crate::export::format::group;
+use crate::export::tables::write_json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AttackChoice {
@@ -136,6 +148,16 @@ pub struct EvalArgs {
     /// Print one JSON object on stdout (progress stays on stderr)
     #[arg(long)]
     pub json: bool,
+    /// Measure adversarial accuracy at each of these eps instead (ascending), and check the
+    /// curve: accuracy must not rise with eps and should fall toward 0
+    #[arg(long, value_delimiter = ',', value_name = "EPS,...", conflicts_with_all = ["eps", "shard"])]
+    pub eps_curve: Option<Vec<f64>>,
+    /// Folder for eval.json, outcomes.csv (one row per image) and the finished batches: run
+    /// again, a stopped evaluation resumes from them
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_name = "I/N", requires = "out", help = SHARD_HELP)]
+    pub shard: Option<Shard>,
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
@@ -153,24 +175,95 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         }
     };
     let cfg = EvalConfig { batch: a.batches.batch, bn: a.batches.bn, attack };
-    let bar = Bar::new();
-    let stop = ctrl_c_flag();
-    let report = evaluate(&net, &data, &norm, &cfg, Ctrl { progress: &bar, stop: &stop });
+    if let Some(out) = &a.out {
+        prepare_out(out)?;
+    }
+    let (bar, stop) = (Bar::new(), ctrl_c_flag());
+    let ctrl = Ctrl { progress: &bar, stop: &stop };
+    if let Some(list) = &a.eps_curve {
+        let curve = eps_curve::run(&net, &data, &norm, &cfg, list, ctrl);
+        bar.finish();
+        return eps_curve::report(a, &net, &data, &cfg, &curve?);
+    }
+    let report = match &a.out {
+        None => evaluate(&net, &data, &norm, &cfg, ctrl),
+        Some(out) => {
+            let kept = kept_run(a, out, &net, &data, &norm, &cfg, ctrl);
+            bar.finish();
+            let Some(kept) = kept? else { return Ok(()) };
+            let report = assemble(data.len(), &cfg, &kept.batches)?;
+            let summary = summary_json(&report, &cfg, &kept.model.model, &data.name);
+            eval_out::write_result(out, &summary, &report, &kept)?;
+            Ok(report)
+        }
+    };
     bar.finish();
     let report = report?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary_json(&report, &cfg))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary_json(&report, &cfg, &a.model.describe(&net), &data.name))?
+        );
     } else {
         println!("model  {}", a.model.describe(&net));
         println!("data   {} ({} images)", data.name, group(data.len()));
-        print_report(&report, &cfg, norm.channel(0).1);
+        print_report(&report, &cfg, Some(norm.channel(0).1));
+        if let Some(out) = &a.out {
+            println!("wrote {}", out.join(eval_out::RESULT_FILE).display());
+        }
     }
     Ok(())
 }
 
-fn summary_json(r: &EvalReport, cfg: &EvalConfig) -> serde_json::Value {
+/// The evaluation with its batches kept in `out` after each one, resuming from those kept
+/// there before; a shard's share ends with its manifest (and `None`: nothing to report yet).
+#[allow(clippy::too_many_arguments)]
+fn kept_run(
+    a: &EvalArgs,
+    out: &Path,
+    net: &Network,
+    data: &Dataset,
+    norm: &Normalize,
+    cfg: &EvalConfig,
+    ctrl: Ctrl,
+) -> Result<Option<EvalKept>> {
+    let mut kept = EvalKept {
+        model: ModelStamp::of(&a.model, net)?,
+        data: DataStamp::of(data),
+        config: cfg.clone(),
+        shard: a.shard,
+        batches: Vec::new(),
+    };
+    let manifest = a.shard.map(|s| out.join(s.file_name()));
+    if let Some(m) = manifest.as_ref().filter(|m| m.exists()) {
+        std::fs::remove_file(m).with_context(|| format!("replacing {}", m.display()))?;
+    }
+    let resumed = eval_out::resume(out, &kept);
+    let owned = |i: usize| a.shard.is_none_or(|s| s.owns(i));
+    let batches = evaluate_batches(net, data, norm, cfg, resumed, &owned, ctrl, &mut |done| {
+        kept.batches = done.to_vec();
+        eval_out::keep(out, &kept).map_err(|e| EngineError::io("write", out, std::io::Error::other(format!("{e:#}"))))
+    });
+    let batches = match batches {
+        Err(EngineError::Cancelled) => {
+            return Err(StoppedEarly("the finished batches are kept: the same command resumes from them").into());
+        }
+        other => other?,
+    };
+    kept.batches = batches;
+    let (Some(shard), Some(manifest)) = (a.shard, manifest) else { return Ok(Some(kept)) };
+    eval_out::keep(out, &kept)?;
+    let file = EvalShardFile { shard, kept };
+    write_json(&manifest, &Manifest::Eval(Box::new(file)))?;
+    println!("wrote {}", manifest.display());
+    Ok(None)
+}
+
+pub fn summary_json(r: &EvalReport, cfg: &EvalConfig, model: &str, data: &str) -> serde_json::Value {
     let a = cfg.attack.as_ref();
     json!({
+        "model": model,
+        "data": data,
         "n": r.n,
         "correct_clean": r.correct_clean,
         "clean_accuracy": r.clean_accuracy,
@@ -185,6 +278,7 @@ fn summary_json(r: &EvalReport, cfg: &EvalConfig) -> serde_json::Value {
         "saturated": r.stats.saturated,
         "zero_gradient": r.stats.zero_gradient,
         "nonfinite_gradient": r.stats.nonfinite_gradient,
+        "single_step_gain": r.stats.single_step_gain,
         "randomized": r.randomized,
         "stages": r.stats.stages,
         "warnings": warnings(r),
@@ -197,7 +291,7 @@ fn pct(c: usize, n: usize) -> String {
 }
 
 /// The gradient-masking warnings of an attacked run.
-fn warnings(r: &EvalReport) -> Vec<String> {
+pub fn warnings(r: &EvalReport) -> Vec<String> {
     let mut out = r.stats.warnings(r.n);
     if r.randomized {
         out.push(
@@ -229,7 +323,8 @@ fn describe(a: &AttackConfig) -> String {
     }
 }
 
-fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
+/// The report in words; `std0`, the first channel's normalisation, gives eps in pixel units.
+pub fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: Option<f32>) {
     println!("clean accuracy        {}", pct(r.correct_clean, r.n));
     if let (Some(a), Some(c)) = (&cfg.attack, r.correct_adversarial) {
         let grad = match (a.kind, a.grad) {
@@ -238,11 +333,11 @@ fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
             (_, GradMode::Autograd) => "float32 autograd",
         };
         println!("adversarial accuracy  {}", pct(c, r.n));
+        let pixels = std0.map_or(String::new(), |s| format!(" ({:.4} in pixel units)", a.eps * s as f64));
         println!(
-            "  {}, eps {} ({:.4} in pixel units), {grad}, seed {}{}",
+            "  {}, eps {}{pixels}, {grad}, seed {}{}",
             describe(a),
             a.eps,
-            a.eps * std0 as f64,
             a.seed,
             if a.clamp { ", clamped to the image range" } else { "" }
         );
@@ -251,6 +346,9 @@ fn print_report(r: &EvalReport, cfg: &EvalConfig, std0: f32) {
         }
         println!("saturated samples     {} (true-class probability rounds to 1 in float32)", group(r.stats.saturated));
         println!("zero-gradient samples {}", group(r.stats.zero_gradient));
+        if a.kind.iterative() {
+            println!("one FGSM step beat it {} samples", group(r.stats.single_step_gain));
+        }
         for w in warnings(r) {
             println!("warning: {w}");
         }

@@ -17,11 +17,11 @@ use results::Results;
 #[derive(Args, Debug)]
 #[command(after_long_help = "Each figure is written as STEM.png (2x), STEM.svg, STEM.csv (the plotted data) \
 and STEM.json (the options and the analysis config), with STEM = fig-KIND[-LAYER][-FILTER][-VIEW].\n\n\
-Eval outputs: collect `eval --json` runs at several --eps into one JSON array, e.g.\n  \
-for e in 0 0.1 0.2 0.3; do fragility-explorer eval --attack fgsm --eps $e --json; done | jq -s . > evals.json")]
+Accuracy against eps: `eval --eps-curve 0,0.1,0.2,0.3 --out DIR` writes DIR/eps_curve.json; \
+`eval --json` runs at several --eps collected into one JSON array do as well.")]
 pub struct FigureArgs {
-    /// Results written by sweep, dropout, landscape, trajectory, train or selective (sweep.json, ...), or
-    /// a JSON array of `eval --json` outputs
+    /// Results written by sweep, dropout, landscape, trajectory, train or selective (sweep.json, ...),
+    /// `eval --eps-curve` (eps_curve.json), or a JSON array of `eval --json` outputs
     #[arg(long, value_name = "FILE")]
     pub results: PathBuf,
     /// The figure (default: the first the result gives)

@@ -7,6 +7,8 @@ use clap::Args;
 
 use super::analysis::print_sweep;
 use super::common::prepare_out;
+use super::eval::{print_report, summary_json};
+use super::eval_out::{self, EvalKept};
 use super::parts::{DirStore, Source, read, write_unit};
 use super::shards::{Manifest, StudyShard, SweepShardFile, TrajectoryShard, check_cover, manifests_in, read_manifest};
 use super::study;
@@ -15,12 +17,16 @@ use crate::engine::analysis::dropout::DropoutResult;
 use crate::engine::analysis::shard::{SweepShard, merge_sweep};
 use crate::engine::analysis::trajectory::{self, CheckpointShares, Part, TrajectoryResult};
 use crate::engine::error::read_file;
+use crate::engine::eval::assemble;
+use crate::export::format::group;
 use crate::export::tables;
 
 #[derive(Args, Debug)]
-#[command(after_long_help = "Each SHARD_OUT is the --out folder of one or more shards (`sweep`, `trajectory` or \
+#[command(
+    after_long_help = "Each SHARD_OUT is the --out folder of one or more shards (`eval`, `sweep`, `trajectory` or \
 `study` run with --shard I/N); together they must hold every shard of one split exactly once. OUT gets what the \
-unsharded command writes, so running that command on OUT afterwards reuses every part.")]
+unsharded command writes, so running that command on OUT afterwards reuses every part."
+)]
 pub struct MergeArgs {
     /// The shards' output folders
     #[arg(required = true, value_name = "SHARD_OUT")]
@@ -46,6 +52,13 @@ pub fn run(a: &MergeArgs) -> Result<()> {
     check_cover(found.iter().map(|(dir, m)| (m.shard(), dir.as_path())))?;
     prepare_out(&a.out)?;
     match kind {
+        "eval" => {
+            let shards: Vec<(PathBuf, EvalKept)> = found
+                .into_iter()
+                .filter_map(|(dir, m)| if let Manifest::Eval(e) = m { Some((dir, e.kept)) } else { None })
+                .collect();
+            merge_eval(&shards, &a.out)
+        }
         "sweep" => {
             let shares: Vec<SweepShardFile> = found
                 .into_iter()
@@ -71,6 +84,18 @@ pub fn run(a: &MergeArgs) -> Result<()> {
             merge_study(&shards, &a.out)
         }
     }
+}
+
+fn merge_eval(shards: &[(PathBuf, EvalKept)], out: &Path) -> Result<()> {
+    let kept = eval_out::merge(shards)?;
+    let report = assemble(kept.data.images, &kept.config, &kept.batches)?;
+    let summary = summary_json(&report, &kept.config, &kept.model.model, &kept.data.data);
+    eval_out::write_result(out, &summary, &report, &kept)?;
+    println!("model  {}", kept.model.model);
+    println!("data   {} ({} images)", kept.data.data, group(kept.data.images));
+    print_report(&report, &kept.config, None);
+    println!("wrote {}", out.join(eval_out::RESULT_FILE).display());
+    Ok(())
 }
 
 fn merge_sweeps(shares: &[SweepShardFile], out: &Path) -> Result<()> {

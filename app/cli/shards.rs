@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use super::eval_out::EvalKept;
 use crate::engine::analysis::landscape::CheckpointEntry;
 use crate::engine::analysis::shard::{Shard, SweepShard};
 use crate::engine::analysis::trajectory::{RunIdentity, TrajectoryConfig};
@@ -46,9 +47,17 @@ pub struct SweepShardFile {
     pub share: SweepShard,
 }
 
+/// A shard's share of `eval`: its batches, with what they were computed from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalShardFile {
+    pub shard: Shard,
+    pub kept: EvalKept,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Manifest {
+    Eval(Box<EvalShardFile>),
     // Boxed: the shares carry whole attack and sweep configurations.
     Sweep(Box<SweepShardFile>),
     Trajectory(Box<TrajectoryShard>),
@@ -58,6 +67,7 @@ pub enum Manifest {
 impl Manifest {
     pub fn shard(&self) -> Shard {
         match self {
+            Manifest::Eval(m) => m.shard,
             Manifest::Sweep(m) => m.share.shard,
             Manifest::Trajectory(m) => m.shard,
             Manifest::Study(m) => m.shard,
@@ -66,6 +76,7 @@ impl Manifest {
 
     pub fn kind(&self) -> &'static str {
         match self {
+            Manifest::Eval(_) => "eval",
             Manifest::Sweep(_) => "sweep",
             Manifest::Trajectory(_) => "trajectory",
             Manifest::Study(_) => "study",

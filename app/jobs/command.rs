@@ -279,6 +279,8 @@ pub struct EvalOutcome {
     pub blind: usize,
     /// Samples the ensemble's black-box attack fooled after its gradient attacks.
     pub black_box_gain: usize,
+    /// Samples one FGSM step fooled that the iterative attack left robust.
+    pub single_step_gain: usize,
 }
 
 /// A first estimate of an evaluation from its first images, sent before the exact counts

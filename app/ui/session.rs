@@ -181,6 +181,7 @@ mod tests {
             total: 288,
             blind: 0,
             black_box_gain: 0,
+            single_step_gain: 0,
         }
     }
 

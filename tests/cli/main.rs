@@ -5,6 +5,7 @@
 mod common;
 
 mod commands;
+mod eval_runs;
 mod figures;
 mod kill;
 mod shards;

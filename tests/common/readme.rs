@@ -126,6 +126,7 @@ pub fn fill(words: &[String], places: &Places) -> Vec<String> {
             ("--target-classes", "T") => "3".into(),
             (_, "S") => "1".into(),
             (_, "E") => "0.1".into(),
+            (_, "E,...") => "0,0.1".into(),
             (_, "B") => "16".into(),
             (_, "A") => "0".into(),
             (_, "KIND") => "curves".into(),

@@ -89,6 +89,15 @@ pub fn load(path: &Path) -> Result<Results> {
     };
     Ok(match &v {
         Value::Array(items) if !items.is_empty() => evals(items)?,
+        // `eval --eps-curve`: its points under one config.
+        Value::Object(o) if has(&v, &["points", "config"]) => {
+            let items = o["points"]
+                .as_array()
+                .filter(|p| !p.is_empty())
+                .with_context(|| format!("the eps curve has no points: {}", path.display()))?;
+            let points = items.iter().enumerate().map(|(i, e)| eval_point(e, i, path)).collect::<Result<_>>()?;
+            Results::Evals(points, vec![o["config"].clone(); items.len()])
+        }
         o if has(o, &["records", "baseline"]) => {
             let sweep: SweepResult = parse(v, "sweep", path)?;
             for rec in &sweep.records {

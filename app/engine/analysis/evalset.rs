@@ -41,6 +41,8 @@ pub struct Counts {
     pub blind: usize,
     /// Samples the ensemble's black-box attack fooled after its gradient attacks.
     pub black_box_gain: usize,
+    /// Samples one FGSM step fooled that the iterative attack left robust.
+    pub single_step_gain: usize,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -49,6 +51,7 @@ impl std::ops::AddAssign for Counts {
         self.adv += other.adv;
         self.blind += other.blind;
         self.black_box_gain += other.black_box_gain;
+        self.single_step_gain += other.single_step_gain;
     }
 }
 
@@ -191,7 +194,9 @@ impl EvalSet {
                         None => attack_until_stopped(net, x, labels, &self.norm, bn, attack_cfg, ctrl.stop)?,
                     };
                     c.clean += correct(&a.clean_logits, labels)?;
-                    c.adv += correct(&net.logits(&a.x_adv, bn)?, labels)?;
+                    let adv_logits = net.logits(&a.x_adv, bn)?;
+                    c.adv += correct(&adv_logits, labels)?;
+                    c.single_step_gain += a.single_step_gain(net, bn, &adv_logits, labels)?;
                     c.blind += a.stats.zero_gradient + a.stats.nonfinite_gradient;
                     c.black_box_gain += a.stats.black_box_gain().unwrap_or(0);
                 }

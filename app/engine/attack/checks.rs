@@ -8,9 +8,17 @@ use super::AttackKind;
 use crate::engine::error::Result;
 use crate::engine::model::{BnMode, Network};
 
-/// A black-box attack fooling more than this share of the samples the white-box attacks left
-/// is a sign of masked gradients (the reference ensemble's threshold, 0.2 points).
-pub const BLACK_BOX_MARGIN: f64 = 0.002;
+/// A weaker attack (black-box, or a single step) fooling more than this share of the samples a
+/// stronger gradient attack left is a sign of masked gradients (the reference ensemble's
+/// threshold for Square, 0.2 points).
+pub const MASKING_MARGIN: f64 = 0.002;
+
+/// Adversarial accuracy rising by more than this share over its value at a smaller eps is
+/// reported (one sample in a hundred).
+pub const RISE_SLACK: f64 = 0.01;
+/// Adversarial accuracy above this share at the largest eps of a curve is pointed out: a sound
+/// attack drives it toward 0 as eps grows.
+pub const HIGH_AT_LARGEST: f64 = 0.10;
 
 /// One attack of an ensemble and the samples still robust after it (cumulative).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +37,10 @@ pub struct AttackStats {
     pub zero_gradient: usize,
     /// Samples whose input gradient has a NaN or infinite entry.
     pub nonfinite_gradient: usize,
+    /// Samples one FGSM step from the clean image fooled that the iterative attack left robust
+    /// (L-infinity gradient attacks): more iterations should never do worse.
+    #[serde(default)]
+    pub single_step_gain: usize,
     /// The ensemble's attacks in turn, with the samples each left robust.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
@@ -49,6 +61,7 @@ impl AttackStats {
         self.saturated += other.saturated;
         self.zero_gradient += other.zero_gradient;
         self.nonfinite_gradient += other.nonfinite_gradient;
+        self.single_step_gain += other.single_step_gain;
         if self.stages.is_empty() {
             self.stages = other.stages.clone();
         } else {
@@ -74,9 +87,17 @@ impl AttackStats {
                 self.nonfinite_gradient
             ));
         }
+        if self.single_step_gain as f64 > MASKING_MARGIN * n as f64 {
+            out.push(format!(
+                "a single FGSM step fooled {} samples ({:.2} points) that the iterative attack left robust: more \
+                 iterations did worse, a sign of masked or noisy gradients",
+                self.single_step_gain,
+                100.0 * self.single_step_gain as f64 / n.max(1) as f64
+            ));
+        }
         if let Some(gain) = self.black_box_gain() {
             let share = gain as f64 / n.max(1) as f64;
-            if share > BLACK_BOX_MARGIN {
+            if share > MASKING_MARGIN {
                 out.push(format!(
                     "the black-box Square attack fooled {gain} samples ({:.2} points) that every gradient attack missed: \
                      a sign of masked gradients",
@@ -118,6 +139,30 @@ pub fn rises(points: &[(f64, f64)], slack: f64) -> Vec<(f64, f64)> {
     out
 }
 
+/// What an accuracy-against-eps curve (`(eps, adversarial accuracy)`, eps increasing) says of
+/// the attack, in words: eps where accuracy rises over its value at a smaller eps (a sign of
+/// masked gradients), and a note when accuracy stays high at the largest eps.
+pub fn eps_curve_checks(curve: &[(f64, f64)]) -> (Vec<String>, Option<String>) {
+    let rising = rises(curve, RISE_SLACK)
+        .into_iter()
+        .map(|(eps, acc)| {
+            format!(
+                "adversarial accuracy rises to {:.1} % at eps {eps:.4}, above its value at a smaller eps: \
+                 a sign of masked gradients",
+                100.0 * acc
+            )
+        })
+        .collect();
+    let high_end = curve.last().filter(|&&(_, acc)| acc > HIGH_AT_LARGEST).map(|&(eps, acc)| {
+        format!(
+            "at the largest eps ({eps:.4}) {:.1} % stay robust: a sound attack drives accuracy toward 0 as eps \
+             grows; try a larger eps to check",
+            100.0 * acc
+        )
+    });
+    (rising, high_end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +181,23 @@ mod tests {
         assert!(quiet.warnings(1000).is_empty(), "1 of 1000 is within 0.2 points");
         let loud = AttackStats { stages: stages(40, 30), ..Default::default() };
         assert_eq!(loud.warnings(1000).len(), 1);
+    }
+
+    #[test]
+    fn an_eps_curve_that_rises_or_ends_high_is_reported() {
+        let falling = [(0.0, 0.99), (0.2, 0.4), (0.5, 0.0)];
+        assert_eq!(eps_curve_checks(&falling), (vec![], None));
+        let (rising, high_end) = eps_curve_checks(&[(0.0, 0.99), (0.2, 0.4), (0.5, 0.6)]);
+        assert_eq!(rising.len(), 1);
+        assert!(rising[0].contains("rises to 60.0 % at eps 0.5000"), "{rising:?}");
+        assert!(high_end.is_some_and(|n| n.contains("at the largest eps (0.5000) 60.0 % stay robust")));
+    }
+
+    #[test]
+    fn more_iterations_doing_worse_warns() {
+        let stats = |gain| AttackStats { single_step_gain: gain, ..Default::default() };
+        assert!(stats(2).warnings(1000).is_empty(), "2 of 1000 is within 0.2 points");
+        assert_eq!(stats(3).warnings(1000).len(), 1);
     }
 
     #[test]

@@ -384,7 +384,7 @@ impl Prefix {
         let x_adv = within(signed_step(x, &g, cfg.eps)?, clamp_bounds(norm, x, cfg)?.as_ref())?;
         let mut stats = AttackStats { saturated, ..AttackStats::default() };
         stats.count_gradients(&g)?;
-        Ok(Attacked { x_adv: x_adv.detach(), clean_logits: logits.detach(), stats })
+        Ok(Attacked { x_adv: x_adv.detach(), clean_logits: logits.detach(), stats, one_step: None })
     }
 }
 
@@ -436,6 +436,21 @@ pub struct Attacked {
     pub clean_logits: Tensor,
     /// What the attack saw that bears on its trust: saturation, zero gradients, stages.
     pub stats: AttackStats,
+    /// One FGSM step from the clean gradient, kept by iterative L-infinity gradient attacks so
+    /// that callers can check the many steps did no worse than one ([`Attacked::single_step_gain`]).
+    pub one_step: Option<Tensor>,
+}
+
+impl Attacked {
+    /// Samples the single FGSM step fooled that the full attack left classified right
+    /// (`adv_logits` being the network's logits of `x_adv`): more iterations doing worse is a
+    /// sign of masked or noisy gradients. 0 when no single step was kept.
+    pub fn single_step_gain(&self, net: &Network, bn: BnMode, adv_logits: &Tensor, labels: &[u32]) -> Result<usize> {
+        let Some(one) = &self.one_step else { return Ok(0) };
+        let one = still_right(&net.logits(one, bn)?, labels)?;
+        let all = still_right(adv_logits, labels)?;
+        Ok(one.iter().zip(&all).filter(|&(&o, &a)| !o && a).count())
+    }
 }
 
 /// Runs the configured attack on a batch of normalised inputs, to the end.
@@ -467,7 +482,7 @@ pub fn attack_until_stopped(
         let clean_logits = net.logits(x, bn)?;
         let robust = still_right(&clean_logits, labels)?;
         let (x_adv, _) = square(net, bn, cfg, norm, x)?.run(x, labels, robust, stop)?;
-        return Ok(Attacked { x_adv, clean_logits, stats: AttackStats::default() });
+        return Ok(Attacked { x_adv, clean_logits, stats: AttackStats::default(), one_step: None });
     }
     let (g, clean_logits, saturated) = input_gradient(net, x, labels, bn, cfg.grad)?;
     let mut stats = AttackStats { saturated, ..AttackStats::default() };
@@ -477,7 +492,7 @@ pub fn attack_until_stopped(
         AttackKind::Pgd => pgd(net, x, labels, bn, cfg, &g, bounds.as_ref(), stop)?,
         AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT => {
             let robust = still_right(&clean_logits, labels)?;
-            apgd(net, bn, cfg, cfg.kind, bounds).run(x, labels, robust, clean_logits.dim(1)?, stop)?.0
+            apgd(net, bn, cfg, cfg.kind, bounds.clone()).run(x, labels, robust, clean_logits.dim(1)?, stop)?.0
         }
         AttackKind::Square => unreachable!("answered above"),
         AttackKind::Strong => {
@@ -486,7 +501,11 @@ pub fn attack_until_stopped(
             x_adv
         }
     };
-    Ok(Attacked { x_adv: x_adv.detach(), clean_logits, stats })
+    // FGSM is an L-infinity step: it says nothing about an L2 attack.
+    let one_step = (cfg.kind.iterative() && cfg.norm == apgd::Norm::Linf)
+        .then(|| within(signed_step(x, &g, cfg.eps)?, bounds.as_ref()))
+        .transpose()?;
+    Ok(Attacked { x_adv: x_adv.detach(), clean_logits, stats, one_step })
 }
 
 /// PGD from the clean input (or a seeded random start), `g` being the clean input's gradient.

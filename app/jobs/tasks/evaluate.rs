@@ -127,6 +127,7 @@ pub fn evaluate(
         total,
         blind: counts.blind,
         black_box_gain: counts.black_box_gain,
+        single_step_gain: counts.single_step_gain,
     }))
 }
 
@@ -219,6 +220,7 @@ mod tests {
                 total,
                 blind: all.stats.zero_gradient + all.stats.nonfinite_gradient,
                 black_box_gain: all.stats.black_box_gain().unwrap_or(0),
+                single_step_gain: all.stats.single_step_gain,
             };
             assert_eq!(exact, want, "{layer}");
             let want = EvalEstimate {

@@ -4,7 +4,7 @@ use super::widgets::percent;
 use crate::engine::analysis::filter::FilterKind;
 use crate::engine::analysis::sweep::Scope;
 use crate::engine::attack::apgd::Norm;
-use crate::engine::attack::checks::BLACK_BOX_MARGIN;
+use crate::engine::attack::checks::MASKING_MARGIN;
 use crate::engine::attack::{AttackKind, MAX_QUERIES};
 use crate::export::format::group;
 use crate::jobs::command::EvalOutcome;
@@ -137,27 +137,42 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     });
 }
 
-/// The accuracy of the filtered network: the exact counts, a first estimate with its 95 %
-/// interval while they are computed, or placeholders; never numbers made for a filter,
-/// threshold or subset other than the current one.
 /// The gradient-masking checks of the exact readout, when they find something.
 fn masking_rows(ui: &mut egui::Ui, r: &EvalOutcome) {
-    if r.blind > 0 {
-        ui.colored_label(theme::ERROR, "Zero gradients")
-            .on_hover_text("Samples whose input gradient is zero or not finite: no gradient attack can move them");
-        ui.label(group(r.blind));
-        ui.label("");
-        ui.end_row();
-    }
-    if r.black_box_gain as f64 > BLACK_BOX_MARGIN * r.samples as f64 {
-        ui.colored_label(theme::ERROR, "Square beat APGD")
-            .on_hover_text("The black-box attack fooled samples both gradient attacks missed: masked gradients");
-        ui.label(group(r.black_box_gain));
-        ui.label("");
-        ui.end_row();
+    let over_margin = |count: usize| count as f64 > MASKING_MARGIN * r.samples as f64;
+    let rows = [
+        (
+            r.blind > 0,
+            "Zero gradients",
+            "Samples whose input gradient is zero or not finite: no gradient attack can move them",
+            r.blind,
+        ),
+        (
+            over_margin(r.black_box_gain),
+            "Square beat APGD",
+            "The black-box attack fooled samples both gradient attacks missed: masked gradients",
+            r.black_box_gain,
+        ),
+        (
+            over_margin(r.single_step_gain),
+            "One step beat many",
+            "A single FGSM step fooled samples the iterative attack missed: masked or noisy gradients",
+            r.single_step_gain,
+        ),
+    ];
+    for (shown, label, why, count) in rows {
+        if shown {
+            ui.colored_label(theme::ERROR, label).on_hover_text(why);
+            ui.label(group(count));
+            ui.label("");
+            ui.end_row();
+        }
     }
 }
 
+/// The accuracy of the filtered network: the exact counts, a first estimate with its 95 %
+/// interval while they are computed, or placeholders; never numbers made for a filter,
+/// threshold or subset other than the current one.
 fn readout(ui: &mut egui::Ui, app: &ExplorerApp, changed: bool) {
     ui.heading("Accuracy");
     let view = if changed { ReadoutView::Pending } else { app.session.readout_view(app.filter_version) };

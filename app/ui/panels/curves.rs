@@ -123,31 +123,20 @@ fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
 /// network, may have failed (METHOD.md section 4, gradient-masking checks).
 fn masking_notes(ui: &mut egui::Ui, curve: &[[f64; 3]]) {
     let adv: Vec<(f64, f64)> = curve.iter().map(|p| (p[0], p[2])).collect();
-    for (eps, acc) in checks::rises(&adv, RISE_SLACK) {
-        ui.colored_label(
-            theme::ERROR,
-            format!(
-                "Adversarial accuracy rises to {:.1} % at eps {eps:.4}, above its value at a smaller eps: \
-                 a sign of masked gradients",
-                100.0 * acc
-            ),
-        );
+    let (rising, high_end) = checks::eps_curve_checks(&adv);
+    for warning in rising {
+        ui.colored_label(theme::ERROR, capitalised(&warning));
     }
-    if let Some(&(eps, acc)) = adv.last()
-        && acc > HIGH_AT_LARGEST
-    {
-        ui.weak(format!(
-            "At the largest eps plotted ({eps:.4}) {:.1} % stay robust: a sound attack drives accuracy toward 0 \
-             as eps grows; try a larger eps to check",
-            100.0 * acc
-        ));
+    if let Some(note) = high_end {
+        ui.weak(capitalised(&note));
     }
 }
 
-/// A rise of more than one sample in a hundred is reported.
-const RISE_SLACK: f64 = 0.01;
-/// Robust accuracy above this share at the curve's end is pointed out.
-const HIGH_AT_LARGEST: f64 = 0.10;
+/// A message of the engine's (lower case, for the command line) as a sentence of the app's.
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+}
 
 /// The compression filters (SPEC section 9).
 pub const COMPRESSION: [FilterKind; 3] = [FilterKind::H0, FilterKind::H1, FilterKind::H2];
