@@ -6,11 +6,13 @@
     cargo build --release
     python3 scripts/compare_attacks.py [--data ../shared/data] [--limit 1000] [--eps 0.3]
                                        [--steps 100] [--restarts 1] [--queries 5000] [--norm linf]
-                                       [--attacks apgd-ce,apgd-dlr,apgd-t,square,strong]
+                                       [--attacks apgd-ce,apgd-dlr,apgd-t,fab-t,square,strong]
 
-`strong` is compared with torchattacks' MultiAttack of the same three attacks (APGD-CE, APGD-T
-over 9 target classes, Square), and `autoattack` runs torchattacks' standard AutoAttack (which
-adds FAB-T) against our `strong`.
+`strong` is compared with torchattacks' MultiAttack of the same four attacks (APGD-CE, APGD-T
+over 9 target classes, FAB-T over 9 target classes, Square), and `autoattack` runs torchattacks'
+standard AutoAttack (which runs its APGD attacks with 10 iterations, not 100) against our
+`strong`. FAB-T's first run per target starts at the clean image in both, so with one restart it
+is deterministic on both sides.
 
 eps is in pixel units (the image range [0, 1]), as torchattacks takes it; the engine gets the
 same ball in its normalised units (eps / std) with --clamp, so both stay inside the image.
@@ -40,6 +42,8 @@ def reference(name, net, a):
     apgd_ce = lambda: torchattacks.APGD(net, steps=a.steps, n_restarts=a.restarts, loss="ce", **common)
     apgd_t = lambda: torchattacks.APGDT(net, steps=a.steps, n_restarts=1, n_classes=10, **common)
     square = lambda: torchattacks.Square(net, n_queries=a.queries, n_restarts=a.restarts, **common)
+    fab_t = lambda: torchattacks.FAB(net, norm=norm, eps=a.eps, seed=a.seed, steps=a.steps, n_restarts=a.restarts,
+                                     multi_targeted=True, n_classes=10)
     if name == "apgd-ce":
         return apgd_ce()
     if name == "apgd-dlr":
@@ -48,8 +52,10 @@ def reference(name, net, a):
         return apgd_t()
     if name == "square":
         return square()
+    if name == "fab-t":
+        return fab_t()
     if name == "strong":
-        return torchattacks.MultiAttack([apgd_ce(), apgd_t(), square()])
+        return torchattacks.MultiAttack([apgd_ce(), apgd_t(), fab_t(), square()])
     if name == "autoattack":
         return torchattacks.AutoAttack(net, version="standard", n_classes=10, **common)
     raise SystemExit(f"no reference for {name}")

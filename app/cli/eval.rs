@@ -38,6 +38,7 @@ pub enum AttackChoice {
     ApgdCe,
     ApgdDlr,
     ApgdT,
+    FabT,
     Square,
     Strong,
 }
@@ -51,6 +52,7 @@ impl AttackChoice {
             AttackChoice::ApgdCe => Some(AttackKind::ApgdCe),
             AttackChoice::ApgdDlr => Some(AttackKind::ApgdDlr),
             AttackChoice::ApgdT => Some(AttackKind::ApgdT),
+            AttackChoice::FabT => Some(AttackKind::FabT),
             AttackChoice::Square => Some(AttackKind::Square),
             AttackChoice::Strong => Some(AttackKind::Strong),
         }
@@ -315,9 +317,10 @@ fn describe(a: &AttackConfig) -> String {
         AttackKind::ApgdT => {
             format!("APGD-T ({:?}, {} steps, {} target classes)", a.norm, a.attack_steps, a.targets)
         }
+        AttackKind::FabT => format!("FAB-T (Linf, {} steps, {} target classes{restarts})", a.attack_steps, a.targets),
         AttackKind::Square => format!("Square ({:?}, {} queries{restarts})", a.norm, a.queries),
         AttackKind::Strong => format!(
-            "Strong: APGD-CE, APGD-T, Square ({:?}; {} steps, {} target classes, {} queries)",
+            "Strong: APGD-CE, APGD-T, FAB-T, Square ({:?}; {} steps, {} target classes, {} queries)",
             a.norm, a.attack_steps, a.targets, a.queries
         ),
     }

@@ -98,8 +98,8 @@ fn the_strong_ensemble_reports_its_stages_and_checks() {
         .iter()
         .map(|s| (s["attack"].as_str().unwrap(), s["robust"].as_u64().unwrap()))
         .collect();
-    assert_eq!(stages.iter().map(|s| s.0).collect::<Vec<_>>(), ["apgd-ce", "apgd-t", "square"]);
-    assert_eq!(stages[2].1, v["correct_adversarial"].as_u64().unwrap());
+    assert_eq!(stages.iter().map(|s| s.0).collect::<Vec<_>>(), ["apgd-ce", "apgd-t", "fab-t", "square"]);
+    assert_eq!(stages[3].1, v["correct_adversarial"].as_u64().unwrap());
     let attack = &v["config"]["attack"];
     assert_eq!((attack["kind"].as_str(), attack["queries"].as_u64()), (Some("strong"), Some(50)));
     assert_eq!((attack["targets"].as_u64(), attack["seed"].as_u64()), (Some(2), Some(3)));

@@ -163,7 +163,7 @@ fn dlr_targeted(z: &[f64], y: usize, t: usize) -> (f64, Vec<f64>) {
 }
 
 /// The class of each row with the `rank`-th highest logit (rank 1: the top).
-fn ranked_class(logits: &Tensor, rank: usize) -> Result<Vec<u32>> {
+pub(super) fn ranked_class(logits: &Tensor, rank: usize) -> Result<Vec<u32>> {
     let z: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
     Ok(z.iter()
         .map(|row| {

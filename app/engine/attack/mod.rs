@@ -3,6 +3,7 @@
 
 pub mod apgd;
 pub mod checks;
+pub mod fab;
 pub mod square;
 mod strong;
 
@@ -32,6 +33,8 @@ pub enum AttackKind {
     ApgdDlr,
     /// APGD with the targeted DLR loss, towards each of the top classes in turn.
     ApgdT,
+    /// The targeted Fast Adaptive Boundary attack (L-infinity), towards each top class in turn.
+    FabT,
     /// The score-based black-box Square attack (no gradients).
     Square,
     /// The worst case of APGD-CE, APGD-T and Square, run in turn on the samples still robust.
@@ -40,12 +43,13 @@ pub enum AttackKind {
 
 impl AttackKind {
     /// Every kind, in the order menus list them.
-    pub const ALL: [AttackKind; 7] = [
+    pub const ALL: [AttackKind; 8] = [
         AttackKind::Fgsm,
         AttackKind::Pgd,
         AttackKind::ApgdCe,
         AttackKind::ApgdDlr,
         AttackKind::ApgdT,
+        AttackKind::FabT,
         AttackKind::Square,
         AttackKind::Strong,
     ];
@@ -58,6 +62,7 @@ impl AttackKind {
             AttackKind::ApgdCe => "APGD-CE",
             AttackKind::ApgdDlr => "APGD-DLR",
             AttackKind::ApgdT => "APGD-T",
+            AttackKind::FabT => "FAB-T",
             AttackKind::Square => "Square",
             AttackKind::Strong => "Strong",
         }
@@ -71,14 +76,23 @@ impl AttackKind {
             AttackKind::ApgdCe => "apgd-ce",
             AttackKind::ApgdDlr => "apgd-dlr",
             AttackKind::ApgdT => "apgd-t",
+            AttackKind::FabT => "fab-t",
             AttackKind::Square => "square",
             AttackKind::Strong => "strong",
         }
     }
 
-    /// Whether APGD's iterations and restarts apply.
+    /// Whether APGD's (and FAB-T's) iterations and restarts apply.
     pub fn uses_apgd(self) -> bool {
-        matches!(self, AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT | AttackKind::Strong)
+        matches!(
+            self,
+            AttackKind::ApgdCe | AttackKind::ApgdDlr | AttackKind::ApgdT | AttackKind::FabT | AttackKind::Strong
+        )
+    }
+
+    /// Whether the attack runs toward target classes in turn (`targets` applies).
+    pub fn targeted(self) -> bool {
+        matches!(self, AttackKind::ApgdT | AttackKind::FabT | AttackKind::Strong)
     }
 
     /// Whether Square's queries apply.
@@ -86,9 +100,10 @@ impl AttackKind {
         matches!(self, AttackKind::Square | AttackKind::Strong)
     }
 
-    /// Whether the L2 threat model is offered.
+    /// Whether the L2 threat model is offered (FAB-T is L-infinity here; the ensemble skips
+    /// it under L2).
     pub fn has_l2(self) -> bool {
-        self.uses_apgd() || self.uses_queries()
+        self != AttackKind::FabT && (self.uses_apgd() || self.uses_queries())
     }
 
     /// Whether the attack takes several gradient steps (each needing a fresh forward pass
@@ -240,8 +255,8 @@ impl AttackConfig {
                 )));
             }
         }
-        if matches!(self.kind, AttackKind::ApgdT | AttackKind::Strong) && self.targets == 0 {
-            return Err(EngineError::config("APGD-T needs at least 1 target class, found 0"));
+        if self.kind.targeted() && self.targets == 0 {
+            return Err(EngineError::config(format!("{} needs at least 1 target class, found 0", self.kind.label())));
         }
         if self.kind.uses_queries() {
             if !(1..=MAX_QUERIES).contains(&self.queries) {
@@ -494,6 +509,10 @@ pub fn attack_until_stopped(
             let robust = still_right(&clean_logits, labels)?;
             apgd(net, bn, cfg, cfg.kind, bounds.clone()).run(x, labels, robust, clean_logits.dim(1)?, stop)?.0
         }
+        AttackKind::FabT => {
+            let robust = still_right(&clean_logits, labels)?;
+            fab(net, bn, cfg, norm, x)?.run(x, labels, robust, clean_logits.dim(1)?, stop)?.0
+        }
         AttackKind::Square => unreachable!("answered above"),
         AttackKind::Strong => {
             let (x_adv, stages) = strong::run(net, x, labels, norm, bn, cfg, &clean_logits, stop)?;
@@ -580,6 +599,27 @@ fn apgd<'a>(
     }
 }
 
+/// Per channel, the image range the host-side attacks (FAB-T, Square) clamp to, if they do.
+fn host_bounds(cfg: &AttackConfig, norm: &Normalize, x: &Tensor) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+    let channels = x.dim(1)?;
+    Ok(cfg.clamp.then(|| (0..channels).map(|c| image_range(norm, c)).unzip()))
+}
+
+/// The FAB-T run with the config's parameters.
+fn fab<'a>(net: &'a Network, bn: BnMode, cfg: &AttackConfig, norm: &Normalize, x: &Tensor) -> Result<fab::Fab<'a>> {
+    let bounds = host_bounds(cfg, norm, x)?;
+    Ok(fab::Fab {
+        net,
+        bn,
+        eps: cfg.eps,
+        steps: cfg.attack_steps,
+        restarts: cfg.restarts,
+        targets: cfg.targets,
+        seed: cfg.seed,
+        bounds,
+    })
+}
+
 /// The Square run with the config's parameters.
 fn square<'a>(
     net: &'a Network,
@@ -588,8 +628,7 @@ fn square<'a>(
     norm: &Normalize,
     x: &Tensor,
 ) -> Result<square::Square<'a>> {
-    let channels = x.dim(1)?;
-    let bounds = cfg.clamp.then(|| (0..channels).map(|c| image_range(norm, c)).unzip());
+    let bounds = host_bounds(cfg, norm, x)?;
     Ok(square::Square {
         net,
         bn,

@@ -1,11 +1,11 @@
-//! The worst-case ensemble: APGD-CE, APGD-T and Square in turn, each on the samples every
-//! earlier attack left robust (Croce and Hein 2020 without FAB-T; METHOD.md section 4). A sample
-//! counts as robust only if every attack fails on it.
+//! The worst-case ensemble: APGD-CE, APGD-T, FAB-T and Square in turn, each on the samples
+//! every earlier attack left robust (the standard ensemble of Croce and Hein 2020; METHOD.md
+//! section 4). A sample counts as robust only if every attack fails on it.
 
 use candle_core::Tensor;
 
 use super::apgd::{Apgd, Loss, choose};
-use super::{AttackConfig, AttackKind, Stage, apgd, clamp_bounds, square, still_right};
+use super::{AttackConfig, AttackKind, Stage, apgd, clamp_bounds, fab, square, still_right};
 use crate::engine::card::Normalize;
 use crate::engine::error::Result;
 use crate::engine::model::{BnMode, Network};
@@ -13,7 +13,7 @@ use crate::engine::progress::StopFlag;
 
 /// The ensemble's attacks in the order they run: the cheap white-box ones first, the
 /// black-box one last (where it also tells masked gradients apart).
-pub const ENSEMBLE: [AttackKind; 3] = [AttackKind::ApgdCe, AttackKind::ApgdT, AttackKind::Square];
+pub const ENSEMBLE: [AttackKind; 4] = [AttackKind::ApgdCe, AttackKind::ApgdT, AttackKind::FabT, AttackKind::Square];
 
 /// The ensemble's adversarial batch and the samples still robust after each attack.
 #[allow(clippy::too_many_arguments)]
@@ -36,9 +36,14 @@ pub(super) fn run(
         if kind == AttackKind::ApgdT && classes < Apgd::min_classes(Loss::DlrTargeted) {
             continue;
         }
+        // FAB-T is an L-infinity attack here.
+        if kind == AttackKind::FabT && cfg.norm == apgd::Norm::L2 {
+            continue;
+        }
         if robust.iter().any(|&r| r) {
             let found = match kind {
                 AttackKind::Square => square(net, bn, cfg, norm, x)?.run(x, labels, robust.clone(), stop)?.0,
+                AttackKind::FabT => fab(net, bn, cfg, norm, x)?.run(x, labels, robust.clone(), classes, stop)?.0,
                 _ => {
                     let bounds = clamp_bounds(norm, x, cfg)?;
                     apgd(net, bn, cfg, kind, bounds).run(x, labels, robust.clone(), classes, stop)?.0

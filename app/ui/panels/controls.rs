@@ -56,7 +56,7 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         changed |= ui.add(egui::Slider::new(&mut attack.attack_steps, 1..=200).text("APGD steps")).changed();
         changed |= ui.add(egui::Slider::new(&mut attack.restarts, 1..=5).text("Restarts")).changed();
     }
-    if matches!(attack.kind, AttackKind::ApgdT | AttackKind::Strong) {
+    if attack.kind.targeted() {
         changed |= ui.add(egui::Slider::new(&mut attack.targets, 1..=9).text("Target classes")).changed();
     }
     if attack.kind.uses_queries() {
