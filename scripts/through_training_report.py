@@ -8,7 +8,8 @@
 Every number comes from the runs' trajectory.json and the study's study.json; the figures are
 the study's own (results/compare/) and two comparisons of one architecture on both datasets,
 drawn here with `fragility-explorer compare` (results/compare-ARCH/). The section replaces
-what follows MARKER in docs/STUDY.md (examples/study.rs keeps it when it rewrites the rest).
+what follows MARKER in docs/STUDY.md up to ATTACKS_MARKER (examples/study.rs keeps it when it rewrites
+the rest).
 """
 
 import argparse
@@ -21,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 MARKER = "<!-- through-training: written by scripts/through_training_report.py -->"
+ATTACKS_MARKER = "<!-- attacks: written by scripts/attack_classes_report.py -->"
 PAPER_FILTERS = ["h1", "h2", "h3"]
 # Runs by their study names: (dataset, architecture).
 RUNS = {
@@ -358,7 +360,9 @@ def main():
     md = Path(a.study_md)
     text = md.read_text()
     head = text.split(MARKER)[0].rstrip() + "\n\n"
-    md.write_text(head + "\n".join(L))
+    # The FGSM-against-APGD section (scripts/attack_classes_report.py) follows this one: kept.
+    tail = text[text.index(ATTACKS_MARKER):] if ATTACKS_MARKER in text else ""
+    md.write_text(head + "\n".join(L) + ("\n\n" + tail if tail else ""))
     print(f"wrote {md}")
 
 
