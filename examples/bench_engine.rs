@@ -9,6 +9,11 @@
 //! configuration. Then runs scripts/bench_torch.py with the same settings and prints the
 //! ratio ours / PyTorch (above 1 means faster than PyTorch).
 //!
+//! `--work pgd,apgd-ce,square` times the attacks instead, against torchattacks: images uniform
+//! in [0, 1] labelled with the network's own clean predictions (so every image is attacked),
+//! eps 8/255 in pixel units, clamped to the image; PGD and APGD-CE 10 iterations from the clean
+//! image (PGD step 2/255), Square 100 queries, one restart, seed 0.
+//!
 //!     cargo run --release --example bench_engine -- --sweep mnist_cnn|resnet18_tv28
 //!         [--checkpoint FILE] [--layers 0,3] [--max-steps K] [--batch B] [--no-torch]
 //!
@@ -23,7 +28,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use fragility_explorer::embedded;
-use fragility_explorer::engine::attack::{AttackConfig, attack};
+use fragility_explorer::engine::attack::{AttackConfig, AttackKind, attack};
 use fragility_explorer::engine::card::{Architecture, ModelCard, Normalize, Stem};
 use fragility_explorer::engine::model::init::initial_state;
 use fragility_explorer::engine::model::{BnMode, CardOrigin, Network};
@@ -83,13 +88,58 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The attack rows' budget: iterations of PGD and APGD, queries of Square, eps and PGD's step
+/// in pixel units (scripts/bench_torch.py uses the same).
+const ATTACK_STEPS: usize = 10;
+const SQUARE_QUERIES: usize = 100;
+const ATTACK_EPS: f64 = 8.0 / 255.0;
+const PGD_STEP: f64 = 2.0 / 255.0;
+
+/// The attack of an attack row, in the network's normalised units.
+fn attack_row(work: &str, norm: &Normalize) -> Option<AttackConfig> {
+    let kind = match work {
+        "pgd" => AttackKind::Pgd,
+        "apgd-ce" => AttackKind::ApgdCe,
+        "square" => AttackKind::Square,
+        _ => return None,
+    };
+    let std = norm.channel(0).1 as f64;
+    Some(AttackConfig {
+        kind,
+        eps: ATTACK_EPS / std,
+        clamp: true,
+        pgd_steps: ATTACK_STEPS,
+        pgd_step: Some(PGD_STEP / std),
+        attack_steps: ATTACK_STEPS,
+        queries: SQUARE_QUERIES,
+        ..AttackConfig::default()
+    })
+}
+
+/// Uniform pixels in [0, 1], normalised as the network expects.
+fn pixel_batch(net: &Network, batch: usize, norm: &Normalize) -> Result<Tensor> {
+    let [c, h, w] = net.card.input;
+    let u = Tensor::rand(0f32, 1.0, (batch, c, h, w), &net.device)?;
+    let (mean, std): (Vec<f32>, Vec<f32>) = (0..c).map(|i| norm.channel(i)).unzip();
+    let mean = Tensor::from_vec(mean, (1, c, 1, 1), &net.device)?;
+    let std = Tensor::from_vec(std, (1, c, 1, 1), &net.device)?;
+    Ok(u.broadcast_sub(&mean)?.broadcast_div(&std)?)
+}
+
 fn bench(net: &Network, batch: usize, work: &str, repeats: usize) -> Result<(f64, f64)> {
     let [c, h, w] = net.card.input;
     let dev = &net.device;
-    let x = Tensor::randn(0f32, 1.0, (batch, c, h, w), dev)?;
-    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
-    let y = Tensor::from_slice(&labels, batch, dev)?;
     let norm = net.card.normalize.clone().expect("bench cards normalise");
+    let attack_cfg = attack_row(work, &norm);
+    let x = match attack_cfg {
+        Some(_) => pixel_batch(net, batch, &norm)?,
+        None => Tensor::randn(0f32, 1.0, (batch, c, h, w), dev)?,
+    };
+    let labels: Vec<u32> = match attack_cfg {
+        Some(_) => net.logits(&x, BnMode::Running)?.argmax(1)?.to_vec1()?,
+        None => (0..batch as u32).map(|i| i % 10).collect(),
+    };
+    let y = Tensor::from_slice(&labels, batch, dev)?;
     let mut opt = Adam::new(trainable_vars(net), AdamConfig::default())?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let fgsm = AttackConfig::fgsm(0.1);
@@ -104,6 +154,10 @@ fn bench(net: &Network, batch: usize, work: &str, repeats: usize) -> Result<(f64
             }
             "train" => {
                 train_step(net, &mut opt, &x, &y, &mut rng)?;
+            }
+            _ if attack_cfg.is_some() => {
+                let cfg = attack_cfg.as_ref().expect("an attack row");
+                attack(net, &x, &labels, &norm, BnMode::Running, cfg)?.x_adv.sum_all()?.to_scalar::<f32>()?;
             }
             other => anyhow::bail!("unknown work {other}"),
         }

@@ -82,6 +82,34 @@ def exact_cotangent(z, y):
     return (c - onehot.double() * c.sum(dim=1, keepdim=True)).float()
 
 
+# The attack rows' budget, as examples/bench_engine.rs: 10 iterations of PGD and APGD-CE from
+# the clean image, Square 100 queries, eps 8/255 and PGD step 2/255 in pixel units, seed 0.
+ATTACK_STEPS, SQUARE_QUERIES, ATTACK_EPS, PGD_STEP = 10, 100, 8 / 255, 2 / 255
+
+
+class Normalise(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+def attack_row(work, net):
+    """The torchattacks attack of an attack row, or None."""
+    if work not in ("pgd", "apgd-ce", "square"):
+        return None
+    import torchattacks  # only the attack rows need it
+
+    if work == "pgd":
+        return torchattacks.PGD(net, eps=ATTACK_EPS, alpha=PGD_STEP, steps=ATTACK_STEPS, random_start=False)
+    if work == "apgd-ce":
+        return torchattacks.APGD(net, norm="Linf", eps=ATTACK_EPS, steps=ATTACK_STEPS, n_restarts=1, loss="ce", seed=0)
+    return torchattacks.Square(net, norm="Linf", eps=ATTACK_EPS, n_queries=SQUARE_QUERIES, n_restarts=1, p_init=0.8,
+                               seed=0)
+
+
 def bench(name, batch, work, repeats):
     ctor, shape = MODELS[name]
     torch.manual_seed(0)
@@ -89,6 +117,14 @@ def bench(name, batch, work, repeats):
     x = torch.randn(batch, *shape)
     y = torch.arange(batch) % 10
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    # The attack rows attack pixels: normalise them as the engine's cards do.
+    mean, std = (0.1307, 0.3081) if name == "mnist_cnn" else (0.5, 0.5)
+    atk = attack_row(work, nn.Sequential(Normalise(mean, std), net).eval())
+    if atk is not None:
+        # Pixels in [0, 1], labelled with the network's own predictions: every image is attacked.
+        x = torch.rand(batch, *shape)
+        with torch.no_grad():
+            y = atk.model(x).argmax(1)
 
     def run():
         if work == "forward":
@@ -101,6 +137,8 @@ def bench(name, batch, work, repeats):
             z = net(xv)
             (g,) = torch.autograd.grad((z * exact_cotangent(z, y)).sum(), xv)
             (x + 0.1 * g.sign()).sum().item()
+        elif atk is not None:
+            atk(x, y).sum().item()
         elif work == "train":
             net.train()
             opt.zero_grad(set_to_none=True)
@@ -237,7 +275,7 @@ def main():
                                      check=True, capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 rate, peak = r["images_per_s"], r["peak_mb"]
-                print(f"torch  {m:>15} {w:>8} batch {b:>4}: {rate:>9.1f} img/s, peak {peak:.0} MB", file=sys.stderr)
+                print(f"torch  {m:>15} {w:>8} batch {b:>4}: {rate:>9.1f} img/s, peak {peak:.0f} MB", file=sys.stderr)
                 rows.append({"model": m, "batch": b, "work": w, "images_per_s": rate, "peak_mb": peak})
     if a.json:
         print(json.dumps(rows))
