@@ -106,6 +106,8 @@ fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
     }
     let clean: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], 100.0 * p[1]]).collect();
     let adv: Vec<[f64; 2]> = app.session.eps_curve.iter().map(|p| [p[0], 100.0 * p[2]]).collect();
+    // Above the plot, which takes the height left: below it they would be cut off.
+    masking_notes(ui, &app.session.eps_curve);
     let eps = app.settings.attack.eps;
     let figure = FigurePlot::new("eps_curve", Axis::new("eps (normalised units)"), Axis::new("accuracy (%)"));
     let plot = figure.plot().include_x(0.0).include_y(0.0).include_y(100.0);
@@ -116,7 +118,6 @@ fn eps_curve(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         }
         plot.vline(VLine::new("current eps", eps).color(theme::THRESHOLD));
     });
-    masking_notes(ui, &app.session.eps_curve);
 }
 
 /// Accuracy that rises with eps, or stays high at the largest eps: the attack, not the
