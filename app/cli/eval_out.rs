@@ -131,7 +131,8 @@ pub fn merge(shards: &[(PathBuf, EvalKept)]) -> Result<EvalKept> {
     let mut batches: Vec<BatchEval> = shards.iter().flat_map(|(_, k)| k.batches.iter().cloned()).collect();
     batches.sort_by_key(|b| b.index);
     for (dir, k) in shards {
-        if let (Some(s), Some(b)) = (k.shard, k.batches.iter().find(|b| k.shard.is_some_and(|s| !s.owns(b.index)))) {
+        let Some(s) = k.shard else { continue };
+        if let Some(b) = k.batches.iter().find(|b| !s.owns(b.index)) {
             bail!("shard {s} (in {}) holds batch {}, which is not its own", dir.display(), b.index);
         }
     }

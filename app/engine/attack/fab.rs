@@ -40,12 +40,12 @@ pub struct Fab<'a> {
     pub bounds: Option<(Vec<f32>, Vec<f32>)>,
 }
 
-/// The rows of a batch on the host, and where each sample's values sit.
-struct Rows {
+/// The rows of a batch on the host, and the box every row's values must stay in.
+struct Rows<'a> {
     values: Vec<Vec<f32>>,
-    /// Per value of a row, its lower and upper bound.
-    lo: Vec<f64>,
-    hi: Vec<f64>,
+    /// Per value of a row, its lower and upper bound (the same for every row).
+    lo: &'a [f64],
+    hi: &'a [f64],
 }
 
 impl Fab<'_> {
@@ -76,8 +76,8 @@ impl Fab<'_> {
                 }
                 let rows = Rows {
                     values: left.iter().map(|&i| clean[i * len..(i + 1) * len].to_vec()).collect(),
-                    lo: lo.clone(),
-                    hi: hi.clone(),
+                    lo: &lo,
+                    hi: &hi,
                 };
                 let ys: Vec<u32> = left.iter().map(|&i| labels[i]).collect();
                 let xs = self.tensor(&rows.values, x)?;
@@ -172,8 +172,8 @@ impl Fab<'_> {
                 let here: Vec<f64> = row.iter().map(|&v| v as f64).collect();
                 let b = -df[j] + dot(&w, &here);
                 let start: Vec<f64> = x0[j].iter().map(|&v| v as f64).collect();
-                let d1 = project_linf(&here, &w, b, &rows.lo, &rows.hi);
-                let d2 = project_linf(&start, &w, b, &rows.lo, &rows.hi);
+                let d1 = project_linf(&here, &w, b, rows.lo, rows.hi);
+                let d2 = project_linf(&start, &w, b, rows.lo, rows.hi);
                 let (a1, a2) = (linf(&d1).max(1e-8), linf(&d2).max(1e-8));
                 let alpha = (a1 / (a1 + a2)).clamp(0.0, ALPHA_MAX);
                 for i in 0..row.len() {
