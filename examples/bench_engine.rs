@@ -57,6 +57,8 @@ fn model(name: &str, dev: &Device) -> Result<Network> {
             layers: vec![],
             stem: Some(stem),
             training: None,
+            activation: None,
+            inner_normalize: None,
         };
         let state = initial_state(&card, 10, 0, dev)?;
         Ok(Network::build(state, Some((card, CardOrigin::Given)), dev)?)

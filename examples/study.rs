@@ -96,6 +96,8 @@ fn card(model: &str, known: Known) -> ModelCard {
         layers,
         stem,
         training: None,
+        activation: None,
+        inner_normalize: None,
     }
 }
 

@@ -22,10 +22,25 @@ pub enum Architecture {
     ShuffleNetV2X0_5,
     #[serde(rename = "shufflenet_v2_x1_0")]
     ShuffleNetV2X1_0,
+    /// The robust-model zoo's WideResNet (`block1.layer.0.conv1`); depth and width from the weights.
+    #[serde(rename = "wide_resnet")]
+    WideResNet,
+    /// DeepMind's WideResNet (`layer.0.block.0.conv_0`): SiLU, normalisation inside the
+    /// model, an asymmetric pad before stride-2 convolutions.
+    #[serde(rename = "dm_wide_resnet")]
+    DmWideResNet,
+    #[serde(rename = "preact_resnet18")]
+    PreActResNet18,
+    /// torchvision's VGG-11/13/16/19, with or without batch norm, or a CIFAR head; the
+    /// variant is read from the weights.
+    #[serde(rename = "vgg")]
+    Vgg,
+    #[serde(rename = "mobilenet_v2")]
+    MobileNetV2,
 }
 
 impl Architecture {
-    pub const ALL: [Architecture; 7] = [
+    pub const ALL: [Architecture; 12] = [
         Self::Sequential,
         Self::ResNet18,
         Self::ResNet34,
@@ -33,6 +48,11 @@ impl Architecture {
         Self::SqueezeNet1_1,
         Self::ShuffleNetV2X0_5,
         Self::ShuffleNetV2X1_0,
+        Self::WideResNet,
+        Self::DmWideResNet,
+        Self::PreActResNet18,
+        Self::Vgg,
+        Self::MobileNetV2,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,8 +64,39 @@ impl Architecture {
             Self::SqueezeNet1_1 => "squeezenet1_1",
             Self::ShuffleNetV2X0_5 => "shufflenet_v2_x0_5",
             Self::ShuffleNetV2X1_0 => "shufflenet_v2_x1_0",
+            Self::WideResNet => "wide_resnet",
+            Self::DmWideResNet => "dm_wide_resnet",
+            Self::PreActResNet18 => "preact_resnet18",
+            Self::Vgg => "vgg",
+            Self::MobileNetV2 => "mobilenet_v2",
         }
     }
+
+    /// Whether the first layers come in a CIFAR and an ImageNet form that the card's
+    /// `stem` chooses between.
+    pub fn has_stem(self) -> bool {
+        matches!(self, Self::ResNet18 | Self::ResNet34 | Self::ResNet50 | Self::PreActResNet18 | Self::MobileNetV2)
+    }
+
+    /// Whether the card's `activation` applies (the pre-activation residual networks).
+    pub fn has_activation(self) -> bool {
+        matches!(self, Self::WideResNet | Self::DmWideResNet | Self::PreActResNet18)
+    }
+
+    /// The activation when the card names none.
+    pub fn default_activation(self) -> Activation {
+        if self == Self::DmWideResNet { Activation::Silu } else { Activation::Relu }
+    }
+}
+
+/// An elementwise activation a card can choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Relu6,
+    /// `x * sigmoid(x)`, also called swish.
+    Silu,
 }
 
 impl std::fmt::Display for Architecture {
@@ -63,6 +114,27 @@ pub struct Normalize {
 }
 
 impl Normalize {
+    /// Checks the values for a `c`-channel input; `field` names the card field in errors.
+    fn check(&self, field: &str, c: usize) -> std::result::Result<(), String> {
+        for (name, v) in [("mean", &self.mean), ("std", &self.std)] {
+            if v.len() != 1 && v.len() != c {
+                return Err(format!("`{field}.{name}` has {} values but the input has {c} channels", v.len()));
+            }
+        }
+        if self.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
+            return Err(format!("`{field}.std` values must be positive"));
+        }
+        if let Some(bad) = self.std.iter().chain(&self.mean).find(|v| !(v.is_finite() && v.abs() <= 1e6)) {
+            return Err(format!("`{field}` values must be finite numbers up to 1e6 in size, found {bad}"));
+        }
+        if let Some(bad) = self.std.iter().find(|&&s| f64::from(s) < MIN_STD) {
+            return Err(format!(
+                "`{field}.std` values must be at least {MIN_STD} (float32 overflows below), found {bad}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Mean and std for channel `c` (a single value applies to every channel).
     pub fn channel(&self, c: usize) -> (f32, f32) {
         let pick = |v: &[f32]| if v.len() == 1 { v[0] } else { v[c] };
@@ -198,7 +270,9 @@ pub enum LayerSpec {
 }
 
 /// The first layers of a ResNet: torchvision's 7x7 stride-2 convolution and max-pool,
-/// or the CIFAR stem, a 3x3 stride-1 convolution and no max-pool.
+/// or the CIFAR stem, a 3x3 stride-1 convolution and no max-pool. For MobileNetV2, whose
+/// weights are the same either way, the CIFAR stem runs the first convolution and the
+/// first downsampling block at stride 1 (downsampling by 8 instead of 32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stem {
@@ -240,6 +314,15 @@ pub struct ModelCard {
     pub stem: Option<Stem>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingInfo>,
+    /// `wide_resnet`, `dm_wide_resnet` and `preact_resnet18` only: ReLU by default, SiLU
+    /// for `dm_wide_resnet` (as in the robust-model zoo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+    /// `dm_wide_resnet` only: the normalisation the model applies to its input itself, so
+    /// that it takes pixels in [0, 1]. By default CIFAR-10's statistics for 10 classes and
+    /// CIFAR-100's for 100 (some zoo models use CIFAR-100's for 10 classes: say so here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_normalize: Option<Normalize>,
 }
 
 impl ModelCard {
@@ -274,15 +357,15 @@ impl ModelCard {
         if c == 0 || h == 0 || w == 0 {
             return Err(format!("`input` must be three positive sizes [C, H, W], found {:?}", self.input));
         }
+        let values = c.checked_mul(h).and_then(|v| v.checked_mul(w));
+        if values.is_none_or(|v| v > MAX_INPUT_VALUES) {
+            return Err(format!(
+                "`input` {:?} is too large: at most {MAX_INPUT_VALUES} values per image (C x H x W) are supported",
+                self.input
+            ));
+        }
         if let Some(n) = &self.normalize {
-            for (name, v) in [("mean", &n.mean), ("std", &n.std)] {
-                if v.len() != 1 && v.len() != c {
-                    return Err(format!("`normalize.{name}` has {} values but the input has {c} channels", v.len()));
-                }
-            }
-            if n.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
-                return Err("`normalize.std` values must be positive".into());
-            }
+            n.check("normalize", c)?;
         }
         if self.architecture == Architecture::Sequential && self.layers.is_empty() {
             return Err("a `sequential` card needs a `layers` array".into());
@@ -290,27 +373,28 @@ impl ModelCard {
         if self.architecture != Architecture::Sequential && !self.layers.is_empty() {
             return Err(format!("`layers` only applies to `sequential`, not `{}`", self.architecture));
         }
-        let resnet =
-            matches!(self.architecture, Architecture::ResNet18 | Architecture::ResNet34 | Architecture::ResNet50);
-        if self.stem.is_some() && !resnet {
-            return Err(format!("`stem` only applies to ResNets, not `{}`", self.architecture));
+        if self.stem.is_some() && !self.architecture.has_stem() {
+            return Err(format!(
+                "`stem` only applies to ResNets, preact_resnet18 and mobilenet_v2, not `{}`",
+                self.architecture
+            ));
+        }
+        if self.activation.is_some() && !self.architecture.has_activation() {
+            return Err(format!(
+                "`activation` only applies to wide_resnet, dm_wide_resnet and preact_resnet18, not `{}`",
+                self.architecture
+            ));
+        }
+        if let Some(n) = &self.inner_normalize {
+            if self.architecture != Architecture::DmWideResNet {
+                return Err(format!("`inner_normalize` only applies to dm_wide_resnet, not `{}`", self.architecture));
+            }
+            n.check("inner_normalize", c)?;
         }
         if let Some(eps) = self.eps
             && !(0.0..=MAX_EPS).contains(&eps)
         {
             return Err(format!("`eps` must be from 0 to {MAX_EPS}, found {eps}"));
-        }
-        if let Some(n) = &self.normalize
-            && let Some(bad) = n.std.iter().chain(&n.mean).find(|v| !(v.is_finite() && v.abs() <= 1e6))
-        {
-            return Err(format!("`normalize` values must be finite numbers up to 1e6 in size, found {bad}"));
-        }
-        if let Some(n) = &self.normalize
-            && let Some(bad) = n.std.iter().find(|&&s| f64::from(s) < MIN_STD)
-        {
-            return Err(format!(
-                "`normalize.std` values must be at least {MIN_STD} (float32 overflows below), found {bad}"
-            ));
         }
         for (i, layer) in self.layers.iter().enumerate() {
             layer.validate().map_err(|e| format!("layer {i} ({}): {e}", layer.kind()))?;
@@ -318,6 +402,10 @@ impl ModelCard {
         Ok(())
     }
 }
+
+/// Values per input image: 3x591x591 (ImageNet's 3x224x224 and 3x512x512 fit), small enough
+/// that checking a network on one image stays within memory whatever the card says.
+pub const MAX_INPUT_VALUES: usize = 1 << 20;
 
 /// Larger attack strengths overflow float32 images (normalised units).
 pub const MAX_EPS: f64 = 1e6;

@@ -303,6 +303,11 @@ fn kept_prefixes_give_the_same_counts() {
         ("resnet18_cifar", dir.join("resnet18_cifar.safetensors"), "layer3.1.conv2"),
         ("shufflenet_v2", dir.join("shufflenet_v2.safetensors"), "stage3.2.branch2.3"),
         ("squeezenet1_1", dir.join("squeezenet1_1.safetensors"), "features.10.expand3x3"),
+        ("wide_resnet", dir.join("wide_resnet.safetensors"), "block2.layer.1.conv2"),
+        ("dm_wide_resnet", dir.join("dm_wide_resnet.safetensors"), "layer.1.block.0.conv_1"),
+        ("preact_resnet18_in", dir.join("preact_resnet18_in.safetensors"), "layer3.1.conv1"),
+        ("vgg11_bn", dir.join("vgg11_bn.safetensors"), "features.15"),
+        ("mobilenet_v2", dir.join("mobilenet_v2.safetensors"), "features.9.conv.1.0"),
     ];
     for (name, path, layer) in cases {
         let net = Network::load(&path, None, &Device::Cpu).unwrap();

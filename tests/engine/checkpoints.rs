@@ -71,6 +71,20 @@ fn legacy_and_unsafe_pickles_are_refused_with_a_reason() {
     assert!(e.ends_with("evil.pth"), "the path goes last: {e}");
 }
 
+#[test]
+fn safetensors_whose_header_length_starts_like_a_pickle_load() {
+    // A header of 128 bytes: the file's first byte is 0x80, as a pickle's is.
+    let mut header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
+    header.resize(0x80, b' ');
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    bytes.extend(1.5f32.to_le_bytes());
+    let (_d, p) = temp_with("w.safetensors", &bytes);
+    assert_eq!(bytes[0], 0x80);
+    let sd = checkpoint::load(&p, &Device::Cpu).unwrap();
+    assert_eq!(sd.get("w").unwrap().to_vec1::<f32>().unwrap(), [1.5]);
+}
+
 fn temp_with(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join(name);

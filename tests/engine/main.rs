@@ -15,4 +15,5 @@ mod ensemble;
 mod mnist_real;
 mod optimised_paths;
 mod reference_models;
+mod robust_archs;
 mod worker_faults;

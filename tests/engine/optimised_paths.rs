@@ -95,7 +95,19 @@ fn evaluations_and_sweeps_of_the_embedded_cnn_match_the_plain_path() {
 fn every_fixture_architecture_matches_the_plain_path() {
     // A network with batch norm, residual blocks and 1x1 convolutions: every fixture model.
     let dir = fixtures().join("models");
-    for name in ["resnet18_cifar", "resnet50_tv", "shufflenet_v2", "squeezenet1_1", "seq_cnn"] {
+    for name in [
+        "resnet18_cifar",
+        "resnet50_tv",
+        "shufflenet_v2",
+        "squeezenet1_1",
+        "seq_cnn",
+        "wide_resnet",
+        "dm_wide_resnet",
+        "preact_resnet18_in",
+        "vgg11_bn",
+        "vgg16",
+        "mobilenet_v2",
+    ] {
         let net = Network::load(&dir.join(format!("{name}.safetensors")), None, &Device::Cpu).unwrap();
         let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
         let x = &io["input"];

@@ -12,6 +12,8 @@ use fragility_explorer::engine::model::{BnMode, Network};
 
 struct Case {
     name: String,
+    /// Card fields the weights cannot show (the model is recognised only up to them).
+    card_only: bool,
     net: Network,
     io: std::collections::HashMap<String, Tensor>,
     labels: Vec<u32>,
@@ -25,7 +27,7 @@ fn cases() -> Vec<Case> {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let obj = manifest.as_object().unwrap();
-    assert!(obj.len() >= 9, "manifest lists {} models", obj.len());
+    assert!(obj.len() >= 18, "manifest lists {} models", obj.len());
     obj.iter()
         .map(|(name, m)| {
             let ckpt = dir.join(format!("{name}.safetensors"));
@@ -34,6 +36,7 @@ fn cases() -> Vec<Case> {
             let labels: Vec<u32> = io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect();
             Case {
                 name: name.clone(),
+                card_only: m.get("card_only").is_some(),
                 net,
                 io,
                 labels,
@@ -79,6 +82,9 @@ fn architectures_are_recognised_without_a_card() {
         let state = checkpoint::load(&path, &Device::Cpu).unwrap();
         let net = Network::build(state, None, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", c.name));
         assert_eq!(net.card.architecture, c.net.card.architecture, "{}", c.name);
+        if c.card_only {
+            continue;
+        }
         let ours = net.logits(&c.io["input"], BnMode::Running).unwrap();
         assert!(max_rel_diff(&ours, &c.io["logits"], 1.0) < 1e-4, "{}", c.name);
     }

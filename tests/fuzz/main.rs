@@ -150,7 +150,11 @@ fn mutated_files_never_crash_a_loader() {
             match check(target, &dir, &file) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => errors += 1,
-                Err(e) => failures.push(format!("{at}: {e}")),
+                Err(e) => {
+                    let kept = dir.with_extension(format!("crash-{runs}"));
+                    std::fs::copy(&file, &kept).ok();
+                    failures.push(format!("{at}: {e} (input kept as {})", kept.display()));
+                }
             }
             if let Some(grew) = peak_rss().zip(before).map(|(a, b)| a.saturating_sub(b) >> 20)
                 && grew > INPUT_GROWTH_MIB

@@ -245,6 +245,21 @@ pub fn all() -> Vec<Case> {
             expect: Err("named .gz but is not gzip-compressed"),
         },
         Case {
+            name: "card: an input of 2^64 - 1 rows (the tiny CNN read as VGG)",
+            target: "card",
+            seed: card_seed(
+                br#"{"architecture":"vgg","input":[1,18446744073709551615,32],"normalize":{"mean":[0.5],"std":[0.25]}}"#
+                    .to_vec(),
+            ),
+            expect: Err("is too large"),
+        },
+        Case {
+            name: "card: an input of 2M values per image",
+            target: "card",
+            seed: card_seed(br#"{"architecture":"vgg","input":[1,65536,32]}"#.to_vec()),
+            expect: Err("is too large"),
+        },
+        Case {
             name: "card: convolution stride 0",
             target: "card",
             seed: card_with("conv2d", &[("stride", json!(0))]),

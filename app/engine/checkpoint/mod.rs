@@ -71,6 +71,21 @@ impl StateDict {
         self.tensors.get(key).map(|t| t.dims())
     }
 
+    /// Removes `prefix` from every key when every key has it (a wrapper module's name,
+    /// such as DataParallel's `module.`); returns whether it did.
+    pub fn strip_common_prefix(&mut self, prefix: &str) -> bool {
+        if self.order.is_empty() || !self.order.iter().all(|k| k.starts_with(prefix) && k.len() > prefix.len()) {
+            return false;
+        }
+        let tensors = std::mem::take(&mut self.tensors);
+        self.tensors = tensors.into_iter().map(|(k, v)| (k[prefix.len()..].to_string(), v)).collect();
+        self.order = self.order.iter().map(|k| k[prefix.len()..].to_string()).collect();
+        let dtypes = std::mem::take(&mut self.file_dtypes);
+        self.file_dtypes =
+            dtypes.into_iter().map(|(k, v)| (k.strip_prefix(prefix).map(str::to_string).unwrap_or(k), v)).collect();
+        true
+    }
+
     pub fn take(&mut self, key: &str) -> Option<Tensor> {
         self.tensors.remove(key)
     }
@@ -82,11 +97,7 @@ impl StateDict {
     /// Strips DataParallel's `module.` prefix and folds `torch.nn.utils.prune`
     /// pairs (`X_orig`, `X_mask`) into `X`; checks floats for NaN and infinity.
     fn tidy(mut self, path: &Path) -> Result<Self> {
-        if !self.order.is_empty() && self.order.iter().all(|k| k.starts_with("module.")) {
-            let tensors = std::mem::take(&mut self.tensors);
-            self.tensors = tensors.into_iter().map(|(k, v)| (k["module.".len()..].to_string(), v)).collect();
-            self.order = self.order.iter().map(|k| k["module.".len()..].to_string()).collect();
-        }
+        self.strip_common_prefix("module.");
         let origs: Vec<String> = self
             .order
             .iter()
@@ -149,11 +160,13 @@ fn sniff(path: &Path, bytes: &[u8]) -> Result<Format> {
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return Ok(Format::TorchZip);
     }
-    if bytes[0] == 0x80 {
-        return Ok(Format::LegacyPickle);
-    }
+    // Safetensors first: its header length is little-endian, so one file in 256 starts with
+    // the 0x80 that also opens a pickle.
     if bytes.len() >= 9 && bytes[8] == b'{' {
         return Ok(Format::Safetensors);
+    }
+    if bytes.starts_with(&[0x80, 0x02]) {
+        return Ok(Format::LegacyPickle);
     }
     Err(EngineError::checkpoint(
         path,

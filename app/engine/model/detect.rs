@@ -15,8 +15,16 @@ fn default_hw(channels: usize) -> usize {
     if channels == 1 { 28 } else { 32 }
 }
 
+/// Networks that downsample by 32 need at least 32x32 (MNIST's 28 vanishes on the way).
+fn min_hw(architecture: Architecture) -> usize {
+    match architecture {
+        Architecture::Vgg | Architecture::MobileNetV2 | Architecture::PreActResNet18 => 32,
+        _ => 1,
+    }
+}
+
 fn card(architecture: Architecture, channels: usize) -> ModelCard {
-    let hw = default_hw(channels);
+    let hw = default_hw(channels).max(min_hw(architecture));
     ModelCard {
         architecture,
         input: [channels, hw, hw],
@@ -27,12 +35,28 @@ fn card(architecture: Architecture, channels: usize) -> ModelCard {
         layers: Vec::new(),
         stem: None,
         training: None,
+        activation: None,
+        inner_normalize: None,
     }
 }
 
 pub fn detect(sd: &StateDict) -> Result<Detected> {
     orphan_bias(sd)?;
     let shape = |k: &str| sd.shape(k).map(<[usize]>::to_vec);
+    if let Some(d) = pre_activation(sd)? {
+        return Ok(d);
+    }
+    if let Some(d) = vgg(sd) {
+        return Ok(d);
+    }
+    if let (Some(stem), true) = (shape("features.0.0.weight"), sd.contains("features.1.conv.0.0.weight")) {
+        return Ok(Detected {
+            card: card(Architecture::MobileNetV2, stem[1]),
+            note: "recognised mobilenet_v2 (torchvision, ImageNet stem: a card with `\"stem\": \"cifar\"` \
+                   runs the first convolution and downsampling block at stride 1) from its keys"
+                .into(),
+        });
+    }
     if let (Some(stem), true) = (shape("conv1.weight"), sd.contains("layer1.0.conv1.weight")) {
         let count = |s: usize| (0..).take_while(|b| sd.contains(&format!("layer{s}.{b}.conv1.weight"))).count();
         let blocks = [count(1), count(2), count(3), count(4)];
@@ -74,6 +98,60 @@ pub fn detect(sd: &StateDict) -> Result<Detected> {
         return Ok(d);
     }
     Err(not_recognised(sd))
+}
+
+/// PreActResNet-18 and the two WideResNet namings; depth and width go in the note.
+fn pre_activation(sd: &StateDict) -> Result<Option<Detected>> {
+    let families = [
+        (Architecture::DmWideResNet, "init_conv.weight", "layer.0.block.0.conv_0.weight"),
+        (Architecture::WideResNet, "conv1.weight", "block1.layer.0.conv1.weight"),
+        // A ResNet has `bn1` at the top; PreActResNet ends in `bn`.
+        (Architecture::PreActResNet18, "conv1.weight", "bn.running_var"),
+    ];
+    let Some(&(arch, stem_key, _)) = families.iter().find(|(_, a, b)| sd.contains(a) && sd.contains(b)) else {
+        return Ok(None);
+    };
+    let stem = sd.shape(stem_key).map(<[usize]>::to_vec).unwrap_or_default();
+    let counts = super::preact::block_counts(arch, |k| sd.contains(k));
+    let mut c = card(arch, stem.get(1).copied().unwrap_or(3));
+    let name = match arch {
+        Architecture::PreActResNet18 => {
+            let imagenet = stem.get(2) == Some(&7);
+            c.stem = Some(if imagenet { Stem::Torchvision } else { Stem::Cifar });
+            format!("PreActResNet-18 ({} stem)", if imagenet { "ImageNet" } else { "CIFAR" })
+        }
+        _ => {
+            let n = counts.first().copied().unwrap_or(0);
+            if counts.iter().any(|&k| k != n) || n == 0 {
+                return Err(EngineError::model(format!(
+                    "WideResNet keys with blocks per group {counts:?}: a WideResNet has the same number in each"
+                )));
+            }
+            let first = super::preact::first_block_channels(arch, |k| sd.shape(k).map(<[usize]>::to_vec));
+            let stem_out = stem.first().copied().unwrap_or(16).max(1);
+            let widen = first.map(|f| format!("{}", f as f64 / stem_out as f64)).unwrap_or_else(|| "?".into());
+            let extra = if arch == Architecture::DmWideResNet {
+                " (SiLU and CIFAR statistics inside the model, as in the zoo; a card's `activation` and \
+                 `inner_normalize` say otherwise)"
+            } else {
+                ""
+            };
+            format!("WideResNet-{}-{widen}{extra}", 6 * n + 4)
+        }
+    };
+    Ok(Some(Detected { card: c, note: format!("recognised {arch}: {name}, from its keys") }))
+}
+
+/// torchvision's VGG-11/13/16/19 (with or without batch norm) and their CIFAR heads.
+fn vgg(sd: &StateDict) -> Option<Detected> {
+    if !(sd.contains("classifier.weight") || sd.keys().any(|k| k.starts_with("classifier.") && k.ends_with(".weight")))
+    {
+        return None;
+    }
+    let slots = super::vgg::layout(sd)?;
+    let name = super::vgg::variant(&slots)?;
+    let channels = sd.shape("features.0.weight")?.get(1).copied()?;
+    Some(Detected { card: card(Architecture::Vgg, channels), note: format!("recognised {name} from its keys") })
 }
 
 /// A bias without its weight means the weight went missing (every PyTorch module with a

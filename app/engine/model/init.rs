@@ -75,6 +75,17 @@ impl Init {
     }
 }
 
+/// The architectures that can be trained from scratch (a card alone fixes their shapes).
+pub const TRAINABLE: [Architecture; 7] = [
+    Architecture::Sequential,
+    Architecture::ResNet18,
+    Architecture::ResNet34,
+    Architecture::ResNet50,
+    Architecture::SqueezeNet1_1,
+    Architecture::ShuffleNetV2X0_5,
+    Architecture::ShuffleNetV2X1_0,
+];
+
 /// A state_dict of fresh parameters for `card` with `classes` outputs, from `seed`.
 pub fn initial_state(card: &ModelCard, classes: usize, seed: u64, device: &Device) -> Result<StateDict> {
     let mut init = Init { rng: ChaCha8Rng::seed_from_u64(seed), pairs: Vec::new(), device: device.clone() };
@@ -87,6 +98,17 @@ pub fn initial_state(card: &ModelCard, classes: usize, seed: u64, device: &Devic
         Architecture::SqueezeNet1_1 => squeezenet(&mut init, c, classes)?,
         Architecture::ShuffleNetV2X0_5 => shufflenet(&mut init, c, classes, [24, 48, 96, 192, 1024])?,
         Architecture::ShuffleNetV2X1_0 => shufflenet(&mut init, c, classes, [24, 116, 232, 464, 1024])?,
+        a @ (Architecture::WideResNet
+        | Architecture::DmWideResNet
+        | Architecture::PreActResNet18
+        | Architecture::Vgg
+        | Architecture::MobileNetV2) => {
+            return Err(EngineError::model(format!(
+                "training {a} from scratch is not supported: its depth and width come from a checkpoint; \
+                 open one (or train one of {})",
+                TRAINABLE.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+            )));
+        }
     }
     Ok(StateDict::from_pairs(init.pairs))
 }

@@ -1,16 +1,20 @@
 //! Networks: architectures built from checkpoints, with their parameters held as Vars.
 
+mod blocks;
 pub mod detect;
 mod finite;
 pub mod init;
 pub mod kernels;
 pub mod layers;
+mod mobilenet;
 pub mod ops;
 pub mod params;
+mod preact;
 mod resnet;
 mod sequential;
 mod shufflenet;
 mod squeezenet;
+pub mod vgg;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +27,9 @@ pub use params::{LayerInfo, LayerKind, Param, ParamStore, Role};
 use crate::engine::card::{Architecture, ModelCard};
 use crate::engine::checkpoint::{self, StateDict};
 use crate::engine::error::{EngineError, Result};
+
+/// The attribute name under which wrappers keep the network.
+const WRAPPER_PREFIX: &str = "model.";
 
 /// A piece of an architecture's forward computation: a layer, a residual block, a head.
 pub trait Stage: Send + Sync {
@@ -90,11 +97,22 @@ impl Network {
     }
 
     /// Builds from tensors already loaded; without a card the architecture is recognised.
-    pub fn build(state: StateDict, card: Option<(ModelCard, CardOrigin)>, device: &Device) -> Result<Self> {
+    pub fn build(mut state: StateDict, card: Option<(ModelCard, CardOrigin)>, device: &Device) -> Result<Self> {
+        // A model saved from inside a wrapper has every key under `model.`; a sequential
+        // card names its keys as they are.
         let (card, origin) = match card {
-            Some(c) => c,
+            Some(c) => {
+                if c.0.architecture != Architecture::Sequential {
+                    state.strip_common_prefix(WRAPPER_PREFIX);
+                }
+                c
+            }
             None => {
-                let d = detect::detect(&state)?;
+                let d = match detect::detect(&state) {
+                    Ok(d) => d,
+                    Err(e) if !state.strip_common_prefix(WRAPPER_PREFIX) => return Err(e),
+                    Err(_) => detect::detect(&state)?,
+                };
                 (d.card, CardOrigin::Detected(d.note))
             }
         };
@@ -113,7 +131,13 @@ impl Network {
             Architecture::ShuffleNetV2X0_5 | Architecture::ShuffleNetV2X1_0 => {
                 Box::new(shufflenet::ShuffleNetV2::load(&mut loader, channels)?)
             }
+            Architecture::WideResNet | Architecture::DmWideResNet | Architecture::PreActResNet18 => {
+                Box::new(preact::PreActNet::load(&mut loader, &card)?)
+            }
+            Architecture::Vgg => Box::new(vgg::Vgg::load(&mut loader, channels)?),
+            Architecture::MobileNetV2 => Box::new(mobilenet::MobileNetV2::load(&mut loader, card.stem, channels)?),
         };
+        warnings.extend(loader.take_notes());
         let params = loader.finish()?;
         let mut net =
             Self { card, card_origin: origin, params, num_classes: 0, device: device.clone(), warnings, body };

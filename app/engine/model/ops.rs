@@ -15,6 +15,20 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.mul(&mask)
 }
 
+/// ReLU6, `min(max(x, 0), 6)`, with PyTorch's gradient: 1 strictly between 0 and 6, else 0
+/// (candle's clamp would halve it at the ends).
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    let mask = |t: Tensor| -> Result<Tensor> { t.to_dtype(x.dtype()).map(|t| t.detach()) };
+    let inside = mask(x.gt(0f64)?)?.mul(&mask(x.lt(6f64)?)?)?;
+    let top = (mask(x.ge(6f64)?)? * 6.0)?;
+    x.mul(&inside)?.add(&top)
+}
+
+/// SiLU (swish), `x * sigmoid(x)`; candle's backward is exact.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    x.silu()
+}
+
 /// `relu(a + b)`: one pass on the CPU kernels.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if super::kernels::enabled_for(a) {

@@ -136,6 +136,7 @@ pub enum Expect<'a> {
 pub struct Loader {
     state: StateDict,
     store: ParamStore,
+    notes: Vec<String>,
 }
 
 fn shape_str(s: &[usize]) -> String {
@@ -144,7 +145,7 @@ fn shape_str(s: &[usize]) -> String {
 
 impl Loader {
     pub fn new(state: StateDict) -> Self {
-        Self { state, store: ParamStore::default() }
+        Self { state, store: ParamStore::default(), notes: Vec::new() }
     }
 
     pub fn state(&self) -> &StateDict {
@@ -196,6 +197,26 @@ impl Loader {
     /// The optional tensor `key`, if the checkpoint has it.
     pub fn optional(&mut self, key: &str, role: Role, expect: Expect) -> Result<Option<Tensor>> {
         if self.has(key) { self.tensor(key, role, expect).map(Some) } else { Ok(None) }
+    }
+
+    /// Drops every tensor under `prefix.`: a module that the definition builds but whose
+    /// forward pass never calls. Returns how many tensors went.
+    pub fn discard(&mut self, prefix: &str) -> usize {
+        let dotted = format!("{prefix}.");
+        let keys: Vec<String> = self.state.keys().filter(|k| k.starts_with(&dotted)).map(str::to_string).collect();
+        for k in &keys {
+            self.state.take(k);
+        }
+        keys.len()
+    }
+
+    /// A finding for the user that does not stop loading.
+    pub fn note(&mut self, message: String) {
+        self.notes.push(message);
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     pub fn record_layer(&mut self, name: &str, kind: LayerKind, shape: &[usize], parameters: usize) {

@@ -4,50 +4,13 @@
 
 use candle_core::{Result as CResult, Tensor};
 
-use super::kernels;
-use super::layers::{BatchNorm2d, BnMode, Conv2d, ConvGeometry, ForwardCtx, Linear};
+use super::blocks::{ConvBn, PoolHead};
+use super::layers::{ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
 use super::{Body, Stage};
-use crate::engine::card::{Architecture, Stem};
+use crate::engine::card::{Activation, Architecture, Stem};
 use crate::engine::error::{EngineError, Result};
-
-struct ConvBn {
-    conv: Conv2d,
-    bn: BatchNorm2d,
-}
-
-impl ConvBn {
-    fn load(l: &mut Loader, conv: &str, bn: &str, geo: ConvGeometry, in_channels: usize) -> Result<Self> {
-        let conv = Conv2d::load(l, conv, geo, Some(in_channels))?;
-        let bn = BatchNorm2d::load(l, bn, conv.out_channels(), 1e-5, 0.1)?;
-        Ok(Self { conv, bn })
-    }
-    /// Convolution, batch norm and, when `relu`, ReLU. In evaluation on the CPU kernels the
-    /// three run as one op: the same values without two passes over the activations.
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx, relu: bool) -> CResult<Tensor> {
-        self.forward_pooled(x, ctx, relu, None)
-    }
-    /// [`Self::forward`] followed by the max-pool `pool`, in the same op when the others are.
-    fn forward_pooled(&self, x: &Tensor, ctx: &mut ForwardCtx, relu: bool, pool: Option<&Pool2d>) -> CResult<Tensor> {
-        if ctx.bn == BnMode::Running && ctx.tap.is_none() && kernels::enabled_for(x) {
-            let (alpha, beta) = self.bn.running_affine()?;
-            let then = kernels::Epilogue { alpha, beta, relu };
-            return self.conv.forward_then_pool(x, ctx, then, pool.copied());
-        }
-        let y = self.bn.forward_then(&self.conv.forward(x, ctx)?, ctx, relu)?;
-        match pool {
-            Some(p) => ops::max_pool2d(&y, p),
-            None => Ok(y),
-        }
-    }
-    fn out_channels(&self) -> usize {
-        self.conv.out_channels()
-    }
-    fn contains(&self, name: &str) -> bool {
-        self.conv.key == name || self.bn.key == name
-    }
-}
 
 /// The first convolution, its batch norm, ReLU and (torchvision stem) the max-pool.
 struct StemStage {
@@ -57,25 +20,10 @@ struct StemStage {
 
 impl Stage for StemStage {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        self.conv.forward_pooled(x, ctx, true, self.maxpool.as_ref())
+        self.conv.forward_pooled(x, ctx, self.maxpool.as_ref())
     }
     fn contains(&self, name: &str) -> bool {
         self.conv.contains(name)
-    }
-}
-
-/// Global average pooling and the classifier.
-struct Head {
-    fc: Linear,
-}
-
-impl Stage for Head {
-    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
-        let x = ops::adaptive_avg_pool2d(x, 1, 1)?.flatten_from(1)?;
-        self.fc.forward(&x, ctx)
-    }
-    fn contains(&self, name: &str) -> bool {
-        self.fc.key == name
     }
 }
 
@@ -91,12 +39,11 @@ impl Stage for Block {
 
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
         let mut y = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, cb) in self.convs.iter().enumerate() {
-            y = cb.forward(&y, ctx, i < last)?;
+        for cb in &self.convs {
+            y = cb.forward(&y, ctx)?;
         }
         let identity = match &self.shortcut {
-            Some(s) => s.forward(x, ctx, false)?,
+            Some(s) => s.forward(x, ctx)?,
             None => x.clone(),
         };
         ops::add_relu(&y, &identity)
@@ -106,7 +53,7 @@ impl Stage for Block {
 pub struct ResNet {
     stem: StemStage,
     blocks: Vec<Block>,
-    head: Head,
+    head: PoolHead,
 }
 
 /// Blocks per stage for each depth.
@@ -160,7 +107,8 @@ impl ResNet {
                 "the card says the {want:?} stem but `conv1.weight` has a {kernel}x{kernel} kernel (the {found_stem:?} stem)"
             )));
         }
-        let stem = ConvBn::load(l, "conv1", "bn1", stem_geo, in_channels)?;
+        let relu = Some(Activation::Relu);
+        let stem = ConvBn::load(l, "conv1", "bn1", stem_geo, in_channels, relu)?;
         let shortcut_name = if l.has("layer2.0.shortcut.0.weight") { "shortcut" } else { "downsample" };
         let mut channels = stem.out_channels();
         let mut blocks = Vec::new();
@@ -173,12 +121,14 @@ impl ResNet {
                 let specs: &[(usize, usize, usize)] =
                     if bottleneck { &[(1, 1, 0), (3, stride, 1), (1, 1, 0)] } else { &[(3, stride, 1), (3, 1, 1)] };
                 for (i, &(_k, st, pad)) in specs.iter().enumerate() {
+                    let last = i + 1 == specs.len();
                     let cb = ConvBn::load(
                         l,
                         &format!("{p}.conv{}", i + 1),
                         &format!("{p}.bn{}", i + 1),
                         ConvGeometry::new(st, pad),
                         c,
+                        if last { None } else { relu },
                     )?;
                     c = cb.out_channels();
                     convs.push(cb);
@@ -191,6 +141,7 @@ impl ResNet {
                         &format!("{sc}.1"),
                         ConvGeometry::new(stride, 0),
                         channels,
+                        None,
                     )?)
                 } else if stride != 1 || c != channels {
                     return Err(EngineError::model(format!(
@@ -205,7 +156,7 @@ impl ResNet {
         }
         let fc_name = if l.has("linear.weight") { "linear" } else { "fc" };
         let fc = Linear::load(l, fc_name, Some(channels))?;
-        Ok(Self { stem: StemStage { conv: stem, maxpool }, blocks, head: Head { fc } })
+        Ok(Self { stem: StemStage { conv: stem, maxpool }, blocks, head: PoolHead { norm: None, dropout: 0.0, fc } })
     }
 }
 

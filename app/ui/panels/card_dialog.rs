@@ -99,6 +99,8 @@ fn card_of(req: &CardRequest) -> Result<ModelCard, String> {
         layers,
         stem: None,
         training: None,
+        activation: None,
+        inner_normalize: None,
     };
     // The same checks as a card read from disk.
     ModelCard::parse(&card.to_json(), &req.checkpoint).map_err(|e| e.to_string())
