@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::embedded;
 use crate::engine::DEFAULT_SEED;
+use crate::engine::card::Architecture;
 use crate::engine::data::{self, DataSpec, Dataset, Split, Subset};
 use crate::engine::device::{self, DeviceChoice};
 use crate::engine::model::{CardOrigin, Network};
@@ -42,6 +43,9 @@ impl ModelArgs {
         let name = self.model.as_ref().map_or(embedded::MODEL_NAME.to_string(), |p| p.display().to_string());
         let card = match &net.card_origin {
             CardOrigin::File(p) => format!("card {}", p.display()),
+            CardOrigin::Detected(_) if net.card.architecture == Architecture::Onnx => {
+                "card from the graph's input".to_string()
+            }
             CardOrigin::Detected(_) => "architecture recognised from the keys".to_string(),
             CardOrigin::Given => "built-in card".to_string(),
         };

@@ -37,9 +37,13 @@ pub enum Architecture {
     Vgg,
     #[serde(rename = "mobilenet_v2")]
     MobileNetV2,
+    /// An ONNX graph (`.onnx`): the file holds the architecture.
+    #[serde(rename = "onnx")]
+    Onnx,
 }
 
 impl Architecture {
+    /// The architectures of weights-only checkpoints (an ONNX file carries its graph).
     pub const ALL: [Architecture; 12] = [
         Self::Sequential,
         Self::ResNet18,
@@ -69,6 +73,7 @@ impl Architecture {
             Self::PreActResNet18 => "preact_resnet18",
             Self::Vgg => "vgg",
             Self::MobileNetV2 => "mobilenet_v2",
+            Self::Onnx => "onnx",
         }
     }
 
@@ -333,10 +338,47 @@ impl ModelCard {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
+        Self::parse(&Self::read_text(path)?, path)
+    }
+
+    fn read_text(path: &Path) -> Result<String> {
         let bytes = read_file(path)?;
         let text = String::from_utf8(bytes).map_err(|_| EngineError::card(path, "the file is not UTF-8 text"))?;
         // Editors on Windows start UTF-8 files with a byte-order mark; JSON has no use for it.
-        Self::parse(text.strip_prefix('\u{feff}').unwrap_or(&text), path)
+        Ok(text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text))
+    }
+
+    /// The card of an ONNX file, which may leave `architecture` out.
+    pub fn load_for_onnx(path: &Path) -> Result<Self> {
+        let text = Self::read_text(path)?;
+        let mut value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| EngineError::card(path, e.to_string()))?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.entry("architecture").or_insert_with(|| Architecture::Onnx.name().into());
+        }
+        Self::parse(&value.to_string(), path)
+    }
+
+    /// The card of an ONNX graph opened without one: its input size, nothing assumed.
+    pub fn onnx(input: [usize; 3]) -> Self {
+        Self::bare(Architecture::Onnx, input)
+    }
+
+    /// A card saying only the architecture and input size.
+    pub fn bare(architecture: Architecture, input: [usize; 3]) -> Self {
+        Self {
+            architecture,
+            input,
+            normalize: None,
+            classes: None,
+            dataset: None,
+            eps: None,
+            layers: Vec::new(),
+            stem: None,
+            training: None,
+            activation: None,
+            inner_normalize: None,
+        }
     }
 
     pub fn to_json(&self) -> String {

@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod fsutil;
 pub mod model;
+pub mod onnx;
 pub mod progress;
 pub mod setup;
 pub mod train;

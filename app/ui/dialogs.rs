@@ -11,9 +11,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, bounded};
 
 use super::actions::FigureId;
 
-/// File extensions of the checkpoints the engine reads (it sniffs the content; these are
-/// what dialogs offer and what the browser highlights).
-pub const CHECKPOINT_EXTENSIONS: [&str; 3] = ["safetensors", "pth", "pt"];
+/// What dialogs offer and what the browser highlights: the engine's model files.
+pub use crate::engine::checkpoint::EXTENSIONS as CHECKPOINT_EXTENSIONS;
 
 pub trait Dialogs: Send + Sync {
     /// Whether the native dialogs can be shown here; the error says why not, in a few

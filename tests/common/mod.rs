@@ -66,3 +66,33 @@ pub fn tiny_mnist() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A fixture model's reference inputs (`models/NAME.io.safetensors`) as 8-bit images with
+/// their labels, de-normalised with `net`'s card: a small dataset for any analysis.
+pub fn fixture_dataset(
+    name: &str,
+    net: &fragility_explorer::engine::model::Network,
+) -> fragility_explorer::engine::data::Dataset {
+    let dir = fixtures().join("models");
+    let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
+    let [c, h, w] = net.card.input;
+    let norm = net.card.normalize.clone().expect("fixture cards normalise");
+    let images = vec4(&io["input"])
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (m, s) = norm.channel((i / (h * w)) % c);
+            ((v * s + m) * 255.0).round().clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    fragility_explorer::engine::data::Dataset {
+        name: name.into(),
+        known: None,
+        source: dir.join(format!("{name}.safetensors")),
+        shape: [c, h, w],
+        images,
+        labels: io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect(),
+        classes: None,
+        notes: vec![],
+    }
+}

@@ -311,34 +311,8 @@ fn kept_prefixes_give_the_same_counts() {
     ];
     for (name, path, layer) in cases {
         let net = Network::load(&path, None, &Device::Cpu).unwrap();
-        let [c, h, w] = net.card.input;
         // Twelve images of the right shape: the fixture inputs, or MNIST digits.
-        let data = if name == "analysis" {
-            tiny().1
-        } else {
-            let io = load_tensors(&dir.join(format!("{name}.io.safetensors")));
-            let x = io["input"].clone();
-            let labels: Vec<u32> = io["label"].to_vec1::<i64>().unwrap().iter().map(|&l| l as u32).collect();
-            let norm = net.card.normalize.clone().unwrap();
-            let pixels: Vec<u8> = vec4(&x)
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let (m, s) = norm.channel((i / (h * w)) % c);
-                    ((v * s + m) * 255.0).round().clamp(0.0, 255.0) as u8
-                })
-                .collect();
-            Dataset {
-                name: name.into(),
-                known: None,
-                source: path.clone(),
-                shape: [c, h, w],
-                images: pixels,
-                labels,
-                classes: None,
-                notes: vec![],
-            }
-        };
+        let data = if name == "analysis" { tiny().1 } else { fixture_dataset(name, &net) };
         let norm = net.card.normalize.clone().unwrap_or(Normalize { mean: vec![0.1307], std: vec![0.3081] });
         let fs = FilterSet::layer(&net, layer, false).unwrap();
         let mut masker = Masker::new(&net);

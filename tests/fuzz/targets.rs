@@ -54,7 +54,7 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 pub fn all() -> Vec<Target> {
-    vec![safetensors(), pth(), legacy_pickle(), card(), idx(), cifar(), png(), results(), settings()]
+    vec![safetensors(), pth(), legacy_pickle(), onnx(), card(), idx(), cifar(), png(), results(), settings()]
 }
 
 fn open_checkpoint(_dir: &Path, file: &Path) -> Result<(), String> {
@@ -79,6 +79,21 @@ fn safetensors() -> Target {
         ],
         mutate: |m, b| m.bytes(b),
         open: open_checkpoint,
+    }
+}
+
+/// The small ONNX exports, from both exporters, without their cards (the graph's input
+/// shape stands in).
+fn onnx() -> Target {
+    let models = fixtures().join("models");
+    Target {
+        name: "onnx",
+        seeds: ["seq_cnn.ts.onnx", "seq_cnn.dynamo.onnx"]
+            .iter()
+            .map(|n| Seed::one("model.onnx", read(models.join(n))))
+            .collect(),
+        mutate: |m, b| m.bytes(b),
+        open: |_, file| Network::load(file, None, &Device::Cpu).map(drop).map_err(err),
     }
 }
 

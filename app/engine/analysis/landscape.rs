@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::filter::FilterKind;
 use super::scores::Class;
 use super::sweep::{self, Scope, SweepConfig, SweepEvent, SweepResult};
+use crate::engine::checkpoint::EXTENSIONS;
 use crate::engine::data::Dataset;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::model::Network;
@@ -23,9 +24,8 @@ pub struct CheckpointEntry {
 }
 
 fn is_checkpoint(p: &Path) -> bool {
-    let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    !name.ends_with(".optim.safetensors")
-        && (name.ends_with(".safetensors") || name.ends_with(".pth") || name.ends_with(".pt"))
+    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    !name.ends_with(".optim.safetensors") && EXTENSIONS.iter().any(|e| name.ends_with(&format!(".{e}")))
 }
 
 /// The last number in a file name: `checkpoint-epoch-007.safetensors` -> 7.
@@ -46,7 +46,8 @@ pub fn list_checkpoints(dir: &Path, device: &Device) -> Result<Vec<CheckpointEnt
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(EngineError::data(dir, "no checkpoints (.safetensors, .pth, .pt) in this folder"));
+        let kinds = EXTENSIONS.map(|e| format!(".{e}")).join(", ");
+        return Err(EngineError::data(dir, format!("no checkpoints ({kinds}) in this folder")));
     }
     let mut entries = Vec::new();
     // The first checkpoint's file, architecture and layer shapes, which the others must match.

@@ -175,6 +175,10 @@ fn sniff(path: &Path, bytes: &[u8]) -> Result<Format> {
     ))
 }
 
+/// File extensions of the model files the engine opens: checkpoints (whose content it
+/// sniffs) and ONNX graphs (told by the extension).
+pub const EXTENSIONS: [&str; 4] = ["safetensors", "pth", "pt", "onnx"];
+
 /// Loads every tensor of a checkpoint onto `device`: floating tensors as f32,
 /// integer tensors as i64. Never runs code from the file.
 pub fn load(path: &Path, device: &Device) -> Result<StateDict> {

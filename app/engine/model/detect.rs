@@ -25,19 +25,7 @@ fn min_hw(architecture: Architecture) -> usize {
 
 fn card(architecture: Architecture, channels: usize) -> ModelCard {
     let hw = default_hw(channels).max(min_hw(architecture));
-    ModelCard {
-        architecture,
-        input: [channels, hw, hw],
-        normalize: None,
-        classes: None,
-        dataset: None,
-        eps: None,
-        layers: Vec::new(),
-        stem: None,
-        training: None,
-        activation: None,
-        inner_normalize: None,
-    }
+    ModelCard::bare(architecture, [channels, hw, hw])
 }
 
 pub fn detect(sd: &StateDict) -> Result<Detected> {

@@ -102,7 +102,8 @@ pub fn initial_state(card: &ModelCard, classes: usize, seed: u64, device: &Devic
         | Architecture::DmWideResNet
         | Architecture::PreActResNet18
         | Architecture::Vgg
-        | Architecture::MobileNetV2) => {
+        | Architecture::MobileNetV2
+        | Architecture::Onnx) => {
             return Err(EngineError::model(format!(
                 "training {a} from scratch is not supported: its depth and width come from a checkpoint; \
                  open one (or train one of {})",

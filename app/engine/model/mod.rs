@@ -1,6 +1,6 @@
 //! Networks: architectures built from checkpoints, with their parameters held as Vars.
 
-mod blocks;
+pub(crate) mod blocks;
 pub mod detect;
 mod finite;
 pub mod init;
@@ -83,6 +83,9 @@ impl Network {
     /// Opens a checkpoint with the card given, else the card beside it, else a
     /// card recognised from the keys.
     pub fn load(checkpoint: &Path, card: Option<&Path>, device: &Device) -> Result<Self> {
+        if crate::engine::onnx::is_onnx(checkpoint) {
+            return crate::engine::onnx::load(checkpoint, card, device);
+        }
         let state = checkpoint::load(checkpoint, device)?;
         let beside = ModelCard::beside(checkpoint);
         let card_path = card.map(Path::to_path_buf).or_else(|| beside.is_file().then_some(beside));
@@ -136,11 +139,28 @@ impl Network {
             }
             Architecture::Vgg => Box::new(vgg::Vgg::load(&mut loader, channels)?),
             Architecture::MobileNetV2 => Box::new(mobilenet::MobileNetV2::load(&mut loader, card.stem, channels)?),
+            Architecture::Onnx => {
+                return Err(EngineError::model(
+                    "an `onnx` card describes an .onnx file; these weights are not one (open the .onnx file)",
+                ));
+            }
         };
         warnings.extend(loader.take_notes());
         let params = loader.finish()?;
-        let mut net =
-            Self { card, card_origin: origin, params, num_classes: 0, device: device.clone(), warnings, body };
+        Self::assemble(card, origin, params, warnings, body, device)
+    }
+
+    /// A network from its parts, checked by one pass on a blank input, which also yields
+    /// the class count.
+    pub(crate) fn assemble(
+        card: ModelCard,
+        card_origin: CardOrigin,
+        params: ParamStore,
+        warnings: Vec<String>,
+        body: Box<dyn Body>,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut net = Self { card, card_origin, params, num_classes: 0, device: device.clone(), warnings, body };
         // One pass on a blank input checks the whole graph and yields the class count.
         let [c, h, w] = net.card.input;
         let probe = Tensor::zeros((1, c, h, w), DType::F32, device)?;
@@ -211,6 +231,11 @@ impl Network {
 
     /// Saves the current weights as safetensors and the card beside them (same stem, `.json`).
     pub fn save(&self, path: &Path) -> Result<()> {
+        if self.card.architecture == Architecture::Onnx {
+            return Err(EngineError::model(
+                "an ONNX network's changed weights cannot be saved (the graph is not written back)",
+            ));
+        }
         checkpoint::save_safetensors(path, self.tensors())?;
         self.card.save(&ModelCard::beside(path))
     }

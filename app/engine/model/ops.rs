@@ -76,7 +76,7 @@ impl Pool2d {
 }
 
 /// Pads spatial dims with `value`: `before` on the leading side, `after` on the trailing side.
-fn pad_value(x: &Tensor, dim: usize, before: usize, after: usize, value: f64) -> Result<Tensor> {
+pub(crate) fn pad_value(x: &Tensor, dim: usize, before: usize, after: usize, value: f64) -> Result<Tensor> {
     if before == 0 && after == 0 {
         return Ok(x.clone());
     }

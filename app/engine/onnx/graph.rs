@@ -1,0 +1,140 @@
+//! An ONNX graph ready to run: nodes in order over numbered value slots, cut into stages
+//! wherever a single value carries everything forward (between residual blocks, say), so
+//! that a sweep reuses the work before the filtered layer as on native networks.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use candle_core::{Device, Result as CResult, Tensor};
+
+use super::ops::{self, Op};
+use super::value::Value;
+use crate::engine::model::layers::ForwardCtx;
+use crate::engine::model::{Body, Stage};
+
+pub struct Node {
+    pub op: Op,
+    pub name: String,
+    pub op_type: String,
+    /// Slots read (None: an optional input left out).
+    pub inputs: Vec<Option<usize>>,
+    pub outputs: Vec<usize>,
+}
+
+/// Nodes and constants shared by the stages.
+pub struct Program {
+    pub nodes: Vec<Node>,
+    /// Initializers and other values fixed at load, by slot.
+    pub constants: Vec<Option<Value>>,
+    /// After which node each slot is last read (usize::MAX: the graph's output).
+    last_use: Vec<usize>,
+    pub device: Device,
+}
+
+impl Program {
+    pub fn new(nodes: Vec<Node>, constants: Vec<Option<Value>>, output: usize, device: Device) -> Self {
+        let mut last_use = vec![0; constants.len()];
+        for (k, n) in nodes.iter().enumerate() {
+            for &i in n.inputs.iter().flatten() {
+                last_use[i] = k;
+            }
+        }
+        last_use[output] = usize::MAX;
+        Self { nodes, constants, last_use, device }
+    }
+
+    /// Runs `range` of nodes with `input` in slot `from`; returns slot `to`.
+    fn run(
+        &self,
+        range: Range<usize>,
+        from: usize,
+        to: usize,
+        input: &Tensor,
+        ctx: &mut ForwardCtx,
+    ) -> CResult<Tensor> {
+        let mut slots: Vec<Option<Value>> = vec![None; self.constants.len()];
+        slots[from] = Some(Value::Float(input.clone()));
+        for k in range {
+            let node = &self.nodes[k];
+            let outs = {
+                let ins: Vec<Option<&Value>> = node
+                    .inputs
+                    .iter()
+                    .map(|i| i.and_then(|i| slots[i].as_ref().or(self.constants[i].as_ref())))
+                    .collect();
+                if let Some(missing) = node.inputs.iter().zip(&ins).find_map(|(i, v)| i.filter(|_| v.is_none())) {
+                    return Err(candle_core::Error::Msg(format!(
+                        "node `{}` ({}) reads slot {missing} before it is computed",
+                        node.name, node.op_type
+                    )));
+                }
+                ops::run(&node.op, &ins, ctx, &self.device, node.outputs.len())
+                    .map_err(|m| candle_core::Error::Msg(format!("node `{}` ({}): {m}", node.name, node.op_type)))?
+            };
+            for (&slot, v) in node.outputs.iter().zip(outs) {
+                slots[slot] = Some(v);
+            }
+            // Free what no later node reads.
+            for &i in node.inputs.iter().flatten() {
+                if self.last_use[i] == k && i != to {
+                    slots[i] = None;
+                }
+            }
+        }
+        match slots[to].take() {
+            Some(Value::Float(t)) => Ok(t),
+            Some(Value::Int(i)) => i.to_float(&self.device),
+            None => Err(candle_core::Error::Msg(format!("the graph never computes slot {to}"))),
+        }
+    }
+}
+
+pub struct Segment {
+    program: Arc<Program>,
+    range: Range<usize>,
+    from: usize,
+    to: usize,
+}
+
+impl Stage for Segment {
+    fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
+        self.program.run(self.range.clone(), self.from, self.to, x, ctx)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.program.nodes[self.range.clone()].iter().any(|n| n.op.contains(name))
+    }
+}
+
+pub struct Graph {
+    segments: Vec<Segment>,
+}
+
+impl Graph {
+    /// Cuts the program after every node where only one computed value is still needed.
+    pub fn new(program: Program, input: usize, output: usize) -> Self {
+        let program = Arc::new(program);
+        let computed = |slot: usize| program.constants[slot].is_none();
+        let mut segments = Vec::new();
+        let (mut start, mut from) = (0, input);
+        let mut live: Vec<usize> = vec![input];
+        for (k, node) in program.nodes.iter().enumerate() {
+            live.extend(node.outputs.iter().copied());
+            live.retain(|&s| computed(s) && program.last_use[s] > k);
+            live.sort_unstable();
+            live.dedup();
+            let last = k + 1 == program.nodes.len();
+            if let ([only], false) = (live.as_slice(), last) {
+                segments.push(Segment { program: program.clone(), range: start..k + 1, from, to: *only });
+                (start, from) = (k + 1, *only);
+            }
+        }
+        segments.push(Segment { program: program.clone(), range: start..program.nodes.len(), from, to: output });
+        Self { segments }
+    }
+}
+
+impl Body for Graph {
+    fn stages(&self) -> Vec<&dyn Stage> {
+        self.segments.iter().map(|s| s as &dyn Stage).collect()
+    }
+}

@@ -1,0 +1,735 @@
+//! From an ONNX `GraphProto` to a runnable [`Program`]: every node checked against the
+//! supported operators, the weights of convolutions, linear layers and batch norms handed
+//! to the engine's layers (so they are filterable parameters, named as PyTorch named
+//! them where the exporter kept the name), and the usual chains fused as on native
+//! networks (convolution, batch norm and activation; add and ReLU).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::graph::{Node, Program};
+use super::ops::{Binary, Op, Unary};
+use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, data_type};
+use super::value::{self, Ints, Value};
+use crate::engine::card::Activation;
+use crate::engine::checkpoint::StateDict;
+use crate::engine::model::blocks::ConvBn;
+use crate::engine::model::layers::{BatchNorm2d, Conv2d, ConvGeometry, Linear};
+use crate::engine::model::ops::{Axis, Pool2d};
+use crate::engine::model::params::{Loader, ParamStore};
+
+type R<T> = std::result::Result<T, String>;
+
+/// The operators of the default domain that the explorer runs.
+pub const SUPPORTED: [&str; 42] = [
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Gelu",
+    "Erf",
+    "Tanh",
+    "Softmax",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "BatchNormalization",
+    "LayerNormalization",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "Squeeze",
+    "Unsqueeze",
+    "Shape",
+    "Constant",
+    "ConstantOfShape",
+    "Expand",
+    "Pad",
+    "ReduceMean",
+    "Pow",
+    "Sqrt",
+    "Identity",
+    "Dropout",
+    "Cast",
+];
+
+/// Opsets of the default domain that load (PyTorch's exporters write 13 to 20).
+pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=20;
+
+/// The lowered graph: its program, where the image goes in and the scores come out, the
+/// parameters, and the image input's declared `[C, H, W]` where fixed.
+pub struct Lowered {
+    pub program: Program,
+    pub input: usize,
+    pub output: usize,
+    pub params: ParamStore,
+    pub input_chw: Option<[usize; 3]>,
+    /// The batch size the input declares, when it is a number rather than free.
+    pub fixed_batch: Option<usize>,
+    pub notes: Vec<String>,
+}
+
+struct Attrs<'a> {
+    list: &'a [AttributeProto],
+}
+
+impl<'a> Attrs<'a> {
+    fn get(&self, name: &str) -> Option<&'a AttributeProto> {
+        self.list.iter().find(|a| a.name == name)
+    }
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.get(name).map_or(default, |a| a.i)
+    }
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.get(name).map(|a| a.ints.clone())
+    }
+    fn float(&self, name: &str, default: f32) -> f32 {
+        self.get(name).map_or(default, |a| a.f)
+    }
+    fn string(&self, name: &str) -> Option<String> {
+        self.get(name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+    }
+    fn tensor(&self, name: &str) -> Option<&'a TensorProto> {
+        self.get(name).and_then(|a| a.t.as_ref())
+    }
+}
+
+/// The PyTorch module path in a TorchScript exporter's node name
+/// (`/layer1/layer1.0/conv1/Conv` is `layer1.0.conv1`).
+fn module_path(node_name: &str) -> Option<String> {
+    let parts: Vec<&str> = node_name.split('/').filter(|p| !p.is_empty()).collect();
+    let (_, scopes) = parts.split_last()?;
+    // A scope is an attribute name (`conv1`), or a container's child named after the
+    // container's own scope (`layer1.0` in `layer1`, `conv.0.0` in `conv.0`): then it
+    // replaces that tail of the path.
+    let mut acc = String::new();
+    for s in scopes {
+        let segments: Vec<&str> = acc.split('.').filter(|p| !p.is_empty()).collect();
+        let tail = (0..segments.len()).find(|&i| s.starts_with(&format!("{}.", segments[i..].join("."))));
+        acc = match tail {
+            Some(0) => s.to_string(),
+            Some(i) => format!("{}.{s}", segments[..i].join(".")),
+            None if acc.is_empty() => s.to_string(),
+            None => format!("{acc}.{s}"),
+        };
+    }
+    (!acc.is_empty()).then_some(acc)
+}
+
+struct Builder<'a> {
+    g: &'a GraphProto,
+    device: Device,
+    slots: HashMap<String, usize>,
+    inits: HashMap<String, Value>,
+    consumers: HashMap<String, Vec<usize>>,
+    pairs: Vec<(String, Tensor)>,
+    names: HashSet<String>,
+    used_as_param: HashSet<String>,
+    /// The layer each parameter initializer belongs to.
+    layer_names: HashMap<String, String>,
+}
+
+pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
+    if !g.sparse_initializer.is_empty() {
+        return Err("the graph has sparse initializers, which are not supported".into());
+    }
+    let mut inits = HashMap::new();
+    for t in &g.initializer {
+        let v = value::decode(t, folder, device).map_err(|m| format!("initializer `{}`: {m}", t.name))?;
+        inits.insert(t.name.clone(), v);
+    }
+    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+    for (k, n) in g.node.iter().enumerate() {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            consumers.entry(i.clone()).or_default().push(k);
+        }
+    }
+    let mut b = Builder {
+        g,
+        device: device.clone(),
+        slots: HashMap::new(),
+        inits,
+        consumers,
+        pairs: Vec::new(),
+        names: HashSet::new(),
+        used_as_param: HashSet::new(),
+        layer_names: HashMap::new(),
+    };
+    let (input_name, input_chw, fixed_batch) = image_input(g, &b.inits)?;
+    for n in &g.node {
+        check_node(n)?;
+    }
+    let input = b.slot(&input_name);
+    // Plan: which nodes are fused into which, decided before any parameter is taken.
+    let plan = b.plan()?;
+    let mut loader = Loader::new(StateDict::from_pairs(std::mem::take(&mut b.pairs)));
+    let mut nodes = Vec::new();
+    for step in plan {
+        nodes.push(b.build(step, &mut loader)?);
+    }
+    let output = match g.output.as_slice() {
+        [o] => *b.slots.get(&o.name).ok_or_else(|| format!("no node computes the graph's output `{}`", o.name))?,
+        outs => return Err(format!("the graph has {} outputs; the explorer needs one, the class scores", outs.len())),
+    };
+    let mut constants: Vec<Option<Value>> = vec![None; b.slots.len()];
+    for (name, v) in std::mem::take(&mut b.inits) {
+        if let Some(&s) = b.slots.get(&name)
+            && !b.used_as_param.contains(&name)
+        {
+            constants[s] = Some(v);
+        }
+    }
+    let notes = loader.take_notes();
+    let params = loader.finish().map_err(|e| e.to_string())?;
+    Ok(Lowered {
+        program: Program::new(nodes, constants, output, device.clone()),
+        input,
+        output,
+        params,
+        input_chw,
+        fixed_batch,
+        notes,
+    })
+}
+
+/// The one float input that is not an initializer: the image batch.
+type ImageInput = (String, Option<[usize; 3]>, Option<usize>);
+
+fn image_input(g: &GraphProto, inits: &HashMap<String, Value>) -> R<ImageInput> {
+    let real: Vec<_> = g.input.iter().filter(|i| !inits.contains_key(&i.name)).collect();
+    let [only] = real.as_slice() else {
+        let names: Vec<&str> = real.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!("the graph has inputs {names:?}; the explorer needs exactly one, the image batch"));
+    };
+    let tensor = only.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+    if let Some(t) = tensor
+        && t.elem_type != data_type::FLOAT
+    {
+        return Err(format!("the input `{}` is not float32 (element type {})", only.name, t.elem_type));
+    }
+    let dims = tensor.and_then(|t| t.shape.as_ref()).map(|s| s.dim.clone()).unwrap_or_default();
+    if !dims.is_empty() && dims.len() != 4 {
+        return Err(format!(
+            "the input `{}` has {} dimensions; an image batch has 4 [N, C, H, W]",
+            only.name,
+            dims.len()
+        ));
+    }
+    let fixed = |i: usize| dims.get(i).and_then(|d| usize::try_from(d.dim_value).ok()).filter(|&v| v > 0);
+    let chw = match (fixed(1), fixed(2), fixed(3)) {
+        (Some(c), Some(h), Some(w)) => Some([c, h, w]),
+        _ => None,
+    };
+    Ok((only.name.clone(), chw, fixed(0)))
+}
+
+fn check_node(n: &NodeProto) -> R<()> {
+    let node = if n.name.is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name.clone() };
+    if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+        return Err(format!(
+            "node `{node}` is `{}` of domain `{}`: only the default ONNX domain is supported",
+            n.op_type, n.domain
+        ));
+    }
+    if !SUPPORTED.contains(&n.op_type.as_str()) {
+        return Err(format!(
+            "node `{node}` is a `{}`, which the explorer does not run. Supported: {}",
+            n.op_type,
+            SUPPORTED.join(", ")
+        ));
+    }
+    if n.attribute.iter().any(|a| !a.ref_attr_name.is_empty()) {
+        return Err(format!("node `{node}` refers to function attributes, which are not supported"));
+    }
+    Ok(())
+}
+
+/// One node to build: the first node's index and the nodes fused after it.
+struct Step {
+    first: usize,
+    /// A batch norm that follows the convolution.
+    bn: Option<usize>,
+    /// An activation that follows (ReLU or ReLU6) and its node.
+    act: Option<(Activation, usize)>,
+}
+
+impl Builder<'_> {
+    fn slot(&mut self, name: &str) -> usize {
+        let n = self.slots.len();
+        *self.slots.entry(name.to_string()).or_insert(n)
+    }
+
+    fn node_name(&self, k: usize) -> String {
+        let n = &self.g.node[k];
+        if n.name.is_empty() { format!("{} #{k}", n.op_type) } else { n.name.clone() }
+    }
+
+    /// The single node reading `value`, if only one does and the value is not the output.
+    fn sole_consumer(&self, value: &str) -> Option<usize> {
+        if self.g.output.iter().any(|o| o.name == value) {
+            return None;
+        }
+        match self.consumers.get(value).map(Vec::as_slice) {
+            Some([k]) => Some(*k),
+            _ => None,
+        }
+    }
+
+    fn is_init(&self, name: &str) -> bool {
+        self.inits.contains_key(name)
+    }
+
+    /// Decides the fusions and registers the parameters' tensors under their layer names.
+    fn plan(&mut self) -> R<Vec<Step>> {
+        let mut steps = Vec::new();
+        let mut fused: HashSet<usize> = HashSet::new();
+        for k in 0..self.g.node.len() {
+            if fused.contains(&k) {
+                continue;
+            }
+            let n = &self.g.node[k];
+            let mut step = Step { first: k, bn: None, act: None };
+            let out = n.output.first().cloned().unwrap_or_default();
+            let then = self.sole_consumer(&out);
+            match n.op_type.as_str() {
+                "Conv" if self.conv_params(n) => {
+                    let mut tail = out.clone();
+                    if let Some(j) = then
+                        .filter(|&j| self.g.node[j].op_type == "BatchNormalization" && self.bn_params(&self.g.node[j]))
+                    {
+                        step.bn = Some(j);
+                        tail = self.g.node[j].output.first().cloned().unwrap_or_default();
+                    }
+                    if let Some(j) = self.sole_consumer(&tail)
+                        && let Some(act) = self.activation_of(j)
+                        && (step.bn.is_some() || act == Activation::Relu)
+                    {
+                        step.act = Some((act, j));
+                    }
+                }
+                "Add" => {
+                    if let Some(j) = then.filter(|&j| self.g.node[j].op_type == "Relu") {
+                        step.act = Some((Activation::Relu, j));
+                    }
+                }
+                _ => {}
+            }
+            fused.extend(step.bn.iter().chain(step.act.iter().map(|a| &a.1)));
+            steps.push(step);
+        }
+        for s in &steps {
+            self.register(s)?;
+        }
+        Ok(steps)
+    }
+
+    fn conv_params(&self, n: &NodeProto) -> bool {
+        n.input.get(1).is_some_and(|w| self.is_init(w))
+            && n.input.get(2).is_none_or(|b| b.is_empty() || self.is_init(b))
+    }
+
+    fn bn_params(&self, n: &NodeProto) -> bool {
+        n.input.len() == 5 && n.input[1..].iter().all(|i| self.is_init(i))
+    }
+
+    /// ReLU, or a Clip from 0 to 6 (how ReLU6 exports).
+    fn activation_of(&self, k: usize) -> Option<Activation> {
+        let n = &self.g.node[k];
+        match n.op_type.as_str() {
+            "Relu" => Some(Activation::Relu),
+            "Clip" => {
+                let bound = |i: usize| -> Option<f32> {
+                    let v = self.inits.get(n.input.get(i)?)?;
+                    let t = v.float(&self.device).ok()?;
+                    t.flatten_all().ok()?.to_vec1::<f32>().ok()?.first().copied()
+                };
+                (bound(1) == Some(0.0) && bound(2) == Some(6.0)).then_some(Activation::Relu6)
+            }
+            _ => None,
+        }
+    }
+
+    /// A unique layer name: the weight's name less `.weight`, else the node's module path.
+    fn layer_name(&mut self, weight: &str, node: usize, kind: &str) -> String {
+        let base = weight
+            .strip_suffix(".weight")
+            .map(str::to_string)
+            .or_else(|| module_path(&self.g.node[node].name))
+            .unwrap_or_else(|| format!("{kind}{node}"));
+        let mut name = base.clone();
+        let mut k = 2;
+        while !self.names.insert(name.clone()) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        name
+    }
+
+    fn take_param(&mut self, init: &str, key: String, transpose: bool) -> R<()> {
+        if !self.used_as_param.insert(init.to_string()) {
+            return Err(format!("initializer `{init}` is the weight of two layers; shared weights are not supported"));
+        }
+        let t = match self.inits.get(init) {
+            Some(Value::Float(t)) => t.clone(),
+            _ => return Err(format!("initializer `{init}` is not a float tensor")),
+        };
+        let t = if transpose { t.t().and_then(|t| t.contiguous()).map_err(|e| e.to_string())? } else { t };
+        if let Some((layer, _)) = key.rsplit_once('.') {
+            self.layer_names.insert(init.to_string(), layer.to_string());
+        }
+        self.pairs.push((key, t));
+        Ok(())
+    }
+
+    fn register(&mut self, s: &Step) -> R<()> {
+        let n = &self.g.node[s.first];
+        match n.op_type.as_str() {
+            "Conv" if self.conv_params(n) => {
+                let layer = self.layer_name(&n.input[1], s.first, "conv");
+                self.take_param(&n.input[1].clone(), format!("{layer}.weight"), false)?;
+                if let Some(b) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
+                    self.take_param(&b, format!("{layer}.bias"), false)?;
+                }
+                if let Some(j) = s.bn {
+                    self.register_bn(j)?;
+                }
+            }
+            "BatchNormalization" if self.bn_params(n) => self.register_bn(s.first)?,
+            "Gemm" | "MatMul" if self.linear_form(s.first).is_some() => {
+                let (transpose, bias) = self.linear_form(s.first).unwrap_or_default();
+                let w = n.input[1].clone();
+                let layer = self.layer_name(&w, s.first, "linear");
+                self.take_param(&w, format!("{layer}.weight"), transpose)?;
+                if let Some(b) = bias {
+                    self.take_param(&b, format!("{layer}.bias"), false)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn register_bn(&mut self, k: usize) -> R<()> {
+        let n = &self.g.node[k];
+        let layer = self.layer_name(&n.input[1], k, "bn");
+        for (i, part) in [(1, "weight"), (2, "bias"), (3, "running_mean"), (4, "running_var")] {
+            self.take_param(&n.input[i].clone(), format!("{layer}.{part}"), false)?;
+        }
+        Ok(())
+    }
+
+    /// A Gemm or MatMul that is a linear layer: weight an initializer, (for Gemm) alpha and
+    /// beta 1, A not transposed, C an initializer vector or absent. Returns whether the weight
+    /// is stored `[in, out]` (to transpose) and the bias initializer.
+    fn linear_form(&self, k: usize) -> Option<(bool, Option<String>)> {
+        let n = &self.g.node[k];
+        let w = n.input.get(1)?;
+        let rank2 = matches!(self.inits.get(w), Some(Value::Float(t)) if t.rank() == 2);
+        if !rank2 {
+            return None;
+        }
+        if n.op_type == "MatMul" {
+            return Some((true, None));
+        }
+        let a = Attrs { list: &n.attribute };
+        if a.float("alpha", 1.0) != 1.0 || a.float("beta", 1.0) != 1.0 || a.int("transA", 0) != 0 {
+            return None;
+        }
+        let bias = match n.input.get(2).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => match self.inits.get(c) {
+                Some(Value::Float(t)) if t.rank() == 1 => Some(c.clone()),
+                _ => return None,
+            },
+        };
+        Some((a.int("transB", 0) == 0, bias))
+    }
+
+    fn build(&mut self, s: Step, l: &mut Loader) -> R<Node> {
+        let n = &self.g.node[s.first];
+        let name = self.node_name(s.first);
+        let last = s.act.map(|a| a.1).or(s.bn).unwrap_or(s.first);
+        let outputs_of = self.g.node[last].output.clone();
+        let op = self.op(s.first, &s, l).map_err(|m| format!("node `{name}` ({}): {m}", n.op_type))?;
+        let inputs: Vec<Option<usize>> = n
+            .input
+            .iter()
+            .map(|i| {
+                // A layer's weights live in the layer, not in a slot.
+                if i.is_empty() || self.used_as_param.contains(i) {
+                    return Ok(None);
+                }
+                match self.slots.get(i) {
+                    Some(&s) => Ok(Some(s)),
+                    None if self.is_init(i) => Ok(Some(self.slot(i))),
+                    None => Err(format!("node `{name}` reads `{i}`, which no earlier node computes")),
+                }
+            })
+            .collect::<R<_>>()?;
+        for o in outputs_of.iter().skip(1) {
+            if !o.is_empty() && self.consumers.contains_key(o) {
+                if n.op_type == "Split" {
+                    continue;
+                }
+                return Err(format!("node `{name}` ({}): its output `{o}` is read, which is not supported", n.op_type));
+            }
+        }
+        let outputs = outputs_of.iter().map(|o| self.slot(o)).collect();
+        Ok(Node { op, name, op_type: n.op_type.clone(), inputs, outputs })
+    }
+
+    fn op(&mut self, k: usize, s: &Step, l: &mut Loader) -> R<Op> {
+        let n = &self.g.node[k];
+        let a = Attrs { list: &n.attribute };
+        Ok(match n.op_type.as_str() {
+            "Conv" => {
+                if !self.conv_params(n) {
+                    return Err("its weight is computed in the graph; only initializer weights are supported".into());
+                }
+                let layer = self.layer_of(&n.input[1]);
+                let (geo, pad) = conv_geometry(&a, self.init_dims(&n.input[1]).as_deref())?;
+                let conv = Conv2d::load(l, &layer, geo, None).map_err(|e| e.to_string())?;
+                match s.bn {
+                    Some(j) => {
+                        let bn = self.load_bn(j, conv.out_channels(), l)?;
+                        Op::ConvBn { unit: ConvBn { conv, bn, act: s.act.map(|a| a.0) }, pad }
+                    }
+                    None => Op::Conv { conv, pad, relu: s.act.is_some() },
+                }
+            }
+            "BatchNormalization" => {
+                if !self.bn_params(n) {
+                    return Err("its statistics are computed in the graph; only initializers are supported".into());
+                }
+                if a.int("training_mode", 0) != 0 {
+                    return Err("training_mode 1 is not supported (export in evaluation mode)".into());
+                }
+                let channels = self.init_dims(&n.input[1]).and_then(|d| d.first().copied()).unwrap_or(0);
+                Op::BatchNorm(self.load_bn(k, channels, l)?)
+            }
+            "Gemm" | "MatMul" => match self.linear_form(k) {
+                Some(_) => {
+                    let layer = self.layer_of(&n.input[1]);
+                    Op::Linear(Linear::load(l, &layer, None).map_err(|e| e.to_string())?)
+                }
+                None if n.op_type == "MatMul" => Op::MatMul,
+                None => Op::Gemm {
+                    alpha: a.float("alpha", 1.0),
+                    beta: a.float("beta", 1.0),
+                    trans_a: a.int("transA", 0) != 0,
+                    trans_b: a.int("transB", 0) != 0,
+                },
+            },
+            "Add" if s.act.is_some() => Op::AddRelu,
+            "Add" => Op::Binary(Binary::Add),
+            "Sub" => Op::Binary(Binary::Sub),
+            "Mul" => Op::Binary(Binary::Mul),
+            "Div" => Op::Binary(Binary::Div),
+            "Relu" => Op::Unary(Unary::Relu),
+            "LeakyRelu" => Op::Unary(Unary::LeakyRelu(a.float("alpha", 0.01))),
+            "Sigmoid" => Op::Unary(Unary::Sigmoid),
+            "HardSigmoid" => Op::Unary(Unary::HardSigmoid { alpha: a.float("alpha", 0.2), beta: a.float("beta", 0.5) }),
+            "HardSwish" => Op::Unary(Unary::HardSwish),
+            "Tanh" => Op::Unary(Unary::Tanh),
+            "Erf" => Op::Unary(Unary::Erf),
+            "Sqrt" => Op::Unary(Unary::Sqrt),
+            "Gelu" => match a.string("approximate").as_deref() {
+                None | Some("none") => Op::Unary(Unary::Gelu { tanh: false }),
+                Some("tanh") => Op::Unary(Unary::Gelu { tanh: true }),
+                Some(other) => return Err(format!("approximate `{other}` is not one of none, tanh")),
+            },
+            "Pow" => Op::Pow,
+            "Clip" => Op::Clip,
+            "Softmax" => Op::Softmax(a.int("axis", -1)),
+            "MaxPool" | "AveragePool" => {
+                let (pool, pad) = pool_geometry(&a)?;
+                if n.op_type == "MaxPool" {
+                    Op::MaxPool { pool, pad }
+                } else {
+                    Op::AveragePool { pool, pad, count_pad: a.int("count_include_pad", 0) != 0 }
+                }
+            }
+            "GlobalAveragePool" => Op::GlobalAveragePool,
+            "LayerNormalization" => Op::LayerNorm { axis: a.int("axis", -1), eps: a.float("epsilon", 1e-5) as f64 },
+            "Flatten" => Op::Flatten(a.int("axis", 1)),
+            "Reshape" => Op::Reshape { allow_zero: a.int("allowzero", 0) != 0 },
+            "Transpose" => Op::Transpose(a.ints("perm")),
+            "Concat" => Op::Concat(a.int("axis", 0)),
+            "Split" => Op::Split {
+                axis: a.int("axis", 0),
+                sizes: a.ints("split"),
+                outputs: a.int("num_outputs", n.output.len() as i64).max(1) as usize,
+            },
+            "Slice" => Op::Slice,
+            "Gather" => Op::Gather(a.int("axis", 0)),
+            "Squeeze" => Op::Squeeze(a.ints("axes")),
+            "Unsqueeze" => Op::Unsqueeze(a.ints("axes")),
+            "Shape" => Op::Shape { start: a.int("start", 0), end: a.get("end").map(|x| x.i) },
+            "Constant" => Op::Constant(self.constant(&a)?),
+            "ConstantOfShape" => Op::ConstantOfShape(match a.tensor("value") {
+                Some(t) => value::decode(t, Path::new("."), &self.device)?,
+                None => {
+                    Value::Float(Tensor::zeros(1, candle_core::DType::F32, &self.device).map_err(|e| e.to_string())?)
+                }
+            }),
+            "Expand" => Op::Expand,
+            "Pad" => match a.string("mode").as_deref() {
+                None | Some("constant") => Op::Pad { value_attr: a.float("value", 0.0) },
+                Some(m) => return Err(format!("pad mode `{m}` is not supported (only constant)")),
+            },
+            "ReduceMean" => Op::ReduceMean {
+                axes: a.ints("axes"),
+                keep: a.int("keepdims", 1) != 0,
+                noop_with_empty_axes: a.int("noop_with_empty_axes", 0) != 0,
+            },
+            "Identity" | "Dropout" => Op::Identity,
+            "Cast" => match a.int("to", 0) {
+                x if [data_type::FLOAT, data_type::DOUBLE, data_type::FLOAT16].contains(&(x as i32)) => Op::Cast(true),
+                x if [data_type::INT64, data_type::INT32, data_type::INT8, data_type::UINT8, data_type::BOOL]
+                    .contains(&(x as i32)) =>
+                {
+                    Op::Cast(false)
+                }
+                x => return Err(format!("Cast to element type {x} is not supported")),
+            },
+            other => return Err(format!("`{other}` cannot run here")),
+        })
+    }
+
+    /// The layer whose weight is the initializer `init` (registered in `plan`).
+    fn layer_of(&self, init: &str) -> String {
+        self.layer_names.get(init).cloned().unwrap_or_default()
+    }
+
+    fn init_dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.inits.get(name).map(Value::dims)
+    }
+
+    fn load_bn(&self, k: usize, channels: usize, l: &mut Loader) -> R<BatchNorm2d> {
+        let n = &self.g.node[k];
+        let a = Attrs { list: &n.attribute };
+        let layer = self.layer_of(&n.input[1]);
+        let momentum = 1.0 - a.float("momentum", 0.9) as f64;
+        BatchNorm2d::load(l, &layer, channels, a.float("epsilon", 1e-5) as f64, momentum).map_err(|e| e.to_string())
+    }
+
+    fn constant(&self, a: &Attrs) -> R<Value> {
+        if let Some(t) = a.tensor("value") {
+            return value::decode(t, Path::new("."), &self.device);
+        }
+        if let Some(x) = a.get("value_float") {
+            return Tensor::new(x.f, &self.device).map(Value::Float).map_err(|e| e.to_string());
+        }
+        if let Some(x) = a.get("value_floats") {
+            return Tensor::new(x.floats.as_slice(), &self.device).map(Value::Float).map_err(|e| e.to_string());
+        }
+        if let Some(x) = a.get("value_int") {
+            return Ok(Value::Int(Ints::scalar(x.i)));
+        }
+        if let Some(x) = a.get("value_ints") {
+            return Ok(Value::Int(Ints::vector(x.ints.clone())));
+        }
+        Err("a Constant without a supported value (value, value_float(s), value_int(s))".into())
+    }
+}
+
+/// Convolution geometry; asymmetric padding becomes an explicit pad before it.
+fn conv_geometry(a: &Attrs, weight: Option<&[usize]>) -> R<(ConvGeometry, Option<[usize; 4]>)> {
+    if weight.is_none_or(|w| w.len() != 4) {
+        return Err(format!("only 2-D convolutions are supported (weight shape {weight:?})"));
+    }
+    let pair = |name: &str, default: i64| -> R<[usize; 2]> {
+        match a.ints(name).as_deref() {
+            None => Ok([default as usize; 2]),
+            Some([x, y]) if *x >= 0 && *y >= 0 => Ok([*x as usize, *y as usize]),
+            Some(v) => Err(format!("`{name}` {v:?} is not two non-negative sizes")),
+        }
+    };
+    let stride = pair("strides", 1)?;
+    let dilation = pair("dilations", 1)?;
+    if stride[0] != stride[1] || dilation[0] != dilation[1] {
+        return Err(format!("strides {stride:?} and dilations {dilation:?} must be square"));
+    }
+    let pads = pads4(a)?;
+    let groups = usize::try_from(a.int("group", 1)).map_err(|_| "a negative group count".to_string())?;
+    let (padding, pre) = match pads {
+        [t, l, b, r] if t == b && l == r => ([t, l], None),
+        p => ([0, 0], Some(p)),
+    };
+    Ok((ConvGeometry { stride, padding, dilation, groups }, pre))
+}
+
+/// `pads` as `[top, left, bottom, right]`; `auto_pad` other than NOTSET or VALID is refused.
+fn pads4(a: &Attrs) -> R<[usize; 4]> {
+    match a.string("auto_pad").as_deref() {
+        None | Some("NOTSET") => {}
+        Some("VALID") => return Ok([0; 4]),
+        Some(other) => return Err(format!("auto_pad `{other}` is not supported (export with explicit pads)")),
+    }
+    match a.ints("pads").as_deref() {
+        None => Ok([0; 4]),
+        Some([t, l, b, r]) if [t, l, b, r].iter().all(|&&v| v >= 0) => {
+            Ok([*t as usize, *l as usize, *b as usize, *r as usize])
+        }
+        Some(v) => Err(format!("`pads` {v:?} is not four non-negative sizes")),
+    }
+}
+
+fn pool_geometry(a: &Attrs) -> R<(Pool2d, Option<[usize; 4]>)> {
+    let kernel = match a.ints("kernel_shape").as_deref() {
+        Some([h, w]) if *h > 0 && *w > 0 => [*h as usize, *w as usize],
+        v => return Err(format!("`kernel_shape` {v:?} is not two positive sizes (2-D pooling only)")),
+    };
+    let stride = match a.ints("strides").as_deref() {
+        None => [1, 1],
+        Some([h, w]) if *h > 0 && *w > 0 => [*h as usize, *w as usize],
+        Some(v) => return Err(format!("`strides` {v:?} is not two positive sizes")),
+    };
+    if a.ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
+        return Err("dilated pooling is not supported".into());
+    }
+    let pads = pads4(a)?;
+    let ceil_mode = a.int("ceil_mode", 0) != 0;
+    let (sym, pre) = match pads {
+        [t, l, b, r] if t == b && l == r => ([t, l], None),
+        p => ([0, 0], Some(p)),
+    };
+    let axis = |i: usize| Axis { kernel: kernel[i], stride: stride[i], padding: sym[i] };
+    Ok((Pool2d { h: axis(0), w: axis(1), ceil_mode }, pre))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_path;
+
+    #[test]
+    fn module_paths_follow_pytorch_names() {
+        for (node, want) in [
+            ("/conv1/Conv", Some("conv1")),
+            ("/layer1/layer1.0/conv1/Conv", Some("layer1.0.conv1")),
+            ("/layer2/layer2.0/downsample/downsample.0/Conv", Some("layer2.0.downsample.0")),
+            ("/features/features.0/Conv", Some("features.0")),
+            ("/features/features.1/conv/conv.0/conv.0.0/Conv", Some("features.1.conv.0.0")),
+            ("/block/conv/Conv", Some("block.conv")),
+            ("node_Conv_291", None),
+            ("", None),
+        ] {
+            assert_eq!(module_path(node).as_deref(), want, "{node}");
+        }
+    }
+}
