@@ -43,7 +43,7 @@ NORM_MEAN = 0.5
 NORM_STD = 0.25
 TARGET_LOGIT_STD = 4.0  # the head is rescaled so that the eval logits have this std
 SATURATED_MARGIN = 24.0  # seq_cnn_saturated: exp(-24) ~ 4e-11, far below float32's 2^-24 ~ 6e-8
-MAX_SIZE_BYTES = 8_500_000  # all of tests/fixtures; the robust-model architectures and ONNX exports took it past 3 MB
+MAX_SIZE_BYTES = 11_000_000  # all of tests/fixtures: the robust-model architectures, ONNX exports and ONNX operator cases took it past 3 MB
 
 
 # --------------------------------------------------------------------------------------------------

@@ -32,14 +32,16 @@ pub struct Program {
 }
 
 impl Program {
-    pub fn new(nodes: Vec<Node>, constants: Vec<Option<Value>>, output: usize, device: Device) -> Self {
+    pub fn new(nodes: Vec<Node>, constants: Vec<Option<Value>>, outputs: &[usize], device: Device) -> Self {
         let mut last_use = vec![0; constants.len()];
         for (k, n) in nodes.iter().enumerate() {
             for &i in n.inputs.iter().flatten() {
                 last_use[i] = k;
             }
         }
-        last_use[output] = usize::MAX;
+        for &o in outputs {
+            last_use[o] = usize::MAX;
+        }
         Self { nodes, constants, last_use, device }
     }
 
@@ -52,8 +54,29 @@ impl Program {
         input: &Tensor,
         ctx: &mut ForwardCtx,
     ) -> CResult<Tensor> {
+        match self.execute(range, vec![(from, Value::Float(input.clone()))], &[to], ctx)?.pop() {
+            Some(Value::Float(t)) => Ok(t),
+            Some(Value::Int(i)) => i.to_float(&self.device),
+            None => Err(candle_core::Error::Msg(format!("the graph never computes slot {to}"))),
+        }
+    }
+
+    /// Runs every node on `inputs` (slot, value) and returns the values of `outputs`.
+    pub fn run_all(&self, inputs: Vec<(usize, Value)>, outputs: &[usize], ctx: &mut ForwardCtx) -> CResult<Vec<Value>> {
+        self.execute(0..self.nodes.len(), inputs, outputs, ctx)
+    }
+
+    fn execute(
+        &self,
+        range: Range<usize>,
+        inputs: Vec<(usize, Value)>,
+        keep: &[usize],
+        ctx: &mut ForwardCtx,
+    ) -> CResult<Vec<Value>> {
         let mut slots: Vec<Option<Value>> = vec![None; self.constants.len()];
-        slots[from] = Some(Value::Float(input.clone()));
+        for (slot, v) in inputs {
+            slots[slot] = Some(v);
+        }
         for k in range {
             let node = &self.nodes[k];
             let outs = {
@@ -76,16 +99,19 @@ impl Program {
             }
             // Free what no later node reads.
             for &i in node.inputs.iter().flatten() {
-                if self.last_use[i] == k && i != to {
+                if self.last_use[i] == k && !keep.contains(&i) {
                     slots[i] = None;
                 }
             }
         }
-        match slots[to].take() {
-            Some(Value::Float(t)) => Ok(t),
-            Some(Value::Int(i)) => i.to_float(&self.device),
-            None => Err(candle_core::Error::Msg(format!("the graph never computes slot {to}"))),
-        }
+        keep.iter()
+            .map(|&s| {
+                slots[s]
+                    .clone()
+                    .or_else(|| self.constants[s].clone())
+                    .ok_or_else(|| candle_core::Error::Msg(format!("the graph never computes slot {s}")))
+            })
+            .collect()
     }
 }
 

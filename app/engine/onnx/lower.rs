@@ -10,7 +10,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use super::graph::{Node, Program};
-use super::ops::{Binary, Op, Unary};
+use super::ops::{Binary, Op, PadMode, Unary};
 use super::proto::{AttributeProto, GraphProto, NodeProto, TensorProto, data_type};
 use super::value::{self, Ints, Value};
 use crate::engine::card::Activation;
@@ -71,17 +71,23 @@ pub const SUPPORTED: [&str; 42] = [
 /// Opsets of the default domain that load (PyTorch's exporters write 13 to 20).
 pub const OPSETS: std::ops::RangeInclusive<i64> = 13..=20;
 
-/// The lowered graph: its program, where the image goes in and the scores come out, the
-/// parameters, and the image input's declared `[C, H, W]` where fixed.
+/// The lowered graph: its program, the slots of its inputs (those not initializers, with
+/// their declared shapes) and outputs, and the parameters.
 pub struct Lowered {
     pub program: Program,
-    pub input: usize,
-    pub output: usize,
+    pub inputs: Vec<GraphInput>,
+    pub outputs: Vec<usize>,
     pub params: ParamStore,
-    pub input_chw: Option<[usize; 3]>,
-    /// The batch size the input declares, when it is a number rather than free.
-    pub fixed_batch: Option<usize>,
     pub notes: Vec<String>,
+}
+
+pub struct GraphInput {
+    pub name: String,
+    pub slot: usize,
+    /// The element type (`TensorProto.DataType`; 0 when not declared).
+    pub elem_type: i32,
+    /// Declared sizes: a number, or None where symbolic or absent.
+    pub dims: Option<Vec<Option<usize>>>,
 }
 
 struct Attrs<'a> {
@@ -170,11 +176,28 @@ pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
         used_as_param: HashSet::new(),
         layer_names: HashMap::new(),
     };
-    let (input_name, input_chw, fixed_batch) = image_input(g, &b.inits)?;
     for n in &g.node {
         check_node(n)?;
     }
-    let input = b.slot(&input_name);
+    let real: Vec<_> = g.input.iter().filter(|i| !b.inits.contains_key(&i.name)).collect();
+    let inputs: Vec<GraphInput> = real
+        .into_iter()
+        .map(|i| {
+            let tensor = i.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+            let dims = tensor.and_then(|t| t.shape.as_ref()).map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| usize::try_from(d.dim_value).ok().filter(|&v| v > 0 && d.dim_param.is_empty()))
+                    .collect()
+            });
+            GraphInput {
+                name: i.name.clone(),
+                slot: b.slot(&i.name),
+                elem_type: tensor.map_or(0, |t| t.elem_type),
+                dims,
+            }
+        })
+        .collect();
     // Plan: which nodes are fused into which, decided before any parameter is taken.
     let plan = b.plan()?;
     let mut loader = Loader::new(StateDict::from_pairs(std::mem::take(&mut b.pairs)));
@@ -182,10 +205,15 @@ pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
     for step in plan {
         nodes.push(b.build(step, &mut loader)?);
     }
-    let output = match g.output.as_slice() {
-        [o] => *b.slots.get(&o.name).ok_or_else(|| format!("no node computes the graph's output `{}`", o.name))?,
-        outs => return Err(format!("the graph has {} outputs; the explorer needs one, the class scores", outs.len())),
-    };
+    let outputs = g
+        .output
+        .iter()
+        .map(|o| match b.slots.get(&o.name) {
+            Some(&s) => Ok(s),
+            None if b.inits.contains_key(&o.name) => Ok(b.slot(&o.name)),
+            None => Err(format!("no node computes the graph's output `{}`", o.name)),
+        })
+        .collect::<R<Vec<usize>>>()?;
     let mut constants: Vec<Option<Value>> = vec![None; b.slots.len()];
     for (name, v) in std::mem::take(&mut b.inits) {
         if let Some(&s) = b.slots.get(&name)
@@ -196,46 +224,7 @@ pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
     }
     let notes = loader.take_notes();
     let params = loader.finish().map_err(|e| e.to_string())?;
-    Ok(Lowered {
-        program: Program::new(nodes, constants, output, device.clone()),
-        input,
-        output,
-        params,
-        input_chw,
-        fixed_batch,
-        notes,
-    })
-}
-
-/// The one float input that is not an initializer: the image batch.
-type ImageInput = (String, Option<[usize; 3]>, Option<usize>);
-
-fn image_input(g: &GraphProto, inits: &HashMap<String, Value>) -> R<ImageInput> {
-    let real: Vec<_> = g.input.iter().filter(|i| !inits.contains_key(&i.name)).collect();
-    let [only] = real.as_slice() else {
-        let names: Vec<&str> = real.iter().map(|i| i.name.as_str()).collect();
-        return Err(format!("the graph has inputs {names:?}; the explorer needs exactly one, the image batch"));
-    };
-    let tensor = only.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-    if let Some(t) = tensor
-        && t.elem_type != data_type::FLOAT
-    {
-        return Err(format!("the input `{}` is not float32 (element type {})", only.name, t.elem_type));
-    }
-    let dims = tensor.and_then(|t| t.shape.as_ref()).map(|s| s.dim.clone()).unwrap_or_default();
-    if !dims.is_empty() && dims.len() != 4 {
-        return Err(format!(
-            "the input `{}` has {} dimensions; an image batch has 4 [N, C, H, W]",
-            only.name,
-            dims.len()
-        ));
-    }
-    let fixed = |i: usize| dims.get(i).and_then(|d| usize::try_from(d.dim_value).ok()).filter(|&v| v > 0);
-    let chw = match (fixed(1), fixed(2), fixed(3)) {
-        (Some(c), Some(h), Some(w)) => Some([c, h, w]),
-        _ => None,
-    };
-    Ok((only.name.clone(), chw, fixed(0)))
+    Ok(Lowered { program: Program::new(nodes, constants, &outputs, device.clone()), inputs, outputs, params, notes })
 }
 
 fn check_node(n: &NodeProto) -> R<()> {
@@ -481,11 +470,11 @@ impl Builder<'_> {
                 }
             })
             .collect::<R<_>>()?;
+        // Operators with more than one output compute the extra ones only where listed.
+        let multi = ["Split", "LayerNormalization", "Dropout"];
         for o in outputs_of.iter().skip(1) {
-            if !o.is_empty() && self.consumers.contains_key(o) {
-                if n.op_type == "Split" {
-                    continue;
-                }
+            let read = self.consumers.contains_key(o) || self.g.output.iter().any(|g| &g.name == o);
+            if !o.is_empty() && read && !multi.contains(&n.op_type.as_str()) {
                 return Err(format!("node `{name}` ({}): its output `{o}` is read, which is not supported", n.op_type));
             }
         }
@@ -497,10 +486,13 @@ impl Builder<'_> {
         let n = &self.g.node[k];
         let a = Attrs { list: &n.attribute };
         Ok(match n.op_type.as_str() {
+            "Conv" if !self.conv_params(n) => {
+                let (geo, pad) = conv_geometry(&a, None)?;
+                let [pt, pl] = geo.padding;
+                let pad = pad.unwrap_or([pt, pl, pt, pl]);
+                Op::ConvDyn { stride: geo.stride[0], dilation: geo.dilation[0], groups: geo.groups, pad }
+            }
             "Conv" => {
-                if !self.conv_params(n) {
-                    return Err("its weight is computed in the graph; only initializer weights are supported".into());
-                }
                 let layer = self.layer_of(&n.input[1]);
                 let (geo, pad) = conv_geometry(&a, self.init_dims(&n.input[1]).as_deref())?;
                 let conv = Conv2d::load(l, &layer, geo, None).map_err(|e| e.to_string())?;
@@ -512,13 +504,11 @@ impl Builder<'_> {
                     None => Op::Conv { conv, pad, relu: s.act.is_some() },
                 }
             }
+            "BatchNormalization" if a.int("training_mode", 0) != 0 => {
+                return Err("training_mode 1 is not supported (export in evaluation mode)".into());
+            }
+            "BatchNormalization" if !self.bn_params(n) => Op::BatchNormDyn { eps: a.float("epsilon", 1e-5) as f64 },
             "BatchNormalization" => {
-                if !self.bn_params(n) {
-                    return Err("its statistics are computed in the graph; only initializers are supported".into());
-                }
-                if a.int("training_mode", 0) != 0 {
-                    return Err("training_mode 1 is not supported (export in evaluation mode)".into());
-                }
                 let channels = self.init_dims(&n.input[1]).and_then(|d| d.first().copied()).unwrap_or(0);
                 Op::BatchNorm(self.load_bn(k, channels, l)?)
             }
@@ -588,16 +578,22 @@ impl Builder<'_> {
                 }
             }),
             "Expand" => Op::Expand,
-            "Pad" => match a.string("mode").as_deref() {
-                None | Some("constant") => Op::Pad { value_attr: a.float("value", 0.0) },
-                Some(m) => return Err(format!("pad mode `{m}` is not supported (only constant)")),
-            },
+            "Pad" => {
+                let mode = match a.string("mode").as_deref() {
+                    None | Some("constant") => PadMode::Constant,
+                    Some("reflect") => PadMode::Reflect,
+                    Some("edge") => PadMode::Edge,
+                    Some(m) => return Err(format!("pad mode `{m}` is not one of constant, reflect, edge")),
+                };
+                Op::Pad { value_attr: a.float("value", 0.0), mode }
+            }
             "ReduceMean" => Op::ReduceMean {
                 axes: a.ints("axes"),
                 keep: a.int("keepdims", 1) != 0,
                 noop_with_empty_axes: a.int("noop_with_empty_axes", 0) != 0,
             },
-            "Identity" | "Dropout" => Op::Identity,
+            "Identity" => Op::Identity,
+            "Dropout" => Op::Dropout,
             "Cast" => match a.int("to", 0) {
                 x if [data_type::FLOAT, data_type::DOUBLE, data_type::FLOAT16].contains(&(x as i32)) => Op::Cast(true),
                 x if [data_type::INT64, data_type::INT32, data_type::INT8, data_type::UINT8, data_type::BOOL]
@@ -650,7 +646,7 @@ impl Builder<'_> {
 
 /// Convolution geometry; asymmetric padding becomes an explicit pad before it.
 fn conv_geometry(a: &Attrs, weight: Option<&[usize]>) -> R<(ConvGeometry, Option<[usize; 4]>)> {
-    if weight.is_none_or(|w| w.len() != 4) {
+    if weight.is_some_and(|w| w.len() != 4) {
         return Err(format!("only 2-D convolutions are supported (weight shape {weight:?})"));
     }
     let pair = |name: &str, default: i64| -> R<[usize; 2]> {

@@ -3,6 +3,7 @@
 //! every analysis works as on a native checkpoint. Loading only decodes data: nothing in
 //! the file is executed, and external data must lie in the model's folder.
 
+pub mod conformance;
 mod graph;
 mod lower;
 mod ops;
@@ -47,12 +48,20 @@ pub fn load(path: &Path, card: Option<&Path>, device: &Device) -> Result<Network
     let graph = model.graph.as_ref().ok_or_else(|| EngineError::checkpoint(path, "the model has no graph"))?;
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let lowered = lower::lower(graph, folder, device).map_err(|m| EngineError::checkpoint(path, m))?;
+    let (input, input_chw, batch) = image_input(&lowered).map_err(|m| EngineError::checkpoint(path, m))?;
+    let output = match lowered.outputs.as_slice() {
+        [o] => *o,
+        outs => {
+            let msg = format!("the graph has {} outputs; the explorer needs one, the class scores", outs.len());
+            return Err(EngineError::checkpoint(path, msg));
+        }
+    };
     let beside = ModelCard::beside(path);
     let card_path = card.map(Path::to_path_buf).or_else(|| beside.is_file().then_some(beside));
     let (card, origin) = match card_path {
         Some(p) => (ModelCard::load_for_onnx(&p)?, CardOrigin::File(p)),
         None => {
-            let [c, h, w] = lowered.input_chw.ok_or_else(|| {
+            let [c, h, w] = input_chw.ok_or_else(|| {
                 EngineError::checkpoint(
                     path,
                     "the graph's input has no fixed [C, H, W]: write a card beside it giving `input`",
@@ -75,8 +84,7 @@ pub fn load(path: &Path, card: Option<&Path>, device: &Device) -> Result<Network
     if let CardOrigin::Detected(note) = &origin {
         warnings.push(note.clone());
     }
-    let body = graph::Graph::new(lowered.program, lowered.input, lowered.output);
-    let batch = lowered.fixed_batch;
+    let body = graph::Graph::new(lowered.program, input, output);
     Network::assemble(card, origin, lowered.params, warnings, Box::new(body), device).map_err(|e| match e {
         EngineError::Model(msg) => {
             let hint = match batch {
@@ -90,4 +98,32 @@ pub fn load(path: &Path, card: Option<&Path>, device: &Device) -> Result<Network
         }
         other => other,
     })
+}
+
+/// The one input that is not an initializer, the image batch: its slot, declared
+/// `[C, H, W]` where fixed, and batch size where fixed.
+type ImageInput = (usize, Option<[usize; 3]>, Option<usize>);
+
+fn image_input(l: &lower::Lowered) -> std::result::Result<ImageInput, String> {
+    let [only] = l.inputs.as_slice() else {
+        let names: Vec<&str> = l.inputs.iter().map(|i| i.name.as_str()).collect();
+        return Err(format!("the graph has inputs {names:?}; the explorer needs exactly one, the image batch"));
+    };
+    if only.elem_type != 0 && only.elem_type != proto::data_type::FLOAT {
+        return Err(format!("the input `{}` is not float32 (element type {})", only.name, only.elem_type));
+    }
+    let dims = only.dims.clone().unwrap_or_default();
+    if !dims.is_empty() && dims.len() != 4 {
+        return Err(format!(
+            "the input `{}` has {} dimensions; an image batch has 4 [N, C, H, W]",
+            only.name,
+            dims.len()
+        ));
+    }
+    let at = |i: usize| dims.get(i).copied().flatten();
+    let chw = match (at(1), at(2), at(3)) {
+        (Some(c), Some(h), Some(w)) => Some([c, h, w]),
+        _ => None,
+    };
+    Ok((only.slot, chw, at(0)))
 }

@@ -11,6 +11,14 @@ use crate::engine::model::{Grads, blocks::ConvBn};
 
 type R<T> = std::result::Result<T, String>;
 
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PadMode {
+    Constant,
+    /// Mirror without repeating the edge (numpy's `reflect`).
+    Reflect,
+    Edge,
+}
+
 /// How an elementwise activation is computed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Unary {
@@ -47,6 +55,19 @@ pub enum Op {
     },
     Linear(Linear),
     BatchNorm(BatchNorm2d),
+    /// A convolution whose weight (and bias) come from the graph, not initializers.
+    ConvDyn {
+        stride: usize,
+        dilation: usize,
+        groups: usize,
+        pad: [usize; 4],
+    },
+    /// Batch norm (inference) whose scale, shift and statistics come from the graph.
+    BatchNormDyn {
+        eps: f64,
+    },
+    /// Its output and a mask of ones (inference keeps everything).
+    Dropout,
     Unary(Unary),
     Binary(Binary),
     /// `relu(a + b)`: a residual connection's end.
@@ -100,6 +121,7 @@ pub enum Op {
     Expand,
     Pad {
         value_attr: f32,
+        mode: PadMode,
     },
     /// Axes from the attribute (before opset 18) or the second input.
     ReduceMean {
@@ -293,6 +315,40 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             };
             one(bn.forward(&as4, ctx).and_then(|y| y.reshape(dims)).map_err(e)?)
         }
+        Op::ConvDyn { stride, dilation, groups, pad } => {
+            let xin = pad_zeros(&x()?, Some(*pad), 0.0)?;
+            let w = float(need(1)?, device)?;
+            if w.rank() != 4 || xin.rank() != 4 {
+                return Err(format!("only 2-D convolutions are supported (weight {:?})", w.dims()));
+            }
+            let mut y = xin.conv2d(&w, 0, *stride, *dilation, *groups).map_err(e)?;
+            if let Some(b) = ins.get(2).copied().flatten() {
+                let b = float(b, device)?;
+                y = y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1)).map_err(e)?).map_err(e)?;
+            }
+            one(y)
+        }
+        Op::BatchNormDyn { eps } => {
+            let xin = x()?;
+            let c = xin.dim(1).map_err(e)?;
+            let mut shape = vec![1usize; xin.rank()];
+            shape[1] = c;
+            let p = |i: usize| -> R<Tensor> { float(need(i)?, device)?.reshape(shape.as_slice()).map_err(e) };
+            let (scale, shift, mean, var) = (p(1)?, p(2)?, p(3)?, p(4)?);
+            let inv = (var + *eps).and_then(|v| v.sqrt()).map_err(e)?;
+            let y = xin.broadcast_sub(&mean).and_then(|y| y.broadcast_div(&inv)).map_err(e)?;
+            one(y.broadcast_mul(&scale).and_then(|y| y.broadcast_add(&shift)).map_err(e)?)
+        }
+        Op::Dropout => {
+            if let Some(t) = ins.get(2).copied().flatten()
+                && t.ints()?.data.iter().any(|&b| b != 0)
+            {
+                return Err("Dropout in training mode (training_mode true) is not supported".into());
+            }
+            let v = need(0)?.clone();
+            let mask = Value::Int(Ints { dims: v.dims(), data: vec![1; v.dims().iter().product()] });
+            Ok([v, mask].into_iter().take(outputs.max(1)).collect())
+        }
         Op::Unary(u) => one(unary(*u, &x()?)?),
         Op::Binary(b) => match (need(0)?, need(1)?) {
             (Value::Int(p), Value::Int(q)) => Ok(vec![Value::Int(int_binary(*b, p, q)?)]),
@@ -306,9 +362,15 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             one(mops::relu(&a.broadcast_add(&b).map_err(e)?).map_err(e)?)
         }
         Op::Pow => {
+            if let (Value::Int(b), Value::Int(p)) = (need(0)?, need(1)?) {
+                let (dims, pairs) = broadcast_ints(b, p)?;
+                let data =
+                    pairs.iter().map(|&(b, p)| if p < 0 { 0 } else { b.wrapping_pow(p.min(u32::MAX as i64) as u32) });
+                return Ok(vec![Value::Int(Ints { dims, data: data.collect() })]);
+            }
             let exponent = need(1)?.float(device).map_err(e)?;
             if exponent.elem_count() != 1 {
-                return Err("Pow with a tensor exponent: only a single exponent is supported".into());
+                return one(pow_tensor(&x()?, &exponent)?);
             }
             let p = exponent.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(e)?[0];
             let xin = x()?;
@@ -376,15 +438,24 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             let mean = flat.mean_keepdim(last).map_err(e)?;
             let centred = flat.broadcast_sub(&mean).map_err(e)?;
             let var = centred.sqr().and_then(|t| t.mean_keepdim(last)).map_err(e)?;
-            let normed = centred.broadcast_div(&(var + *eps).and_then(|v| v.sqrt()).map_err(e)?).map_err(e)?;
+            let std = (var + *eps).and_then(|v| v.sqrt()).map_err(e)?;
+            let normed = centred.broadcast_div(&std).map_err(e)?;
             let mut y = normed.reshape(xin.dims()).map_err(e)?;
+            // The optional outputs: mean and 1/std, with the normalised axes kept as 1.
+            let stat_dims: Vec<usize> =
+                keep.iter().copied().chain(std::iter::repeat_n(1, xin.rank() - first)).collect();
+            let extra = [mean.reshape(stat_dims.as_slice()), std.recip().and_then(|s| s.reshape(stat_dims.as_slice()))];
             if let Some(scale) = ins.get(1).copied().flatten() {
                 y = y.broadcast_mul(&float(scale, device)?).map_err(e)?;
             }
             if let Some(bias) = ins.get(2).copied().flatten() {
                 y = y.broadcast_add(&float(bias, device)?).map_err(e)?;
             }
-            one(y)
+            let mut out = vec![Value::Float(y)];
+            for t in extra.into_iter().take(outputs.saturating_sub(1)) {
+                out.push(Value::Float(t.map_err(e)?));
+            }
+            Ok(out)
         }
         Op::Gemm { alpha, beta, trans_a, trans_b } => {
             let a = x()?;
@@ -403,9 +474,19 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             one(y)
         }
         Op::MatMul => {
-            let a = x()?;
-            let b = float(need(1)?, device)?;
-            one(a.broadcast_matmul(&b).map_err(e)?)
+            // numpy's rule: a 1-D operand gains an axis for the product, which then goes.
+            let (a, b) = (x()?, float(need(1)?, device)?);
+            let (a1, b1) = (a.rank() == 1, b.rank() == 1);
+            let a = if a1 { a.unsqueeze(0).map_err(e)? } else { a };
+            let b = if b1 { b.unsqueeze(1).map_err(e)? } else { b };
+            let mut y = a.broadcast_matmul(&b).map_err(e)?;
+            if b1 {
+                y = y.squeeze(y.rank() - 1).map_err(e)?;
+            }
+            if a1 {
+                y = y.squeeze(y.rank().saturating_sub(if b1 { 1 } else { 2 })).map_err(e)?;
+            }
+            one(y)
         }
         Op::Flatten(a) => {
             let v = need(0)?;
@@ -541,7 +622,7 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             let t = float(v, device)?;
             one(t.broadcast_as(dims).and_then(|t| t.contiguous()).map_err(e)?)
         }
-        Op::Pad { value_attr } => {
+        Op::Pad { value_attr, mode } => {
             let xin = x()?;
             let pads = need(1)?.ints()?.data;
             let value = match ins.get(2).copied().flatten() {
@@ -565,7 +646,10 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             let mut y = xin;
             for (k, &a) in axes.iter().enumerate() {
                 let (before, after) = (pads[k] as usize, pads[k + axes.len()] as usize);
-                y = mops::pad_value(&y, a, before, after, value as f64).map_err(e)?;
+                y = match mode {
+                    PadMode::Constant => mops::pad_value(&y, a, before, after, value as f64).map_err(e)?,
+                    m => pad_by_index(&y, a, before, after, *m)?,
+                };
             }
             one(y)
         }
@@ -605,8 +689,52 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
     }
 }
 
+/// Reflect or edge padding along `axis`, as a gather (so gradients flow to the sources).
+fn pad_by_index(x: &Tensor, axis: usize, before: usize, after: usize, mode: PadMode) -> R<Tensor> {
+    let len = x.dim(axis).map_err(e)? as i64;
+    if len == 0 || (mode == PadMode::Reflect && (before as i64 >= len || after as i64 >= len)) {
+        return Err(format!("cannot {mode:?}-pad an axis of {len} by {before} and {after}"));
+    }
+    let idx: Vec<u32> = (-(before as i64)..len + after as i64)
+        .map(|i| match mode {
+            PadMode::Edge => i.clamp(0, len - 1),
+            _ if i < 0 => -i,
+            _ if i >= len => 2 * (len - 1) - i,
+            _ => i,
+        } as u32)
+        .collect();
+    let ids = Tensor::from_vec(idx.clone(), idx.len(), x.device()).map_err(e)?;
+    x.contiguous().and_then(|x| x.index_select(&ids, axis)).map_err(e)
+}
+
+/// `x ** p` elementwise with numpy's rules for negative bases: an integer power keeps the
+/// sign's parity, another is NaN; `0 ** 0` is 1.
+fn pow_tensor(x: &Tensor, p: &Tensor) -> R<Tensor> {
+    let dims = broadcast_dims(x.dims(), p.dims())?;
+    let (x, p) = (x.broadcast_as(dims.as_slice()).map_err(e)?, p.broadcast_as(dims.as_slice()).map_err(e)?);
+    let magnitude = p.mul(&x.abs().and_then(|a| a.log()).map_err(e)?).and_then(|v| v.exp()).map_err(e)?;
+    let whole = mask(p.eq(&p.floor().map_err(e)?), &x)?;
+    let half = (&p * 0.5).map_err(e)?;
+    let odd = mask(half.ne(&half.floor().map_err(e)?), &x)?.mul(&whole).map_err(e)?;
+    let negative = mask(x.lt(0f64), &x)?;
+    let when = |m: Tensor| m.gt(0f64).map_err(e);
+    let y = when(negative.mul(&odd).map_err(e)?)?.where_cond(&magnitude.neg().map_err(e)?, &magnitude).map_err(e)?;
+    let fractional = negative.mul(&(1.0 - &whole).map_err(e)?).map_err(e)?;
+    let nans = Tensor::full(f32::NAN, dims.as_slice(), x.device()).map_err(e)?;
+    let y = when(fractional)?.where_cond(&nans, &y).map_err(e)?;
+    let zero_zero = mask(x.eq(0f64), &x)?.mul(&mask(p.eq(0f64), &x)?).map_err(e)?;
+    let ones = Tensor::ones(dims.as_slice(), x.dtype(), x.device()).map_err(e)?;
+    when(zero_zero)?.where_cond(&ones, &y).map_err(e)
+}
+
 /// Clamp with PyTorch's hardtanh gradient (1 strictly inside): ReLU6 exports as Clip.
 fn clip(x: &Tensor, lo: Option<f64>, hi: Option<f64>) -> R<Tensor> {
+    if let (Some(lo), Some(hi)) = (lo, hi)
+        && lo > hi
+    {
+        // ONNX: min then max, so every value becomes max.
+        return Tensor::full(hi as f32, x.dims(), x.device()).map_err(e);
+    }
     let mut inside = Tensor::ones_like(x).map_err(e)?;
     let mut fixed = Tensor::zeros_like(x).map_err(e)?;
     if let Some(lo) = lo {
@@ -722,7 +850,7 @@ fn slice(ins: &[Option<&Value>], device: &Device) -> R<Vec<Value>> {
                     (true, Some(&first)) => y.narrow(d, first, idx.len()),
                     _ => {
                         let ids: Vec<u32> = idx.iter().map(|&j| j as u32).collect();
-                        Tensor::from_vec(ids, idx.len(), device).and_then(|ids| y.index_select(&ids, d))
+                        Tensor::from_vec(ids, idx.len(), device).and_then(|ids| y.contiguous()?.index_select(&ids, d))
                     }
                 }
                 .map_err(e)?;
@@ -756,7 +884,7 @@ fn gather(data: &Value, idx: &Ints, a: i64, device: &Device) -> R<Vec<Value>> {
             let t = float(data, device)?;
             let ids = Tensor::from_vec(fixed.iter().map(|&i| i as u32).collect::<Vec<_>>(), fixed.len(), device)
                 .map_err(e)?;
-            let picked = t.index_select(&ids, d).map_err(e)?;
+            let picked = t.contiguous().and_then(|t| t.index_select(&ids, d)).map_err(e)?;
             let mut shape: Vec<usize> = dims[..d].to_vec();
             shape.extend(&idx.dims);
             shape.extend(&dims[d + 1..]);

@@ -91,9 +91,9 @@ pub fn proto_dims(t: &TensorProto) -> std::result::Result<(Vec<usize>, usize), S
 
 fn element_size(data_type: i32) -> Option<usize> {
     match data_type {
-        dt::FLOAT | dt::INT32 => Some(4),
-        dt::INT64 | dt::DOUBLE => Some(8),
-        dt::FLOAT16 => Some(2),
+        dt::FLOAT | dt::INT32 | dt::UINT32 => Some(4),
+        dt::INT64 | dt::DOUBLE | dt::UINT64 => Some(8),
+        dt::FLOAT16 | dt::INT16 | dt::UINT16 => Some(2),
         dt::UINT8 | dt::INT8 | dt::BOOL => Some(1),
         _ => None,
     }
@@ -102,11 +102,7 @@ fn element_size(data_type: i32) -> Option<usize> {
 fn type_name(data_type: i32) -> String {
     let name = match data_type {
         0 => "undefined",
-        4 => "uint16",
-        5 => "int16",
         8 => "string",
-        12 => "uint32",
-        13 => "uint64",
         14 => "complex64",
         15 => "complex128",
         16 => "bfloat16",
@@ -138,6 +134,7 @@ pub fn decode(t: &TensorProto, folder: &Path, device: &Device) -> std::result::R
         dt::FLOAT => t.float_data.len(),
         dt::DOUBLE => t.double_data.len(),
         dt::INT64 => t.int64_data.len(),
+        dt::UINT32 | dt::UINT64 => t.uint64_data.len(),
         _ => t.int32_data.len(),
     };
     if raw.is_none() && typed_len != count {
@@ -168,6 +165,24 @@ pub fn decode(t: &TensorProto, folder: &Path, device: &Device) -> std::result::R
             ints(r.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect())
         }
         (dt::INT8, Some(r)) => ints(r.iter().map(|&b| b as i8 as i64).collect()),
+        (dt::INT16, Some(r)) => ints(r.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as i64).collect()),
+        (dt::UINT16, Some(r)) => ints(r.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as i64).collect()),
+        (dt::UINT32, Some(r)) => {
+            ints(r.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect())
+        }
+        (dt::UINT64, Some(r)) => r
+            .chunks_exact(8)
+            .map(|b| i64::try_from(u64::from_le_bytes(b.try_into().unwrap_or_default())))
+            .collect::<std::result::Result<Vec<i64>, _>>()
+            .map_err(|_| "a uint64 value beyond int64's range".to_string())
+            .and_then(ints),
+        (dt::UINT32 | dt::UINT64, None) => t
+            .uint64_data
+            .iter()
+            .map(|&v| i64::try_from(v))
+            .collect::<std::result::Result<Vec<i64>, _>>()
+            .map_err(|_| "a uint64 value beyond int64's range".to_string())
+            .and_then(ints),
         (dt::UINT8 | dt::BOOL, Some(r)) => ints(r.iter().map(|&b| b as i64).collect()),
         (_, None) => ints(t.int32_data.iter().map(|&v| v as i64).collect()),
         (other, Some(_)) => Err(format!("its element type ({}) is not supported", type_name(other))),
