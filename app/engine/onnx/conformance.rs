@@ -31,6 +31,7 @@ fn numbers(v: &Value) -> Result<Vec<f32>, String> {
 /// Runs the case in `dir`; the error says what went wrong or what differs.
 pub fn run_case(dir: &Path) -> Result<(), String> {
     let bytes = std::fs::read(dir.join("model.onnx")).map_err(|e| e.to_string())?;
+    super::proto::check_message_count(&bytes)?;
     let model = ModelProto::decode(bytes.as_slice()).map_err(|e| format!("decode: {e}"))?;
     let opset = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map(|o| o.version);
     if !opset.is_some_and(|v| OPSETS.contains(&v)) {

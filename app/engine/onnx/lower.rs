@@ -23,7 +23,7 @@ use crate::engine::model::params::{Loader, ParamStore};
 type R<T> = std::result::Result<T, String>;
 
 /// The operators of the default domain that the explorer runs.
-pub const SUPPORTED: [&str; 42] = [
+pub const SUPPORTED: [&str; 45] = [
     "Conv",
     "Gemm",
     "MatMul",
@@ -66,6 +66,9 @@ pub const SUPPORTED: [&str; 42] = [
     "Identity",
     "Dropout",
     "Cast",
+    "Equal",
+    "Where",
+    "Mod",
 ];
 
 /// Opsets of the default domain that load (PyTorch's exporters write 13 to 20).
@@ -158,6 +161,15 @@ pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
     for t in &g.initializer {
         let v = value::decode(t, folder, device).map_err(|m| format!("initializer `{}`: {m}", t.name))?;
         inits.insert(t.name.clone(), v);
+    }
+    // The TorchScript exporter shares equal initializers through Identity nodes: their
+    // outputs are initializers too, so that a batch norm reading one keeps its parameters.
+    for n in &g.node {
+        if let ("Identity", [i], [o]) = (n.op_type.as_str(), n.input.as_slice(), n.output.as_slice())
+            && let Some(v) = inits.get(i).cloned()
+        {
+            inits.entry(o.clone()).or_insert(v);
+        }
     }
     let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
     for (k, n) in g.node.iter().enumerate() {
@@ -292,6 +304,10 @@ impl Builder<'_> {
                 continue;
             }
             let n = &self.g.node[k];
+            // An Identity of an initializer is an initializer under another name (see `lower`).
+            if n.op_type == "Identity" && n.input.first().is_some_and(|i| self.is_init(i)) {
+                continue;
+            }
             let mut step = Step { first: k, bn: None, act: None };
             let out = n.output.first().cloned().unwrap_or_default();
             let then = self.sole_consumer(&out);
@@ -593,6 +609,9 @@ impl Builder<'_> {
                 noop_with_empty_axes: a.int("noop_with_empty_axes", 0) != 0,
             },
             "Identity" => Op::Identity,
+            "Equal" => Op::Equal,
+            "Where" => Op::Where,
+            "Mod" => Op::Mod { fmod: a.int("fmod", 0) != 0 },
             "Dropout" => Op::Dropout,
             "Cast" => match a.int("to", 0) {
                 x if [data_type::FLOAT, data_type::DOUBLE, data_type::FLOAT16].contains(&(x as i32)) => Op::Cast(true),

@@ -30,6 +30,7 @@ pub fn is_onnx(path: &Path) -> bool {
 /// from the graph's input shape.
 pub fn load(path: &Path, card: Option<&Path>, device: &Device) -> Result<Network> {
     let bytes = read_file(path)?;
+    proto::check_message_count(&bytes).map_err(|m| EngineError::checkpoint(path, m))?;
     let model = proto::ModelProto::decode(bytes.as_slice())
         .map_err(|e| EngineError::checkpoint(path, format!("not an ONNX model (its protobuf does not decode: {e})")))?;
     drop(bytes);

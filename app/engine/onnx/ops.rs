@@ -132,6 +132,14 @@ pub enum Op {
     Identity,
     /// To float (true) or to an integer type (false).
     Cast(bool),
+    /// Elementwise `a == b`, as 0/1 integers.
+    Equal,
+    /// `cond ? a : b`, elementwise with broadcasting.
+    Where,
+    /// Remainder: the sign of the divisor (Python's), or of the dividend with `fmod`.
+    Mod {
+        fmod: bool,
+    },
 }
 
 impl Op {
@@ -299,11 +307,16 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
         }
         Op::ConvBn { unit, pad } => one(unit.forward(&pad_zeros(&x()?, *pad, 0.0)?, ctx).map_err(e)?),
         Op::Linear(l) => {
+            // MatMul applies to the last axis of any rank: the layer sees the rest as rows.
             let xin = x()?;
-            if xin.rank() != 2 {
-                return Err(format!("a linear layer takes [N, features], got {:?}", xin.dims()));
-            }
-            one(l.forward(&xin, ctx).map_err(e)?)
+            let dims = xin.dims().to_vec();
+            let Some((&features, lead)) = dims.split_last() else {
+                return Err("a linear layer on a scalar".into());
+            };
+            let rows = xin.reshape((lead.iter().product::<usize>(), features)).map_err(e)?;
+            let y = l.forward(&rows, ctx).map_err(e)?;
+            let out: Vec<usize> = lead.iter().copied().chain([l.out_features()]).collect();
+            one(y.reshape(out).map_err(e)?)
         }
         Op::BatchNorm(bn) => {
             let xin = x()?;
@@ -685,6 +698,63 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
                 (false, Value::Float(_)) => Ok(vec![Value::Int(v.ints()?)]),
             }
         }
+        Op::Equal => match (need(0)?, need(1)?) {
+            (Value::Int(p), Value::Int(q)) => {
+                let (dims, pairs) = broadcast_ints(p, q)?;
+                Ok(vec![Value::Int(Ints { dims, data: pairs.iter().map(|&(a, b)| i64::from(a == b)).collect() })])
+            }
+            (p, q) => {
+                let (a, b) = (float(p, device)?, float(q, device)?);
+                Ok(vec![Value::Int(
+                    Value::Float(a.broadcast_eq(&b).and_then(|m| m.to_dtype(candle_core::DType::F32)).map_err(e)?)
+                        .ints()?,
+                )])
+            }
+        },
+        Op::Where => match (need(0)?.ints()?, need(1)?, need(2)?) {
+            (c, Value::Int(a), Value::Int(b)) => {
+                let dims = broadcast_dims(&broadcast_dims(&c.dims, &a.dims)?, &b.dims)?;
+                let zeros = Ints { dims: dims.clone(), data: vec![0; dims.iter().product()] };
+                let full =
+                    |v: &Ints| broadcast_ints(v, &zeros).map(|(_, p)| p.into_iter().map(|x| x.0).collect::<Vec<_>>());
+                let (cs, av, bv) = (full(&c)?, full(a)?, full(b)?);
+                let data = cs.iter().zip(av.iter().zip(&bv)).map(|(&c, (&a, &b))| if c != 0 { a } else { b }).collect();
+                Ok(vec![Value::Int(Ints { dims, data })])
+            }
+            (c, a, b) => {
+                let (a, b) = (float(a, device)?, float(b, device)?);
+                let dims = broadcast_dims(&broadcast_dims(&c.dims, a.dims())?, b.dims())?;
+                let cond = c.to_float(device).and_then(|t| t.broadcast_as(dims.as_slice())?.ne(0f64)).map_err(e)?;
+                let (a, b) = (a.broadcast_as(dims.as_slice()).map_err(e)?, b.broadcast_as(dims.as_slice()).map_err(e)?);
+                one(cond.where_cond(&a, &b).map_err(e)?)
+            }
+        },
+        Op::Mod { fmod } => match (need(0)?, need(1)?) {
+            (Value::Int(p), Value::Int(q)) => {
+                let (dims, pairs) = broadcast_ints(p, q)?;
+                let data = pairs
+                    .iter()
+                    .map(|&(a, b)| match (b, fmod) {
+                        (0, _) => Err("integer modulo by zero".to_string()),
+                        (b, true) => Ok(a.wrapping_rem(b)),
+                        (b, false) => Ok(a.wrapping_rem(b).wrapping_add(b).wrapping_rem(b)),
+                    })
+                    .collect::<R<Vec<i64>>>()?;
+                Ok(vec![Value::Int(Ints { dims, data })])
+            }
+            (p, q) => {
+                let (a, b) = (float(p, device)?, float(q, device)?);
+                // a - b * trunc(a / b) (fmod) or a - b * floor(a / b).
+                let ratio = a.broadcast_div(&b).map_err(e)?;
+                let whole = match fmod {
+                    true => {
+                        ratio.lt(0f64).and_then(|neg| neg.where_cond(&ratio.ceil()?, &ratio.floor()?)).map_err(e)?
+                    }
+                    false => ratio.floor().map_err(e)?,
+                };
+                one(a.broadcast_sub(&b.broadcast_mul(&whole).map_err(e)?).map_err(e)?)
+            }
+        },
         Op::Identity => Ok((0..outputs.max(1)).map(|_| need(0).cloned()).collect::<R<_>>()?),
     }
 }
