@@ -47,6 +47,8 @@ impl ExplorerApp {
                     std: "0.3081".into(),
                     dataset: String::new(),
                     layers_json: example_layers(),
+                    stem: None,
+                    activation: None,
                     error: None,
                 });
             }

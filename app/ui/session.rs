@@ -33,6 +33,10 @@ pub struct CardRequest {
     pub dataset: String,
     /// For `sequential`: the layers as JSON.
     pub layers_json: String,
+    /// Where the architecture has them (`Architecture::has_stem`, `has_activation`); None:
+    /// read from the weights, or the architecture's default.
+    pub stem: Option<crate::engine::card::Stem>,
+    pub activation: Option<crate::engine::card::Activation>,
     pub error: Option<String>,
 }
 

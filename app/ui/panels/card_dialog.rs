@@ -1,7 +1,7 @@
 //! The dialog for a checkpoint without a card whose architecture was not recognised:
 //! choose the architecture, input and normalisation, and save the card beside it.
 
-use crate::engine::card::{Architecture, LayerSpec, ModelCard, Normalize};
+use crate::engine::card::{Activation, Architecture, LayerSpec, ModelCard, Normalize, Stem};
 use crate::ui::actions::Action;
 use crate::ui::app::ExplorerApp;
 use crate::ui::session::CardRequest;
@@ -46,6 +46,27 @@ pub fn show(ctx: &egui::Context, app: &mut ExplorerApp) {
                 ui.label("Dataset (optional)");
                 ui.text_edit_singleline(&mut req.dataset);
                 ui.end_row();
+                let architecture = Architecture::ALL[req.architecture];
+                if architecture.has_stem() {
+                    ui.label("Stem");
+                    let stems = [
+                        (None, "from the weights"),
+                        (Some(Stem::Torchvision), "ImageNet"),
+                        (Some(Stem::Cifar), "CIFAR"),
+                    ];
+                    choice(ui, "stem", &mut req.stem, &stems);
+                    ui.end_row();
+                }
+                if architecture.has_activation() {
+                    ui.label("Activation");
+                    let default = match architecture.default_activation() {
+                        Activation::Silu => "default (SiLU)",
+                        _ => "default (ReLU)",
+                    };
+                    let acts = [(None, default), (Some(Activation::Relu), "ReLU"), (Some(Activation::Silu), "SiLU")];
+                    choice(ui, "activation", &mut req.activation, &acts);
+                    ui.end_row();
+                }
             });
             if Architecture::ALL[req.architecture] == Architecture::Sequential {
                 ui.label("Layers (JSON, as in a model card)");
@@ -74,6 +95,16 @@ pub fn show(ctx: &egui::Context, app: &mut ExplorerApp) {
     }
 }
 
+/// A combo box over `options` (value, label).
+fn choice<T: Copy + PartialEq>(ui: &mut egui::Ui, id: &str, value: &mut T, options: &[(T, &str)]) {
+    let shown = options.iter().find(|(v, _)| v == value).map_or("", |(_, l)| *l);
+    egui::ComboBox::from_id_salt(id).selected_text(shown).show_ui(ui, |ui| {
+        for (v, label) in options {
+            ui.selectable_value(value, *v, *label);
+        }
+    });
+}
+
 fn numbers(text: &str, what: &str) -> Result<Vec<f32>, String> {
     text.split([',', ' '])
         .filter(|s| !s.is_empty())
@@ -97,11 +128,42 @@ fn card_of(req: &CardRequest) -> Result<ModelCard, String> {
         dataset: Some(req.dataset.trim().to_string()).filter(|s| !s.is_empty()),
         eps: None,
         layers,
-        stem: None,
+        stem: req.stem.filter(|_| architecture.has_stem()),
         training: None,
-        activation: None,
+        activation: req.activation.filter(|_| architecture.has_activation()),
         inner_normalize: None,
     };
     // The same checks as a card read from disk.
     ModelCard::parse(&card.to_json(), &req.checkpoint).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(architecture: Architecture) -> CardRequest {
+        CardRequest {
+            checkpoint: "m.safetensors".into(),
+            message: String::new(),
+            architecture: Architecture::ALL.iter().position(|&a| a == architecture).unwrap(),
+            input: [3, 32, 32],
+            mean: "0.5".into(),
+            std: "0.25".into(),
+            dataset: String::new(),
+            layers_json: String::new(),
+            stem: Some(Stem::Cifar),
+            activation: Some(Activation::Silu),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_form_keeps_only_the_fields_the_architecture_has() {
+        let card = card_of(&request(Architecture::MobileNetV2)).unwrap();
+        assert_eq!((card.stem, card.activation), (Some(Stem::Cifar), None));
+        let card = card_of(&request(Architecture::WideResNet)).unwrap();
+        assert_eq!((card.stem, card.activation), (None, Some(Activation::Silu)));
+        let card = card_of(&request(Architecture::Vgg)).unwrap();
+        assert_eq!((card.stem, card.activation), (None, None));
+    }
 }
