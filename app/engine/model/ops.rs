@@ -15,13 +15,41 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.mul(&mask)
 }
 
-/// ReLU6, `min(max(x, 0), 6)`, with PyTorch's gradient: 1 strictly between 0 and 6, else 0
-/// (candle's clamp would halve it at the ends).
-pub fn relu6(x: &Tensor) -> Result<Tensor> {
+/// `min(max(x, lo), hi)` with PyTorch's hardtanh gradient: 1 strictly between the bounds,
+/// else 0 (candle's clamp would halve it at the ends). A missing bound does not clamp.
+pub fn hardtanh(x: &Tensor, lo: Option<f64>, hi: Option<f64>) -> Result<Tensor> {
     let mask = |t: Tensor| -> Result<Tensor> { t.to_dtype(x.dtype()).map(|t| t.detach()) };
-    let inside = mask(x.gt(0f64)?)?.mul(&mask(x.lt(6f64)?)?)?;
-    let top = (mask(x.ge(6f64)?)? * 6.0)?;
-    x.mul(&inside)?.add(&top)
+    let (mut inside, mut fixed): (Option<Tensor>, Option<Tensor>) = (None, None);
+    for (bound, lower) in [(lo, true), (hi, false)] {
+        let Some(b) = bound else { continue };
+        let (keep, clamped) = if lower { (x.gt(b)?, x.le(b)?) } else { (x.lt(b)?, x.ge(b)?) };
+        let keep = mask(keep)?;
+        inside = Some(match inside {
+            Some(i) => i.mul(&keep)?,
+            None => keep,
+        });
+        // Values clamped to 0 add nothing.
+        if b != 0.0 {
+            let v = (mask(clamped)? * b)?;
+            fixed = Some(match fixed {
+                Some(f) => f.add(&v)?,
+                None => v,
+            });
+        }
+    }
+    let y = match inside {
+        Some(i) => x.mul(&i)?,
+        None => x.clone(),
+    };
+    match fixed {
+        Some(f) => y.add(&f),
+        None => Ok(y),
+    }
+}
+
+/// ReLU6, `min(max(x, 0), 6)`, with PyTorch's gradient.
+pub fn relu6(x: &Tensor) -> Result<Tensor> {
+    hardtanh(x, Some(0.0), Some(6.0))
 }
 
 /// SiLU (swish), `x * sigmoid(x)`; candle's backward is exact.

@@ -2,6 +2,7 @@
 
 use candle_core::{Result as CResult, Tensor};
 
+use super::blocks::{BN_EPS, BN_MOMENTUM};
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
@@ -26,7 +27,7 @@ impl Unit {
         relu: bool,
     ) -> Result<Self> {
         let c = Conv2d::load(l, &format!("{prefix}.{conv}"), geo, Some(in_channels))?;
-        let bn = BatchNorm2d::load(l, &format!("{prefix}.{}", conv + 1), c.out_channels(), 1e-5, 0.1)?;
+        let bn = BatchNorm2d::load(l, &format!("{prefix}.{}", conv + 1), c.out_channels(), BN_EPS, BN_MOMENTUM)?;
         Ok(Self { conv: c, bn, relu })
     }
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {

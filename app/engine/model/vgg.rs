@@ -5,6 +5,7 @@
 
 use candle_core::{Result as CResult, Tensor};
 
+use super::blocks::{BN_EPS, BN_MOMENTUM};
 use super::kernels::{self, Epilogue};
 use super::layers::{BatchNorm2d, BnMode, Conv2d, ConvGeometry, ForwardCtx, Linear, dropout};
 use super::ops::{self, Pool2d};
@@ -161,7 +162,9 @@ impl Vgg {
             let conv = Conv2d::load(l, &key, ConvGeometry::new(1, 1), Some(channels))?;
             channels = conv.out_channels();
             let bn = match s.bn {
-                true => Some(BatchNorm2d::load(l, &format!("features.{}", s.index + 1), channels, 1e-5, 0.1)?),
+                true => {
+                    Some(BatchNorm2d::load(l, &format!("features.{}", s.index + 1), channels, BN_EPS, BN_MOMENTUM)?)
+                }
                 false => None,
             };
             convs.push(ConvStage { conv, bn, pool: s.pool.then(|| Pool2d::square(2, 2, 0)) });

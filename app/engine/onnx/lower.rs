@@ -358,11 +358,7 @@ impl Builder<'_> {
         match n.op_type.as_str() {
             "Relu" => Some(Activation::Relu),
             "Clip" => {
-                let bound = |i: usize| -> Option<f32> {
-                    let v = self.inits.get(n.input.get(i)?)?;
-                    let t = v.float(&self.device).ok()?;
-                    t.flatten_all().ok()?.to_vec1::<f32>().ok()?.first().copied()
-                };
+                let bound = |i: usize| self.inits.get(n.input.get(i)?)?.first().ok().flatten();
                 (bound(1) == Some(0.0) && bound(2) == Some(6.0)).then_some(Activation::Relu6)
             }
             _ => None,
@@ -415,8 +411,8 @@ impl Builder<'_> {
                 }
             }
             "BatchNormalization" if self.bn_params(n) => self.register_bn(s.first)?,
-            "Gemm" | "MatMul" if self.linear_form(s.first).is_some() => {
-                let (transpose, bias) = self.linear_form(s.first).unwrap_or_default();
+            "Gemm" | "MatMul" => {
+                let Some((transpose, bias)) = self.linear_form(s.first) else { return Ok(()) };
                 let w = n.input[1].clone();
                 let layer = self.layer_name(&w, s.first, "linear");
                 self.take_param(&w, format!("{layer}.weight"), transpose)?;

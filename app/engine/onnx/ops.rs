@@ -143,22 +143,14 @@ pub enum Op {
 }
 
 impl Op {
-    /// The engine layer a node holds, by name.
-    pub fn layer(&self) -> Option<&str> {
-        match self {
-            Op::Conv { conv, .. } => Some(&conv.key),
-            Op::ConvBn { unit, .. } => Some(&unit.conv.key),
-            Op::Linear(l) => Some(&l.key),
-            Op::BatchNorm(b) => Some(&b.key),
-            _ => None,
-        }
-    }
-
     /// Whether the parameterised layer `name` is in this node.
     pub fn contains(&self, name: &str) -> bool {
         match self {
+            Op::Conv { conv, .. } => conv.key == name,
             Op::ConvBn { unit, .. } => unit.contains(name),
-            _ => self.layer() == Some(name),
+            Op::Linear(l) => l.key == name,
+            Op::BatchNorm(b) => b.key == name,
+            _ => false,
         }
     }
 }
@@ -274,9 +266,7 @@ fn unary(u: Unary, x: &Tensor) -> R<Tensor> {
 /// `max(0, min(1, alpha * x + beta))`, gradient alpha strictly inside, as PyTorch's.
 fn hard_sigmoid(x: &Tensor, alpha: f32, beta: f32) -> R<Tensor> {
     let y = x.affine(alpha as f64, beta as f64).map_err(e)?;
-    let inside = mask(y.gt(0f64), x)?.mul(&mask(y.lt(1f64), x)?).map_err(e)?;
-    let top = mask(y.ge(1f64), x)?;
-    y.mul(&inside).and_then(|v| v.add(&top)).map_err(e)
+    mops::hardtanh(&y, Some(0.0), Some(1.0)).map_err(e)
 }
 
 fn binary(op: Binary, a: &Tensor, b: &Tensor) -> R<Tensor> {
@@ -385,7 +375,7 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             if exponent.elem_count() != 1 {
                 return one(pow_tensor(&x()?, &exponent)?);
             }
-            let p = exponent.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(e)?[0];
+            let p = Value::Float(exponent).first()?.ok_or("Pow with an empty exponent")?;
             let xin = x()?;
             let y = match p {
                 2.0 => xin.sqr(),
@@ -397,14 +387,10 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
         }
         Op::Clip => {
             let xin = x()?;
+            // An absent or empty bound does not clamp.
             let bound = |i: usize| -> R<Option<f64>> {
-                match ins.get(i).copied().flatten() {
-                    None => Ok(None),
-                    Some(v) => {
-                        let t = v.float(device).map_err(e)?;
-                        Ok(Some(t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(e)?[0] as f64))
-                    }
-                }
+                let v = ins.get(i).copied().flatten().map(Value::first).transpose()?.flatten();
+                Ok(v.map(f64::from))
             };
             let (lo, hi) = (bound(1)?, bound(2)?);
             one(clip(&xin, lo, hi)?)
@@ -621,11 +607,7 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
                 Value::Int(i) => {
                     Ok(vec![Value::Int(Ints { dims, data: vec![i.data.first().copied().unwrap_or(0); n] })])
                 }
-                Value::Float(t) => {
-                    let v =
-                        t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(e)?.first().copied().unwrap_or(0.0);
-                    one(Tensor::full(v, dims, device).map_err(e)?)
-                }
+                Value::Float(_) => one(Tensor::full(fill.first()?.unwrap_or(0.0), dims, device).map_err(e)?),
             }
         }
         Op::Expand => {
@@ -639,13 +621,7 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
             let xin = x()?;
             let pads = need(1)?.ints()?.data;
             let value = match ins.get(2).copied().flatten() {
-                Some(v) => float(v, device)?
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(e)?
-                    .first()
-                    .copied()
-                    .unwrap_or(0.0),
+                Some(v) => v.first()?.unwrap_or(0.0),
                 None => *value_attr,
             };
             let rank = xin.rank();
@@ -805,17 +781,7 @@ fn clip(x: &Tensor, lo: Option<f64>, hi: Option<f64>) -> R<Tensor> {
         // ONNX: min then max, so every value becomes max.
         return Tensor::full(hi as f32, x.dims(), x.device()).map_err(e);
     }
-    let mut inside = Tensor::ones_like(x).map_err(e)?;
-    let mut fixed = Tensor::zeros_like(x).map_err(e)?;
-    if let Some(lo) = lo {
-        inside = inside.mul(&mask(x.gt(lo), x)?).map_err(e)?;
-        fixed = fixed.add(&(mask(x.le(lo), x)? * lo).map_err(e)?).map_err(e)?;
-    }
-    if let Some(hi) = hi {
-        inside = inside.mul(&mask(x.lt(hi), x)?).map_err(e)?;
-        fixed = fixed.add(&(mask(x.ge(hi), x)? * hi).map_err(e)?).map_err(e)?;
-    }
-    x.mul(&inside).and_then(|y| y.add(&fixed)).map_err(e)
+    mops::hardtanh(x, lo, hi).map_err(e)
 }
 
 /// ONNX's Reshape target: 0 copies the input's size (unless `allow_zero`), -1 is inferred.

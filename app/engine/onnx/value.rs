@@ -57,6 +57,19 @@ impl Value {
         }
     }
 
+    /// The first element as a float (None for an empty tensor): scalar operands such as
+    /// bounds, exponents and fill values.
+    pub fn first(&self) -> std::result::Result<Option<f32>, String> {
+        match self {
+            Value::Int(i) => Ok(i.data.first().map(|&v| v as f32)),
+            Value::Float(t) if t.elem_count() == 0 => Ok(None),
+            Value::Float(t) => {
+                let first = t.flatten_all().and_then(|t| t.get(0)).and_then(|t| t.to_dtype(DType::F32)?.to_scalar());
+                first.map(Some).map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// The value as integers: shapes, axes and indices must be integer tensors; a float
     /// tensor of whole numbers (a constant folded as float) is accepted.
     pub fn ints(&self) -> std::result::Result<Ints, String> {
