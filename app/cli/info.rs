@@ -5,7 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::common::ModelArgs;
-use crate::engine::model::Network;
+use crate::engine::model::{ModelGraph, Network};
 use crate::export::format::group;
 
 #[derive(Args, Debug)]
@@ -15,6 +15,9 @@ pub struct InfoArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Print the graph (what feeds what) in Graphviz's DOT language instead of a table
+    #[arg(long, conflicts_with = "json")]
+    pub dot: bool,
 }
 
 #[derive(Serialize)]
@@ -58,6 +61,11 @@ fn rows(net: &Network) -> Result<Vec<LayerRow>> {
 pub fn run(a: &InfoArgs) -> Result<()> {
     let net = a.model.load()?;
     let rows = rows(&net)?;
+    let graph = net.graph();
+    if a.dot {
+        print!("{}", dot(&graph));
+        return Ok(());
+    }
     if a.json {
         let out = serde_json::json!({
             "architecture": net.card.architecture,
@@ -67,6 +75,7 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             "card": net.card,
             "warnings": net.warnings,
             "layers": rows,
+            "graph": graph,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -94,5 +103,28 @@ pub fn run(a: &InfoArgs) -> Result<()> {
             r.max
         );
     }
+    println!("\nwhat feeds what (activations, pooling and reshapes between nodes are not shown):\n");
+    let labels: Vec<String> = (0..graph.nodes.len()).map(|i| graph.label(i)).collect();
+    let width = labels.iter().map(String::len).max().unwrap_or(0);
+    for (n, label) in graph.nodes.iter().zip(&labels).skip(1) {
+        let from: Vec<&str> = n.inputs.iter().map(|&s| labels[s].as_str()).collect();
+        println!("  {label:width$}  <- {}", from.join(" + "));
+    }
     Ok(())
+}
+
+/// The graph as a Graphviz digraph, nodes labelled as in the table.
+fn dot(g: &ModelGraph) -> String {
+    let mut out = String::from("digraph model {\n  rankdir=TB;\n  node [shape=box, fontname=\"sans\"];\n");
+    for (i, n) in g.nodes.iter().enumerate() {
+        let shape = match n.kind {
+            crate::engine::model::graph::NodeKind::Layer => "box",
+            _ => "ellipse",
+        };
+        out += &format!("  n{i} [label={:?}, shape={shape}];\n", g.label(i));
+        for s in &n.inputs {
+            out += &format!("  n{s} -> n{i};\n");
+        }
+    }
+    out + "}\n"
 }

@@ -12,7 +12,7 @@ use crate::engine::analysis::sweep::{Scope, SweepConfig, SweepEvent, SweepResult
 use crate::engine::analysis::trajectory::TrajectoryResult;
 use crate::engine::attack::AttackConfig;
 use crate::engine::card::ModelCard;
-use crate::engine::model::LayerKind;
+use crate::engine::model::{LayerKind, ModelGraph};
 use crate::engine::progress::StopFlag;
 use crate::engine::train::EpochLog;
 use crate::export::figures::Figure;
@@ -231,7 +231,11 @@ pub struct ModelSummary {
     pub name: String,
     pub architecture: String,
     pub parameters: usize,
+    /// The image shape the network takes (channels, height, width).
+    pub input: [usize; 3],
     pub layers: Vec<LayerRow>,
+    /// What feeds what: the layers in forward order and where branches meet.
+    pub graph: ModelGraph,
     pub classes: Vec<String>,
     /// Default eps of the card or dataset.
     pub default_eps: Option<f64>,

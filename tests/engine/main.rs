@@ -13,6 +13,7 @@ mod checkpoints;
 mod datasets;
 mod ensemble;
 mod mnist_real;
+mod model_graph;
 mod onnx_conformance;
 mod onnx_models;
 mod optimised_paths;

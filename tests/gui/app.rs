@@ -410,6 +410,23 @@ fn dropping_a_checkpoint_opens_it() {
     assert!(h.state().settings.recent_models.first().is_some_and(|p| p.ends_with("tiny_cnn.safetensors")));
 }
 
+#[test]
+fn the_model_panel_draws_an_onnx_graph_with_its_joins() {
+    let mut h = app(Arc::default(), [1300.0, 900.0]);
+    let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/resnet18_cifar.ts.onnx");
+    h.input_mut().dropped_files.push(Arc::new(Dropped(onnx)));
+    h.step();
+    wait(&mut h, "the dropped ONNX model", |a| a.is_idle() && opened(a, "resnet18_cifar.ts.onnx"));
+    let graph = h.state().session.model.as_ref().map(|m| m.graph.clone()).unwrap();
+    assert!(graph.branches());
+    // ResNet-18's eight residual sums are rows of the table, named by their blocks.
+    assert_eq!(h.query_all_by_label("add of 2").count(), 8);
+    for block in ["layer1.0", "layer2.0", "layer4.1"] {
+        h.get_by_label(block);
+    }
+    h.get_by_label("layer2.0.downsample.0");
+}
+
 /// A copy of the tiny fixture checkpoint and its card in a fresh folder, beside a subfolder.
 fn folder_with_a_checkpoint() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::Stage;
+use super::graph::{GraphBuilder, NodeId};
 use super::kernels;
 use super::layers::{BatchNorm2d, BnMode, Conv2d, ConvGeometry, ForwardCtx, Linear, dropout};
 use super::ops::{self, Pool2d};
@@ -90,6 +91,11 @@ impl ConvBn {
     pub fn contains(&self, name: &str) -> bool {
         self.conv.key == name || self.bn.key == name
     }
+
+    pub fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let c = g.layer(&self.conv.key, x);
+        g.layer(&self.bn.key, c)
+    }
 }
 
 /// Batch norm then an activation: the pre-activation of PreActResNet and WideResNet.
@@ -131,5 +137,13 @@ impl Stage for PoolHead {
 
     fn contains(&self, name: &str) -> bool {
         self.fc.key == name || self.norm.as_ref().is_some_and(|n| n.bn.key == name)
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let x = match &self.norm {
+            Some(n) => g.layer(&n.bn.key, x),
+            None => x,
+        };
+        g.layer(&self.fc.key, x)
     }
 }

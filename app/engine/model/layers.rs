@@ -3,6 +3,7 @@
 use candle_core::{DType, Result as CResult, Tensor, Var};
 use rand::Rng;
 
+use super::graph::{GraphBuilder, NodeId};
 use super::kernels::{self, Grads};
 use super::ops::{self, Pool2d};
 use super::params::{Expect, LayerKind, Loader, Role, overwrite};
@@ -92,6 +93,11 @@ impl ConvGeometry {
 }
 
 impl Conv2d {
+    /// This layer as a node of the model graph, reading node `x`.
+    pub fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        g.layer(&self.key, x)
+    }
+
     /// Loads `prefix.weight` (and `prefix.bias` if present). `in_channels`, when known,
     /// is checked against the weight.
     pub fn load(l: &mut Loader, prefix: &str, geo: ConvGeometry, in_channels: Option<usize>) -> Result<Self> {
@@ -238,6 +244,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// This layer as a node of the model graph, reading node `x`.
+    pub fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        g.layer(&self.key, x)
+    }
+
     pub fn load(l: &mut Loader, prefix: &str, in_features: Option<usize>) -> Result<Self> {
         let key = format!("{prefix}.weight");
         let shape = l.shape(&key)?;
@@ -302,6 +313,11 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
+    /// This layer as a node of the model graph, reading node `x`.
+    pub fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        g.layer(&self.key, x)
+    }
+
     pub fn load(l: &mut Loader, prefix: &str, channels: usize, eps: f64, momentum: f64) -> Result<Self> {
         let c = [channels];
         let weight = l.optional(&format!("{prefix}.weight"), Role::BnWeight, Expect::Exact(&c))?;

@@ -6,6 +6,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::blocks::{ConvBn, PoolHead};
+use super::graph::{GraphBuilder, NodeId};
 use super::layers::{ConvGeometry, ForwardCtx, Linear};
 use super::params::Loader;
 use super::{Body, Stage};
@@ -33,9 +34,14 @@ impl Stage for Unit {
     fn contains(&self, name: &str) -> bool {
         self.0.contains(name)
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.0.describe(g, x)
+    }
 }
 
 struct InvertedResidual {
+    /// The module name (`features.1`).
+    name: String,
     convs: Vec<ConvBn>,
     residual: bool,
 }
@@ -50,6 +56,10 @@ impl Stage for InvertedResidual {
     }
     fn contains(&self, name: &str) -> bool {
         self.convs.iter().any(|c| c.contains(name))
+    }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let y = self.convs.iter().fold(x, |y, c| c.describe(g, y));
+        if self.residual { g.merge("add", &self.name, &[x, y]) } else { y }
     }
 }
 
@@ -123,7 +133,8 @@ fn load_block(l: &mut Loader, p: &str, stride: usize, channels: usize) -> Result
     let project = ConvGeometry::new(1, 0);
     convs.push(ConvBn::load(l, &format!("{p}.{}", dw + 1), &format!("{p}.{}", dw + 2), project, c, None)?);
     let out = convs.last().expect("just pushed").out_channels();
-    Ok(InvertedResidual { convs, residual: stride == 1 && out == channels })
+    let name = p.strip_suffix(".conv").unwrap_or(p).to_string();
+    Ok(InvertedResidual { name, convs, residual: stride == 1 && out == channels })
 }
 
 impl Body for MobileNetV2 {

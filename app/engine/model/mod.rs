@@ -3,6 +3,7 @@
 pub(crate) mod blocks;
 pub mod detect;
 mod finite;
+pub mod graph;
 pub mod init;
 pub mod kernels;
 pub mod layers;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Result as CResult, Tensor};
 
+pub use graph::{GraphBuilder, ModelGraph, NodeId};
 pub use kernels::Grads;
 pub use layers::{BnMode, ForwardCtx, Tap};
 pub use params::{LayerInfo, LayerKind, Param, ParamStore, Role};
@@ -36,6 +38,8 @@ pub trait Stage: Send + Sync {
     fn forward(&self, x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor>;
     /// Whether the parameterised layer `name` (a state_dict prefix) is inside.
     fn contains(&self, name: &str) -> bool;
+    /// Records the stage's layers and joins, reading node `x`; returns its output's node.
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId;
     /// This stage and a ReLU after it in one op, where the stage can (else `None`).
     fn forward_then_relu(&self, _x: &Tensor, _ctx: &mut ForwardCtx) -> Option<CResult<Tensor>> {
         None
@@ -50,6 +54,15 @@ pub trait Stage: Send + Sync {
 /// filtered layer can be done once and reused (sweeps).
 pub trait Body: Send + Sync {
     fn stages(&self) -> Vec<&dyn Stage>;
+
+    /// What feeds what, stage after stage.
+    fn graph(&self) -> ModelGraph {
+        let (mut g, mut x) = GraphBuilder::new();
+        for s in self.stages() {
+            x = s.describe(&mut g, x);
+        }
+        g.finish(x)
+    }
 }
 
 /// Where the card of a network came from.
@@ -205,6 +218,11 @@ impl Network {
             };
         }
         Ok(y)
+    }
+
+    /// The layers in the order the forward pass meets them, and what feeds what.
+    pub fn graph(&self) -> ModelGraph {
+        self.body.graph()
     }
 
     /// The first stage that contains any of `layers`: everything before it does not change

@@ -8,6 +8,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::blocks::{BN_MOMENTUM, BnAct, ConvBn, PoolHead};
+use super::graph::{GraphBuilder, NodeId};
 use super::layers::{Conv2d, ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
@@ -128,9 +129,14 @@ impl Stage for StemStage {
     fn contains(&self, name: &str) -> bool {
         self.conv.key == name
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.conv.describe(g, x)
+    }
 }
 
 struct Block {
+    /// The module name (`block1.layer.0`).
+    name: String,
     pre: BnAct,
     /// The first convolution with the second pre-activation.
     conv1: ConvBn,
@@ -157,6 +163,13 @@ impl Stage for Block {
             || self.conv1.contains(name)
             || self.conv2.key == name
             || self.shortcut.as_ref().is_some_and(|s| s.key == name)
+    }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let a = self.pre.bn.describe(g, x);
+        let identity = self.shortcut.as_ref().map_or(x, |s| s.describe(g, a));
+        let h = self.conv1.describe(g, a);
+        let y = self.conv2.describe(g, h);
+        g.merge("add", &self.name, &[y, identity])
     }
 }
 
@@ -292,7 +305,7 @@ fn load_block(
     } else {
         None
     };
-    Ok(Block { pre, conv1, conv2, shortcut, pad_after })
+    Ok(Block { name: p.to_string(), pre, conv1, conv2, shortcut, pad_after })
 }
 
 impl Body for PreActNet {

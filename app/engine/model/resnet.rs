@@ -5,6 +5,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::blocks::{ConvBn, PoolHead};
+use super::graph::{GraphBuilder, NodeId};
 use super::layers::{ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
@@ -25,9 +26,14 @@ impl Stage for StemStage {
     fn contains(&self, name: &str) -> bool {
         self.conv.contains(name)
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.conv.describe(g, x)
+    }
 }
 
 struct Block {
+    /// The module name (`layer1.0`).
+    name: String,
     convs: Vec<ConvBn>,
     shortcut: Option<ConvBn>,
 }
@@ -47,6 +53,12 @@ impl Stage for Block {
             None => x.clone(),
         };
         ops::add_relu(&y, &identity)
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let y = self.convs.iter().fold(x, |y, cb| cb.describe(g, y));
+        let identity = self.shortcut.as_ref().map_or(x, |s| s.describe(g, x));
+        g.merge("add", &self.name, &[y, identity])
     }
 }
 
@@ -151,7 +163,7 @@ impl ResNet {
                     None
                 };
                 channels = c;
-                blocks.push(Block { convs, shortcut });
+                blocks.push(Block { name: p, convs, shortcut });
             }
         }
         let fc_name = if l.has("linear.weight") { "linear" } else { "fc" };

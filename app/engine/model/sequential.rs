@@ -2,6 +2,7 @@
 
 use candle_core::{Result as CResult, Tensor};
 
+use super::graph::{GraphBuilder, NodeId};
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear, dropout};
 use super::ops::{self, Axis, Pool2d};
 use super::params::Loader;
@@ -190,6 +191,15 @@ impl Stage for Step {
             Step::Linear(l) => l.key == name,
             Step::Bn(b) => b.key == name,
             _ => false,
+        }
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        match self {
+            Step::Conv(c) => c.describe(g, x),
+            Step::Linear(l) => l.describe(g, x),
+            Step::Bn(b) => b.describe(g, x),
+            _ => x,
         }
     }
 }

@@ -3,6 +3,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::blocks::{BN_EPS, BN_MOMENTUM};
+use super::graph::{GraphBuilder, NodeId};
 use super::layers::{BatchNorm2d, Conv2d, ConvGeometry, ForwardCtx, Linear};
 use super::ops::{self, Pool2d};
 use super::params::Loader;
@@ -37,6 +38,14 @@ impl Unit {
     fn contains(&self, name: &str) -> bool {
         self.conv.key == name || self.bn.key == name
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let c = g.layer(&self.conv.key, x);
+        g.layer(&self.bn.key, c)
+    }
+}
+
+fn describe(units: &[Unit], g: &mut GraphBuilder, x: NodeId) -> NodeId {
+    units.iter().fold(x, |y, u| u.describe(g, y))
 }
 
 fn run(units: &[Unit], x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
@@ -48,6 +57,8 @@ fn run(units: &[Unit], x: &Tensor, ctx: &mut ForwardCtx) -> CResult<Tensor> {
 }
 
 struct InvertedResidual {
+    /// The module name (`stage2.0`).
+    name: String,
     branch1: Vec<Unit>,
     branch2: Vec<Unit>,
 }
@@ -78,7 +89,7 @@ impl InvertedResidual {
             Unit::load(l, &b2, 3, dw, features, false)?,
             Unit::load(l, &b2, 5, ConvGeometry::new(1, 0), features, true)?,
         ];
-        Ok((Self { branch1, branch2 }, 2 * features))
+        Ok((Self { name: prefix.to_string(), branch1, branch2 }, 2 * features))
     }
 }
 
@@ -98,6 +109,13 @@ impl Stage for InvertedResidual {
         };
         channel_shuffle(&out, 2)
     }
+
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        // The stride-1 block passes its input's first half on untouched.
+        let left = if self.branch1.is_empty() { x } else { describe(&self.branch1, g, x) };
+        let right = describe(&self.branch2, g, x);
+        g.merge("concat", &self.name, &[left, right])
+    }
 }
 
 fn channel_shuffle(x: &Tensor, groups: usize) -> CResult<Tensor> {
@@ -115,6 +133,9 @@ impl Stage for Stem {
     fn contains(&self, name: &str) -> bool {
         self.0.contains(name)
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.0.describe(g, x)
+    }
 }
 
 /// conv5, global average pooling and the classifier.
@@ -131,6 +152,10 @@ impl Stage for Head {
     }
     fn contains(&self, name: &str) -> bool {
         self.conv5.contains(name) || self.fc.key == name
+    }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let x = self.conv5.describe(g, x);
+        g.layer(&self.fc.key, x)
     }
 }
 

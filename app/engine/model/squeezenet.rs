@@ -2,6 +2,7 @@
 
 use candle_core::{Result as CResult, Tensor};
 
+use super::graph::{GraphBuilder, NodeId};
 use super::layers::{Conv2d, ConvGeometry, ForwardCtx};
 use super::ops::{self, Axis, Pool2d};
 use super::params::Loader;
@@ -9,6 +10,8 @@ use super::{Body, Stage};
 use crate::engine::error::Result;
 
 struct Fire {
+    /// The module name (`features.3`).
+    name: String,
     squeeze: Conv2d,
     expand1x1: Conv2d,
     expand3x3: Conv2d,
@@ -20,7 +23,7 @@ impl Fire {
         let s = squeeze.out_channels();
         let expand1x1 = Conv2d::load(l, &format!("{prefix}.expand1x1"), ConvGeometry::new(1, 0), Some(s))?;
         let expand3x3 = Conv2d::load(l, &format!("{prefix}.expand3x3"), ConvGeometry::new(1, 1), Some(s))?;
-        Ok(Self { squeeze, expand1x1, expand3x3 })
+        Ok(Self { name: prefix.to_string(), squeeze, expand1x1, expand3x3 })
     }
     fn out_channels(&self) -> usize {
         self.expand1x1.out_channels() + self.expand3x3.out_channels()
@@ -38,6 +41,13 @@ impl Stage for Fire {
         let b = ops::relu(&self.expand3x3.forward(&s, ctx)?)?;
         Tensor::cat(&[a, b], 1)
     }
+
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let s = self.squeeze.describe(g, x);
+        let a = self.expand1x1.describe(g, s);
+        let b = self.expand3x3.describe(g, s);
+        g.merge("concat", &self.name, &[a, b])
+    }
 }
 
 /// A ceil-mode 3x3 stride-2 max-pool between Fire modules.
@@ -49,6 +59,9 @@ impl Stage for Pool {
     }
     fn contains(&self, _name: &str) -> bool {
         false
+    }
+    fn describe(&self, _g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        x
     }
 }
 
@@ -62,6 +75,9 @@ impl Stage for Stem {
     fn contains(&self, name: &str) -> bool {
         self.0.key == name
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.0.describe(g, x)
+    }
 }
 
 /// The 1x1 classifier convolution, ReLU and global average pooling.
@@ -74,6 +90,9 @@ impl Stage for Head {
     }
     fn contains(&self, name: &str) -> bool {
         self.0.key == name
+    }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.0.describe(g, x)
     }
 }
 

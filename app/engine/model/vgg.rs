@@ -6,6 +6,7 @@
 use candle_core::{Result as CResult, Tensor};
 
 use super::blocks::{BN_EPS, BN_MOMENTUM};
+use super::graph::{GraphBuilder, NodeId};
 use super::kernels::{self, Epilogue};
 use super::layers::{BatchNorm2d, BnMode, Conv2d, ConvGeometry, ForwardCtx, Linear, dropout};
 use super::ops::{self, Pool2d};
@@ -109,6 +110,10 @@ impl Stage for ConvStage {
     fn contains(&self, name: &str) -> bool {
         self.conv.key == name || self.bn.as_ref().is_some_and(|b| b.key == name)
     }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let y = self.conv.describe(g, x);
+        self.bn.as_ref().map_or(y, |bn| bn.describe(g, y))
+    }
 }
 
 struct Classifier {
@@ -135,6 +140,9 @@ impl Stage for Classifier {
     }
     fn contains(&self, name: &str) -> bool {
         self.linears.iter().any(|(l, _)| l.key == name)
+    }
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        self.linears.iter().fold(x, |y, (l, _)| l.describe(g, y))
     }
 }
 

@@ -2,6 +2,7 @@
 //! wherever a single value carries everything forward (between residual blocks, say), so
 //! that a sweep reuses the work before the filtered layer as on native networks.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -10,11 +11,13 @@ use candle_core::{Device, Result as CResult, Tensor};
 use super::ops::{self, Op};
 use super::value::Value;
 use crate::engine::model::layers::ForwardCtx;
-use crate::engine::model::{Body, Stage};
+use crate::engine::model::{Body, GraphBuilder, NodeId, Stage};
 
 pub struct Node {
     pub op: Op,
     pub name: String,
+    /// The PyTorch module it belongs to, where the exporter said.
+    pub module: Option<String>,
     pub op_type: String,
     /// Slots read (None: an optional input left out).
     pub inputs: Vec<Option<usize>>,
@@ -128,6 +131,35 @@ impl Stage for Segment {
     }
     fn contains(&self, name: &str) -> bool {
         self.program.nodes[self.range.clone()].iter().any(|n| n.op.contains(name))
+    }
+
+    /// Follows each computed value back to the layer or join it comes from. Values made
+    /// only from constants and shapes (the exporters' shape arithmetic) come from none, so
+    /// `Reshape(x, Shape(x)...)` reads one branch; a node reading values of two or more
+    /// origins is where branches meet.
+    fn describe(&self, g: &mut GraphBuilder, x: NodeId) -> NodeId {
+        let mut origin: HashMap<usize, NodeId> = HashMap::from([(self.from, x)]);
+        for node in &self.program.nodes[self.range.clone()] {
+            if matches!(node.op, Op::Shape { .. }) {
+                continue;
+            }
+            let sources: Vec<NodeId> = node.inputs.iter().flatten().filter_map(|s| origin.get(s).copied()).collect();
+            let Some(&first) = sources.first() else { continue };
+            let out = match &node.op {
+                Op::Conv { conv, .. } => conv.describe(g, first),
+                Op::ConvBn { unit, .. } => unit.describe(g, first),
+                Op::Linear(l) => l.describe(g, first),
+                Op::BatchNorm(b) => b.describe(g, first),
+                _ => {
+                    let module = node.module.as_deref().unwrap_or(&node.name);
+                    g.merge(&node.op_type.to_ascii_lowercase(), module, &sources)
+                }
+            };
+            for &o in &node.outputs {
+                origin.insert(o, out);
+            }
+        }
+        origin.get(&self.to).copied().unwrap_or(x)
     }
 }
 

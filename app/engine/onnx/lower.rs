@@ -140,6 +140,19 @@ fn module_path(node_name: &str) -> Option<String> {
     (!acc.is_empty()).then_some(acc)
 }
 
+/// The PyTorch module a node belongs to: from the TorchScript exporter's node name, or
+/// the dynamo exporter's `pkg.torch.onnx.name_scopes` metadata (a Python list of the
+/// enclosing modules' paths, then the op's own name).
+pub(super) fn module_of(n: &NodeProto) -> Option<String> {
+    module_path(&n.name).or_else(|| {
+        let scopes = n.metadata_props.iter().find(|p| p.key == "pkg.torch.onnx.name_scopes")?;
+        let list = scopes.value.trim().strip_prefix('[')?.strip_suffix(']')?;
+        let names: Vec<&str> = list.split(',').map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"')).collect();
+        let (_op, modules) = names.split_last()?;
+        modules.iter().rev().find(|m| !m.is_empty()).map(|m| m.to_string())
+    })
+}
+
 struct Builder<'a> {
     g: &'a GraphProto,
     device: Device,
@@ -370,7 +383,7 @@ impl Builder<'_> {
         let base = weight
             .strip_suffix(".weight")
             .map(str::to_string)
-            .or_else(|| module_path(&self.g.node[node].name))
+            .or_else(|| module_of(&self.g.node[node]))
             .unwrap_or_else(|| format!("{kind}{node}"));
         let mut name = base.clone();
         let mut k = 2;
@@ -491,7 +504,7 @@ impl Builder<'_> {
             }
         }
         let outputs = outputs_of.iter().map(|o| self.slot(o)).collect();
-        Ok(Node { op, name, op_type: n.op_type.clone(), inputs, outputs })
+        Ok(Node { op, name, module: module_of(n), op_type: n.op_type.clone(), inputs, outputs })
     }
 
     fn op(&mut self, k: usize, s: &Step, l: &mut Loader) -> R<Op> {

@@ -9,6 +9,7 @@ mod dropout;
 pub mod file_browser;
 mod jobs;
 mod landscape;
+mod layer_graph;
 pub mod mask_view;
 mod model_panel;
 mod perturbation;

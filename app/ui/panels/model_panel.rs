@@ -2,10 +2,13 @@
 
 use egui_plot::{Bar, BarChart, VLine};
 
+use super::layer_graph;
 use super::widgets::export_button;
 use super::widgets::plot::{Axis, FigurePlot};
 use crate::engine::analysis::filter::FilterKind;
+use crate::engine::model::graph::NodeKind;
 use crate::export::format::group;
+use crate::jobs::command::{LayerRow, ModelSummary};
 use crate::ui::actions::{Action, FigureId};
 use crate::ui::app::ExplorerApp;
 use crate::ui::theme;
@@ -30,49 +33,116 @@ pub fn show(ui: &mut egui::Ui, app: &mut ExplorerApp) {
         );
     }
     ui.separator();
-    ui.strong("Layers");
+    ui.horizontal(|ui| {
+        ui.strong("Layers");
+        let note = match model.graph.branches() {
+            true => "in forward order; lines show what feeds what, open dots where branches meet",
+            false => "in forward order",
+        };
+        ui.weak(note);
+    });
+    layer_table(ui, app, &model);
+    ui.separator();
+    histogram(ui, app);
+}
+
+/// The graph as a table: a gutter with the edges, then per row the layer's name (a button
+/// that selects it, for filterable layers), kind and shape, parameters, value range and class.
+fn layer_table(ui: &mut egui::Ui, app: &mut ExplorerApp, model: &ModelSummary) {
+    let graph = &model.graph;
+    let lanes = layer_graph::lanes(graph);
+    let gutter = layer_graph::width(lanes.iter().map(|l| l.2).max().unwrap_or(0));
+    let mut cells: Vec<Option<egui::Rect>> = vec![None; graph.nodes.len()];
     egui::ScrollArea::vertical().id_salt("layers").max_height(ui.available_height() * 0.5).show(ui, |ui| {
-        egui::Grid::new("layer_grid").striped(true).num_columns(5).show(ui, |ui| {
-            ui.weak("name");
-            ui.weak("shape");
-            ui.weak("params");
-            ui.weak("min / max");
-            ui.weak("class");
+        egui::Grid::new("layer_grid").striped(true).num_columns(6).show(ui, |ui| {
+            ui.label("");
+            for h in ["name", "kind, shape", "params", "min / max", "class"] {
+                ui.weak(h);
+            }
             ui.end_row();
-            for l in &model.layers {
-                let selected = app.settings.layer.as_deref() == Some(l.name.as_str());
-                let name = ui
-                    .add_enabled(l.filterable, egui::Button::selectable(selected, &l.name))
-                    .on_hover_text(format!("{} {:?}", l.kind.name(), l.shape));
-                if name.clicked() && !selected {
-                    app.push(Action::SelectLayer(l.name.clone()));
+            for (id, node) in graph.nodes.iter().enumerate() {
+                if node.kind == NodeKind::Output {
+                    continue;
                 }
-                let shape: Vec<String> = l.shape.iter().map(|d| d.to_string()).collect();
-                ui.label(format!("{} {}", l.kind.name(), shape.join("x")));
-                ui.label(group(l.parameters));
-                if l.non_finite > 0 {
-                    ui.colored_label(theme::ERROR, format!("{} NaN/inf", group(l.non_finite)))
-                        .on_hover_text("values that are not finite numbers; the analyses refuse this model");
-                } else if l.min.is_finite() {
-                    ui.label(format!("{:.3} / {:.3}", l.min, l.max));
-                } else {
-                    ui.label("");
-                }
-                match app.session.sweeps.layer_class(&l.name) {
-                    Some(c) => {
-                        ui.colored_label(theme::class(c.class), c.class.name())
-                            .on_hover_text(format!("mean S_adv over h1, h2, h3: {:+.4}", c.mean_s_adv));
+                cells[id] = Some(layer_graph::cell(ui, gutter));
+                let fed_by: Vec<String> = node.inputs.iter().map(|&s| graph.label(s)).collect();
+                let feeds: Vec<String> = graph.consumers(id).map(|c| graph.label(c)).collect();
+                let edges = format!("fed by: {}\nfeeds: {}", or_none(&fed_by), or_none(&feeds));
+                match &node.kind {
+                    NodeKind::Layer => match model.layers.iter().find(|l| l.name == node.name) {
+                        Some(l) => layer_row(ui, app, l, &edges),
+                        None => empty_row(ui, &node.name, &edges),
+                    },
+                    NodeKind::Merge(op) => {
+                        ui.label(egui::RichText::new(&node.name).italics()).on_hover_text(&edges);
+                        ui.label(format!("{op} of {}", node.inputs.len()));
+                        empty_cells(ui, 3);
                     }
-                    None => {
-                        ui.label("");
+                    _ => {
+                        ui.weak("input").on_hover_text(&edges);
+                        let [c, h, w] = model.input;
+                        ui.weak(format!("{c}x{h}x{w}"));
+                        empty_cells(ui, 3);
                     }
                 }
                 ui.end_row();
             }
         });
+        let class_of = |id: usize| {
+            let node = &graph.nodes[id];
+            match app.session.sweeps.layer_class(&node.name) {
+                Some(c) if node.kind == NodeKind::Layer => theme::class(c.class),
+                _ => ui.visuals().text_color(),
+            }
+        };
+        layer_graph::paint(ui, graph, &cells, &lanes, class_of);
     });
-    ui.separator();
-    histogram(ui, app);
+}
+
+fn or_none(names: &[String]) -> String {
+    if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
+}
+
+fn empty_cells(ui: &mut egui::Ui, n: usize) {
+    for _ in 0..n {
+        ui.label("");
+    }
+}
+
+fn empty_row(ui: &mut egui::Ui, name: &str, edges: &str) {
+    ui.label(name).on_hover_text(edges);
+    empty_cells(ui, 4);
+}
+
+fn layer_row(ui: &mut egui::Ui, app: &mut ExplorerApp, l: &LayerRow, edges: &str) {
+    let selected = app.settings.layer.as_deref() == Some(l.name.as_str());
+    let name = ui
+        .add_enabled(l.filterable, egui::Button::selectable(selected, &l.name))
+        .on_hover_text(format!("{} {:?}\n{edges}", l.kind.name(), l.shape))
+        .on_disabled_hover_text(format!("{} {:?} (not filterable)\n{edges}", l.kind.name(), l.shape));
+    if name.clicked() && !selected {
+        app.push(Action::SelectLayer(l.name.clone()));
+    }
+    let shape: Vec<String> = l.shape.iter().map(|d| d.to_string()).collect();
+    ui.label(format!("{} {}", l.kind.name(), shape.join("x")));
+    ui.label(group(l.parameters));
+    if l.non_finite > 0 {
+        ui.colored_label(theme::ERROR, format!("{} NaN/inf", group(l.non_finite)))
+            .on_hover_text("values that are not finite numbers; the analyses refuse this model");
+    } else if l.min.is_finite() {
+        ui.label(format!("{:.3} / {:.3}", l.min, l.max));
+    } else {
+        ui.label("");
+    }
+    match app.session.sweeps.layer_class(&l.name) {
+        Some(c) => {
+            ui.colored_label(theme::class(c.class), c.class.name())
+                .on_hover_text(format!("mean S_adv over h1, h2, h3: {:+.4}", c.mean_s_adv));
+        }
+        None => {
+            ui.label("");
+        }
+    }
 }
 
 fn histogram(ui: &mut egui::Ui, app: &mut ExplorerApp) {
