@@ -249,3 +249,30 @@ class MobileNetV2(nn.Module):
     def forward(self, x):
         x = F.adaptive_avg_pool2d(self.features(x), (1, 1))
         return self.classifier(torch.flatten(x, 1))
+
+
+class OpsetProbe(nn.Module):
+    """A small classifier of the operators whose ONNX form changes between opsets 13 and 20:
+    reflect Pad (its `axes` input, 18), Clip (ReLU6), HardSwish, LayerNormalization (17; a
+    decomposition before), Split (`num_outputs`, 18), GELU (a Gelu node from 20; Erf before),
+    ReduceMean (`axes` as an input, 18) and Squeeze/Unsqueeze. Exported at every opset from
+    13 to 20 by the TorchScript exporter, it shows that each opset loads and computes alike."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect", bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.norm = nn.LayerNorm(8)
+        self.conv3 = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = F.relu6(self.bn1(self.conv1(x)))
+        x = F.hardswish(self.conv2(x))
+        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a * torch.sigmoid(b), b], dim=1)
+        x = F.gelu(self.conv3(x))
+        x = x.mean(dim=(2, 3), keepdim=True).squeeze(-1).unsqueeze(-1).flatten(1)
+        return self.fc(x)

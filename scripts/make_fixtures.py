@@ -28,7 +28,7 @@ import torch.nn.utils.prune as prune
 import torchvision
 from safetensors.torch import load_file, save_file
 
-from fixture_archs import VGG_CFGS, DMWideResNet, MobileNetV2, PreActResNet18, Vgg, ZooWideResNet
+from fixture_archs import VGG_CFGS, DMWideResNet, MobileNetV2, OpsetProbe, PreActResNet18, Vgg, ZooWideResNet
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -43,7 +43,7 @@ NORM_MEAN = 0.5
 NORM_STD = 0.25
 TARGET_LOGIT_STD = 4.0  # the head is rescaled so that the eval logits have this std
 SATURATED_MARGIN = 24.0  # seq_cnn_saturated: exp(-24) ~ 4e-11, far below float32's 2^-24 ~ 6e-8
-MAX_SIZE_BYTES = 12_500_000  # all of tests/fixtures: the robust-model architectures, ONNX exports and ONNX operator cases took it past 3 MB
+MAX_SIZE_BYTES = 12_500_000  # all of tests/fixtures: the robust-model architectures, ONNX exports of whole networks and ONNX operator cases took it past 3 MB
 
 
 # --------------------------------------------------------------------------------------------------
@@ -692,30 +692,50 @@ def write_models():
         if name in ONNX_EXPORTS:
             manifest[name]["onnx"] = write_onnx(name, model, io_tensors["input"], json.loads((MODELS / f"{name}.json").read_text()))
     # Models the explorer reads only as ONNX: their operators in whole networks.
-    for name, seed, ctor, input_chw in ONNX_ONLY:
+    for name, seed, ctor, input_chw, ts_opsets in ONNX_ONLY:
         torch.manual_seed(seed)
         manifest[name], model, io_tensors = write_model(name, "onnx", ctor(), input_chw, 10, native=False)
         summarize_io(name, io_tensors)
         card = json.loads((MODELS / f"{name}.json").read_text())
         (MODELS / f"{name}.json").unlink()
-        # Attention exports from opset 14 on.
-        manifest[name]["onnx"] = write_onnx(name, model, io_tensors["input"], card, ts_opset=14)
+        manifest[name]["onnx"] = write_onnx(name, model, io_tensors["input"], card, ts_opsets)
     (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return seq_cnn
 
 
-# Whole networks of the families the explorer reads only as ONNX: torchvision's ViT (patch
-# embedding, attention, LayerNorm, GELU) and MobileNetV3 (HardSwish, HardSigmoid, squeeze-and-
-# excitation), at tiny sizes.
+# Whole networks of the families the explorer reads only as ONNX, at tiny sizes: torchvision's
+# ViT (patch embedding, attention, LayerNorm, GELU), MobileNetV3 (HardSwish, HardSigmoid,
+# squeeze-and-excitation), EfficientNet (MBConv with SiLU, squeeze-and-excitation and
+# stochastic depth) and ConvNeXt (7x7 depthwise convolutions, LayerNorm on channels-last
+# tensors, linear layers on rank-4 tensors, layer scale), and the opset probe. Each with the
+# TorchScript exporter's opsets to write: attention exports from opset 14 on; ConvNeXt at 17
+# has LayerNormalization nodes; the probe at every opset of 13 to 20.
+def _efficientnet_tiny():
+    from torchvision.models.efficientnet import EfficientNet, MBConvConfig
+
+    setting = [MBConvConfig(1, 3, 1, 8, 8, 1), MBConvConfig(4, 3, 2, 8, 16, 2), MBConvConfig(4, 5, 2, 16, 24, 1)]
+    return EfficientNet(setting, dropout=0.2, stochastic_depth_prob=0.2, num_classes=10, last_channel=48)
+
+
+def _convnext_tiny():
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    blocks = [CNBlockConfig(8, 16, 2), CNBlockConfig(16, None, 1)]
+    return ConvNeXt(blocks, stochastic_depth_prob=0.1, layer_scale=0.5, num_classes=10)
+
+
 ONNX_ONLY = [
     (
         "vit_tiny", 19,
         lambda: torchvision.models.VisionTransformer(
             image_size=16, patch_size=4, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=10
         ),
-        [3, 16, 16],
+        [3, 16, 16], [14],
     ),
-    ("mobilenet_v3_small", 20, lambda: torchvision.models.mobilenet_v3_small(width_mult=0.1, num_classes=10), [3, 32, 32]),
+    ("mobilenet_v3_small", 20, lambda: torchvision.models.mobilenet_v3_small(width_mult=0.1, num_classes=10), [3, 32, 32], [14]),
+    ("efficientnet_tiny", 21, _efficientnet_tiny, [3, 16, 16], [13]),
+    ("convnext_tiny", 22, _convnext_tiny, [3, 16, 16], [17]),
+    ("opset_probe", 23, lambda: OpsetProbe(10), [3, 8, 8], list(range(13, 21))),
 ]
 
 
@@ -725,33 +745,37 @@ ONNX_ONLY = [
 ONNX_EXPORTS = ["seq_cnn", "resnet18_cifar", "shufflenet_v2", "dm_wide_resnet", "vgg13_cifar", "mobilenet_v2"]
 
 
-def write_onnx(name, model, x, card, ts_opset=13):
-    """NAME.ts.onnx: the TorchScript exporter, opset 13 (or `ts_opset`), batch norm kept apart
-    (do_constant_folding=False), so its parameters are the model's own. NAME.dynamo.onnx: the
-    dynamo exporter, opset 18, optimised (batch norm folded into the convolutions). Both with a
-    free batch dimension; each with a card beside it that leaves `architecture` out."""
+def write_onnx(name, model, x, card, ts_opsets=(13,)):
+    """NAME.ts.onnx: the TorchScript exporter, opset 13 (or the one of `ts_opsets`; with several,
+    NAME.tsN.onnx for each opset N), batch norm kept apart (do_constant_folding=False), so its
+    parameters are the model's own. NAME.dynamo.onnx: the dynamo exporter, opset 18, optimised
+    (batch norm folded into the convolutions). All with a free batch dimension; each with a card
+    beside it that leaves `architecture` out."""
     import onnx
 
     model.eval()
     files = []
-    for kind in ["ts", "dynamo"]:
+    exports = [("ts" if len(ts_opsets) == 1 else f"ts{op}", op) for op in ts_opsets] + [("dynamo", 18)]
+    for kind, opset in exports:
         path = MODELS / f"{name}.{kind}.onnx"
-        if kind == "ts":
+        if kind.startswith("ts"):
             torch.onnx.export(
-                model, (x,), str(path), dynamo=False, do_constant_folding=False, opset_version=ts_opset,
+                model, (x,), str(path), dynamo=False, do_constant_folding=False, opset_version=opset,
                 input_names=["input"], output_names=["logits"],
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             )
         else:
             batch = torch.export.Dim("batch", min=1, max=1024)
             program = torch.onnx.export(
-                model, (x,), dynamo=True, opset_version=18, dynamic_shapes=({0: batch},), verbose=False
+                model, (x,), dynamo=True, opset_version=opset, dynamic_shapes=({0: batch},), verbose=False
             )
             program.save(str(path))
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto)
+        found = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        assert found == opset, f"{path.name}: opset {found}, not {opset}"
         ops = sorted({n.op_type for n in proto.graph.node})
-        print(f"  onnx {path.name:<28} opset {proto.opset_import[0].version}  {len(proto.graph.node)} nodes: {' '.join(ops)}")
+        print(f"  onnx {path.name:<28} opset {opset}  {len(proto.graph.node)} nodes: {' '.join(ops)}")
         beside = {k: v for k, v in card.items() if k in ("input", "normalize", "stem")}
         beside.pop("stem", None)
         (MODELS / f"{name}.{kind}.json").write_text(json.dumps(beside, indent=2) + "\n")

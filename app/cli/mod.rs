@@ -89,11 +89,25 @@ pub fn run(command: Command) -> anyhow::Result<()> {
 
 /// Runs the command line; errors are printed once, with their causes, and give exit code 1
 /// (130 when cancelled with Ctrl-C).
+/// A command's output piped into `head` ends when the reader stops, as other command-line
+/// tools' does, instead of panicking in `println!` (Rust ignores SIGPIPE by default). Not for
+/// the app, whose display and portal connections must see a closed socket as an error.
+fn quit_quietly_on_closed_pipe() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => gui::run(&cli.gui),
-        Some(c) => run(c),
+        Some(c) => {
+            quit_quietly_on_closed_pipe();
+            run(c)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -109,6 +109,45 @@ fn a_native_model_and_its_export_give_the_same_sweep_and_dropout() {
     }
 }
 
+/// Attention's input projection and the MLP's linear layers run as `MatMul(x, Transpose(W))`
+/// in the TorchScript export and as `MatMul(x, W^T)` in the dynamo export: in both, every
+/// linear and convolution weight of PyTorch's ViT is a filterable layer, under its module's name.
+#[test]
+fn every_vit_weight_is_a_layer_in_both_exports() {
+    let mut want = vec!["conv_proj".to_string(), "heads.head".to_string()];
+    for l in 0..2 {
+        for part in ["self_attention", "self_attention.out_proj", "mlp.0", "mlp.3"] {
+            want.push(format!("encoder.layers.encoder_layer_{l}.{part}"));
+        }
+    }
+    want.sort();
+    for file in ["vit_tiny.ts.onnx", "vit_tiny.dynamo.onnx"] {
+        let net = load(file);
+        let mut names: Vec<String> = net.params.filterable().map(|l| l.name.clone()).collect();
+        names.sort();
+        assert_eq!(names, want, "{file}");
+        let qkv = net.params.layer("encoder.layers.encoder_layer_0.self_attention").unwrap();
+        assert_eq!(qkv.shape, [48, 16], "{file}: the three projections in one weight, as PyTorch keeps it");
+    }
+}
+
+/// The opset probe (`scripts/fixture_archs.py`: the operators whose form changes between
+/// opsets) exported at each opset the explorer accepts: each file is at its opset, and all
+/// give PyTorch's logits (`reference_models` checks gradients and attacks too).
+#[test]
+fn every_opset_from_13_to_20_loads_and_gives_the_same_logits() {
+    let io = load_tensors(&models().join("opset_probe.io.safetensors"));
+    for opset in 13..=20 {
+        let file = format!("opset_probe.ts{opset}.onnx");
+        let model = ModelProto::decode(std::fs::read(models().join(&file)).unwrap().as_slice()).unwrap();
+        let found = model.opset_import.iter().find(|o| o.domain.is_empty()).map(|o| o.version);
+        assert_eq!(found, Some(opset), "{file}");
+        let logits = load(&file).logits(&io["input"], BnMode::Running).unwrap();
+        let diff = max_rel_diff(&logits, &io["logits"], 1.0);
+        assert!(diff < 1e-4, "{file}: logits differ from PyTorch's by {diff} (relative)");
+    }
+}
+
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     use fragility_explorer::engine::onnx::proto::{Dimension, TensorShapeProto, TensorTypeProto, TypeProto};
     let dim = dims.iter().map(|&d| Dimension { dim_value: d, dim_param: String::new() }).collect();

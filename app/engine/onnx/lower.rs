@@ -23,7 +23,7 @@ use crate::engine::model::params::{Loader, ParamStore};
 type R<T> = std::result::Result<T, String>;
 
 /// The operators of the default domain that the explorer runs.
-pub const SUPPORTED: [&str; 45] = [
+pub const SUPPORTED: [&str; 46] = [
     "Conv",
     "Gemm",
     "MatMul",
@@ -69,6 +69,7 @@ pub const SUPPORTED: [&str; 45] = [
     "Equal",
     "Where",
     "Mod",
+    "Range",
 ];
 
 /// Opsets of the default domain that load (PyTorch's exporters write 13 to 20).
@@ -164,6 +165,9 @@ struct Builder<'a> {
     used_as_param: HashSet<String>,
     /// The layer each parameter initializer belongs to.
     layer_names: HashMap<String, String>,
+    /// Transposed weights (a Transpose of an initializer read only as a MatMul's weight), and
+    /// the initializer each transposes.
+    transposed: HashMap<String, String>,
 }
 
 pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
@@ -190,6 +194,24 @@ pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
             consumers.entry(i.clone()).or_default().push(k);
         }
     }
+    // The TorchScript exporter writes a linear layer on a rank-3 input as
+    // `MatMul(x, Transpose(W))`: the transposed weight is an initializer too, named after W.
+    let mut transposed: HashMap<String, String> = HashMap::new();
+    for n in &g.node {
+        if let ("Transpose", [i], [o]) = (n.op_type.as_str(), n.input.as_slice(), n.output.as_slice())
+            && let Some(Value::Float(w)) = inits.get(i)
+            && w.rank() == 2
+            && (Attrs { list: &n.attribute }).ints("perm").is_none_or(|p| p == [1, 0])
+            && let Some([k]) = consumers.get(o).map(Vec::as_slice)
+            && g.node[*k].op_type == "MatMul"
+            && g.node[*k].input.get(1) == Some(o)
+            && !g.output.iter().any(|out| &out.name == o)
+        {
+            let t = w.t().and_then(|t| t.contiguous()).map_err(|e| format!("initializer `{i}`: {e}"))?;
+            inits.insert(o.clone(), Value::Float(t));
+            transposed.insert(o.clone(), i.clone());
+        }
+    }
     let mut b = Builder {
         g,
         device: device.clone(),
@@ -200,6 +222,7 @@ pub fn lower(g: &GraphProto, folder: &Path, device: &Device) -> R<Lowered> {
         names: HashSet::new(),
         used_as_param: HashSet::new(),
         layer_names: HashMap::new(),
+        transposed,
     };
     for n in &g.node {
         check_node(n)?;
@@ -280,6 +303,8 @@ struct Step {
     bn: Option<usize>,
     /// An activation that follows (ReLU or ReLU6) and its node.
     act: Option<(Activation, usize)>,
+    /// The Add of a bias initializer after a linear MatMul, and the bias.
+    bias: Option<(usize, String)>,
 }
 
 impl Builder<'_> {
@@ -317,11 +342,15 @@ impl Builder<'_> {
                 continue;
             }
             let n = &self.g.node[k];
-            // An Identity of an initializer is an initializer under another name (see `lower`).
-            if n.op_type == "Identity" && n.input.first().is_some_and(|i| self.is_init(i)) {
+            // An Identity of an initializer is an initializer under another name, and a
+            // transposed weight one already transposed (see `lower`).
+            let aliased = matches!(n.op_type.as_str(), "Identity" | "Transpose")
+                && n.input.first().is_some_and(|i| self.is_init(i))
+                && (n.op_type == "Identity" || n.output.first().is_some_and(|o| self.transposed.contains_key(o)));
+            if aliased {
                 continue;
             }
-            let mut step = Step { first: k, bn: None, act: None };
+            let mut step = Step { first: k, bn: None, act: None, bias: None };
             let out = n.output.first().cloned().unwrap_or_default();
             let then = self.sole_consumer(&out);
             match n.op_type.as_str() {
@@ -345,15 +374,33 @@ impl Builder<'_> {
                         step.act = Some((Activation::Relu, j));
                     }
                 }
+                "MatMul" if self.linear_form(k).is_some() => {
+                    step.bias = then.and_then(|j| Some((j, self.bias_of_add(j, &out, &n.input[1])?)));
+                }
                 _ => {}
             }
-            fused.extend(step.bn.iter().chain(step.act.iter().map(|a| &a.1)));
+            fused.extend(step.bn.iter().chain(step.act.iter().map(|a| &a.1)).chain(step.bias.iter().map(|b| &b.0)));
             steps.push(step);
         }
         for s in &steps {
             self.register(s)?;
         }
         Ok(steps)
+    }
+
+    /// The bias initializer of node `j` when it is `Add(out, bias)` (either order) with a
+    /// vector as long as the rows of `weight` (`[in, out]`, as MatMul reads it), read by no
+    /// other node.
+    fn bias_of_add(&self, j: usize, out: &str, weight: &str) -> Option<String> {
+        let add = &self.g.node[j];
+        if add.op_type != "Add" || add.input.len() != 2 {
+            return None;
+        }
+        let other = if add.input[0] == out { &add.input[1] } else { &add.input[0] };
+        let features = *self.init_dims(weight)?.last()?;
+        let fits = matches!(self.inits.get(other), Some(Value::Float(b)) if b.dims() == [features])
+            && self.consumers.get(other).is_some_and(|c| c.len() == 1);
+        (add.input.contains(&out.to_string()) && fits).then(|| other.clone())
     }
 
     fn conv_params(&self, n: &NodeProto) -> bool {
@@ -427,9 +474,10 @@ impl Builder<'_> {
             "Gemm" | "MatMul" => {
                 let Some((transpose, bias)) = self.linear_form(s.first) else { return Ok(()) };
                 let w = n.input[1].clone();
-                let layer = self.layer_name(&w, s.first, "linear");
+                let source = self.transposed.get(&w).cloned().unwrap_or_else(|| w.clone());
+                let layer = self.layer_name(&source, s.first, "linear");
                 self.take_param(&w, format!("{layer}.weight"), transpose)?;
-                if let Some(b) = bias {
+                if let Some(b) = bias.or_else(|| s.bias.as_ref().map(|b| b.1.clone())) {
                     self.take_param(&b, format!("{layer}.bias"), false)?;
                 }
             }
@@ -477,7 +525,7 @@ impl Builder<'_> {
     fn build(&mut self, s: Step, l: &mut Loader) -> R<Node> {
         let n = &self.g.node[s.first];
         let name = self.node_name(s.first);
-        let last = s.act.map(|a| a.1).or(s.bn).unwrap_or(s.first);
+        let last = s.act.map(|a| a.1).or(s.bn).or(s.bias.as_ref().map(|b| b.0)).unwrap_or(s.first);
         let outputs_of = self.g.node[last].output.clone();
         let op = self.op(s.first, &s, l).map_err(|m| format!("node `{name}` ({}): {m}", n.op_type))?;
         let inputs: Vec<Option<usize>> = n
@@ -621,6 +669,7 @@ impl Builder<'_> {
             "Equal" => Op::Equal,
             "Where" => Op::Where,
             "Mod" => Op::Mod { fmod: a.int("fmod", 0) != 0 },
+            "Range" => Op::Range,
             "Dropout" => Op::Dropout,
             "Cast" => match a.int("to", 0) {
                 x if [data_type::FLOAT, data_type::DOUBLE, data_type::FLOAT16].contains(&(x as i32)) => Op::Cast(true),

@@ -140,7 +140,13 @@ pub enum Op {
     Mod {
         fmod: bool,
     },
+    /// `start, start + delta, ...` up to `limit` (exclusive): the dynamo exporter's index
+    /// arithmetic (`as_strided` after a pooled mean).
+    Range,
 }
+
+/// The most elements an op may make from sizes the graph computes (ConstantOfShape, Range).
+const MAX_MADE: usize = 1 << 28;
 
 impl Op {
     /// Whether the parameterised layer `name` is in this node.
@@ -601,7 +607,7 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
         Op::ConstantOfShape(fill) => {
             let shape = need(0)?.ints()?;
             let dims: Vec<usize> = shape.data.iter().map(|&d| d.max(0) as usize).collect();
-            let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= 1 << 28);
+            let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_MADE);
             let n = n.ok_or_else(|| format!("ConstantOfShape of {dims:?} is too large"))?;
             match fill {
                 Value::Int(i) => {
@@ -729,6 +735,37 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
                     false => ratio.floor().map_err(e)?,
                 };
                 one(a.broadcast_sub(&b.broadcast_mul(&whole).map_err(e)?).map_err(e)?)
+            }
+        },
+        Op::Range => match (need(0)?, need(1)?, need(2)?) {
+            (Value::Int(s), Value::Int(l), Value::Int(d)) => {
+                let scalar =
+                    |v: &Ints, what: &str| v.data.first().copied().ok_or_else(|| format!("Range's {what} is empty"));
+                let (start, limit, delta) = (scalar(s, "start")?, scalar(l, "limit")?, scalar(d, "delta")?);
+                if delta == 0 {
+                    return Err("Range's delta is 0".to_string());
+                }
+                // ceil((limit - start) / delta), in i128 so no operand overflows.
+                let (span, step) = (i128::from(limit) - i128::from(start), i128::from(delta));
+                let n = (span / step + i128::from(span % step != 0 && (span < 0) == (step < 0))).max(0);
+                let n = usize::try_from(n).ok().filter(|&n| n <= MAX_MADE);
+                let n = n.ok_or_else(|| format!("Range from {start} to {limit} by {delta} is too long"))?;
+                let data = (0..n as i64).map(|i| start.wrapping_add(i.wrapping_mul(delta))).collect();
+                Ok(vec![Value::Int(Ints::vector(data))])
+            }
+            (s, l, d) => {
+                let scalar = |v: &Value, what: &str| v.first()?.ok_or_else(|| format!("Range's {what} is empty"));
+                let (start, limit, delta) = (scalar(s, "start")?, scalar(l, "limit")?, scalar(d, "delta")?);
+                let steps = ((f64::from(limit) - f64::from(start)) / f64::from(delta)).ceil();
+                if !steps.is_finite() {
+                    return Err(format!("Range from {start} to {limit} by {delta} has no length"));
+                }
+                let n = steps.max(0.0);
+                if n > MAX_MADE as f64 {
+                    return Err(format!("Range from {start} to {limit} by {delta} is too long"));
+                }
+                let data: Vec<f32> = (0..n as usize).map(|i| start + i as f32 * delta).collect();
+                one(Tensor::from_vec(data, n as usize, device).map_err(e)?)
             }
         },
         Op::Identity => Ok((0..outputs.max(1)).map(|_| need(0).cloned()).collect::<R<_>>()?),
