@@ -253,7 +253,8 @@ class MobileNetV2(nn.Module):
 
 class OpsetProbe(nn.Module):
     """A small classifier of the operators whose ONNX form changes between opsets 13 and 20:
-    reflect Pad (its `axes` input, 18), Clip (ReLU6), HardSwish, LayerNormalization (17; a
+    reflect Pad (its `axes` input, 18), circular padding (slices and concatenations, or a
+    `wrap` Pad from the dynamo exporter), Clip (ReLU6), HardSwish, LayerNormalization (17; a
     decomposition before), Split (`num_outputs`, 18), GELU (a Gelu node from 20; Erf before),
     ReduceMean (`axes` as an input, 18) and Squeeze/Unsqueeze. Exported at every opset from
     13 to 20 by the TorchScript exporter, it shows that each opset loads and computes alike."""
@@ -262,7 +263,7 @@ class OpsetProbe(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1, padding_mode="reflect", bias=False)
         self.bn1 = nn.BatchNorm2d(8)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, padding_mode="circular")
         self.norm = nn.LayerNorm(8)
         self.conv3 = nn.Conv2d(8, 8, 1)
         self.fc = nn.Linear(8, num_classes)

@@ -656,7 +656,8 @@ impl Builder<'_> {
                     None | Some("constant") => PadMode::Constant,
                     Some("reflect") => PadMode::Reflect,
                     Some("edge") => PadMode::Edge,
-                    Some(m) => return Err(format!("pad mode `{m}` is not one of constant, reflect, edge")),
+                    Some("wrap") => PadMode::Wrap,
+                    Some(m) => return Err(format!("pad mode `{m}` is not one of constant, reflect, edge, wrap")),
                 };
                 Op::Pad { value_attr: a.float("value", 0.0), mode }
             }

@@ -17,6 +17,8 @@ pub enum PadMode {
     /// Mirror without repeating the edge (numpy's `reflect`).
     Reflect,
     Edge,
+    /// As if the axis repeated (opset 19; PyTorch's circular padding, dynamo-exported).
+    Wrap,
 }
 
 /// How an elementwise activation is computed.
@@ -734,7 +736,17 @@ pub fn run(op: &Op, ins: &[Option<&Value>], ctx: &mut ForwardCtx, device: &Devic
                     }
                     false => ratio.floor().map_err(e)?,
                 };
-                one(a.broadcast_sub(&b.broadcast_mul(&whole).map_err(e)?).map_err(e)?)
+                let r = a.broadcast_sub(&b.broadcast_mul(&whole).map_err(e)?).map_err(e)?;
+                // A finite a over an infinite b (where the formula gives inf * 0): a itself, or
+                // for Python's rule, b when the signs differ (-3 mod inf is inf).
+                let dims = r.dims().to_vec();
+                let (a, b) = (a.broadcast_as(dims.as_slice()).map_err(e)?, b.broadcast_as(dims.as_slice()).map_err(e)?);
+                let by_inf = b.abs().and_then(|m| m.eq(f64::INFINITY)).map_err(e)?;
+                let finite = a.abs().and_then(|m| m.lt(f64::INFINITY)).map_err(e)?;
+                let other_sign = a.ne(0f64).and_then(|nz| nz.mul(&a.lt(0f64)?.ne(&b.lt(0f64)?)?)).map_err(e)?;
+                let take_b = if *fmod { Tensor::zeros_like(&other_sign).map_err(e)? } else { other_sign };
+                let fix = take_b.where_cond(&b, &a).map_err(e)?;
+                one(by_inf.mul(&finite).and_then(|m| m.where_cond(&fix, &r)).map_err(e)?)
             }
         },
         Op::Range => match (need(0)?, need(1)?, need(2)?) {
@@ -781,6 +793,7 @@ fn pad_by_index(x: &Tensor, axis: usize, before: usize, after: usize, mode: PadM
     let idx: Vec<u32> = (-(before as i64)..len + after as i64)
         .map(|i| match mode {
             PadMode::Edge => i.clamp(0, len - 1),
+            PadMode::Wrap => i.rem_euclid(len),
             _ if i < 0 => -i,
             _ if i >= len => 2 * (len - 1) - i,
             _ => i,
