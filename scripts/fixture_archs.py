@@ -254,7 +254,8 @@ class MobileNetV2(nn.Module):
 class OpsetProbe(nn.Module):
     """A small classifier of the operators whose ONNX form changes between opsets 13 and 20:
     reflect Pad (its `axes` input, 18), circular padding (slices and concatenations, or a
-    `wrap` Pad from the dynamo exporter), Clip (ReLU6), HardSwish, LayerNormalization (17; a
+    `wrap` Pad from the dynamo exporter), `padding="same"` with an even kernel (auto_pad
+    SAME_UPPER from the TorchScript exporter), Clip (ReLU6), HardSwish, LayerNormalization (17; a
     decomposition before), Split (`num_outputs`, 18), GELU (a Gelu node from 20; Erf before),
     ReduceMean (`axes` as an input, 18) and Squeeze/Unsqueeze. Exported at every opset from
     13 to 20 by the TorchScript exporter, it shows that each opset loads and computes alike."""
@@ -265,7 +266,7 @@ class OpsetProbe(nn.Module):
         self.bn1 = nn.BatchNorm2d(8)
         self.conv2 = nn.Conv2d(8, 8, 3, padding=1, groups=8, padding_mode="circular")
         self.norm = nn.LayerNorm(8)
-        self.conv3 = nn.Conv2d(8, 8, 1)
+        self.conv3 = nn.Conv2d(8, 8, 2, padding="same")
         self.fc = nn.Linear(8, num_classes)
 
     def forward(self, x):

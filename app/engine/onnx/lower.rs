@@ -739,7 +739,12 @@ fn conv_geometry(a: &Attrs, weight: Option<&[usize]>) -> R<(ConvGeometry, Option
     if stride[0] != stride[1] || dilation[0] != dilation[1] {
         return Err(format!("strides {stride:?} and dilations {dilation:?} must be square"));
     }
-    let pads = pads4(a)?;
+    let kernel = match (weight, a.ints("kernel_shape").as_deref()) {
+        (Some(w), _) => Some([w[2], w[3]]),
+        (None, Some([h, w])) if *h > 0 && *w > 0 => Some([*h as usize, *w as usize]),
+        _ => None,
+    };
+    let pads = pads4(a, kernel, dilation, stride)?;
     let groups = usize::try_from(a.int("group", 1)).map_err(|_| "a negative group count".to_string())?;
     let (padding, pre) = match pads {
         [t, l, b, r] if t == b && l == r => ([t, l], None),
@@ -748,11 +753,28 @@ fn conv_geometry(a: &Attrs, weight: Option<&[usize]>) -> R<(ConvGeometry, Option
     Ok((ConvGeometry { stride, padding, dilation, groups }, pre))
 }
 
-/// `pads` as `[top, left, bottom, right]`; `auto_pad` other than NOTSET or VALID is refused.
-fn pads4(a: &Attrs) -> R<[usize; 4]> {
+/// `pads` as `[top, left, bottom, right]`, for a window of `kernel` (dilated) moved by
+/// `stride`. auto_pad SAME (the TorchScript exporter's `padding="same"`) at stride 1 pads
+/// `(kernel - 1) * dilation` in all, the odd one at the end (UPPER) or start (LOWER); at
+/// other strides it depends on the input size and is refused.
+fn pads4(a: &Attrs, kernel: Option<[usize; 2]>, dilation: [usize; 2], stride: [usize; 2]) -> R<[usize; 4]> {
     match a.string("auto_pad").as_deref() {
         None | Some("NOTSET") => {}
         Some("VALID") => return Ok([0; 4]),
+        Some(mode @ ("SAME_UPPER" | "SAME_LOWER")) => {
+            let kernel = kernel.ok_or_else(|| format!("auto_pad `{mode}` needs the kernel's size"))?;
+            if stride != [1, 1] {
+                return Err(format!(
+                    "auto_pad `{mode}` with strides {stride:?} pads by the input's size: export with explicit pads"
+                ));
+            }
+            let total = |i: usize| (kernel[i].saturating_sub(1)).saturating_mul(dilation[i]);
+            let (h, w) = (total(0), total(1));
+            return Ok(match mode {
+                "SAME_UPPER" => [h / 2, w / 2, h - h / 2, w - w / 2],
+                _ => [h - h / 2, w - w / 2, h / 2, w / 2],
+            });
+        }
         Some(other) => return Err(format!("auto_pad `{other}` is not supported (export with explicit pads)")),
     }
     match a.ints("pads").as_deref() {
@@ -777,7 +799,7 @@ fn pool_geometry(a: &Attrs) -> R<(Pool2d, Option<[usize; 4]>)> {
     if a.ints("dilations").is_some_and(|d| d.iter().any(|&v| v != 1)) {
         return Err("dilated pooling is not supported".into());
     }
-    let pads = pads4(a)?;
+    let pads = pads4(a, Some(kernel), [1, 1], stride)?;
     let ceil_mode = a.int("ceil_mode", 0) != 0;
     let (sym, pre) = match pads {
         [t, l, b, r] if t == b && l == r => ([t, l], None),
