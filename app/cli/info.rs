@@ -121,7 +121,8 @@ fn dot(g: &ModelGraph) -> String {
             crate::engine::model::graph::NodeKind::Layer => "box",
             _ => "ellipse",
         };
-        out += &format!("  n{i} [label={:?}, shape={shape}];\n", g.label(i));
+        let label = g.label(i).replace('\\', "\\\\").replace('"', "\\\"");
+        out += &format!("  n{i} [label=\"{label}\", shape={shape}];\n");
         for s in &n.inputs {
             out += &format!("  n{s} -> n{i};\n");
         }

@@ -44,6 +44,39 @@ fn info_lists_the_embedded_model() {
     assert!(layers.iter().all(|l| l["filterable"] == true && l["min"].as_f64() < l["max"].as_f64()));
 }
 
+/// What feeds what, in the three forms `info` writes, for an ONNX ResNet-18; and a pipe
+/// closed early ends the command quietly.
+#[test]
+fn info_shows_the_graph_as_a_table_json_and_dot() {
+    let model = fixtures().join("models/resnet18_cifar.ts.onnx");
+    let model = model.to_str().unwrap();
+    let o = run(&["info", "--model", model]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = table.lines().find(|l| l.trim_start().starts_with("add (layer1.0) ")).expect("the first sum");
+    assert!(line.ends_with("<- layer1.0.bn2 + bn1"), "{line}");
+    let o = run(&["info", "--model", model, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nodes = v["graph"]["nodes"].as_array().unwrap();
+    let adds = nodes.iter().filter(|n| n["kind"] == serde_json::json!({"merge": "add"})).count();
+    assert_eq!(adds, 8, "ResNet-18 has eight residual sums");
+    let o = run(&["info", "--model", model, "--dot"]);
+    let dot = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(dot.starts_with("digraph model {") && dot.trim_end().ends_with('}'), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), nodes.iter().map(|n| n["inputs"].as_array().unwrap().len()).sum::<usize>());
+    // `info | head -1`: the reader goes away after one line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fragility-explorer"))
+        .args(["info", "--model", model])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn eval_on_the_embedded_default_reports_json() {
     let o = run(&["eval", "--limit", "200", "--json"]);
