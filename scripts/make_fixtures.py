@@ -699,6 +699,11 @@ def write_models():
         card = json.loads((MODELS / f"{name}.json").read_text())
         (MODELS / f"{name}.json").unlink()
         manifest[name]["onnx"] = write_onnx(name, model, io_tensors["input"], card, ts_opsets)
+        # Every convolution and linear layer of the PyTorch model, which each export must
+        # offer as a filterable layer under the same name.
+        manifest[name]["layers"] = [
+            n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.MultiheadAttention))
+        ]
     (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return seq_cnn
 

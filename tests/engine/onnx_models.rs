@@ -131,6 +131,31 @@ fn every_vit_weight_is_a_layer_in_both_exports() {
     }
 }
 
+/// For the models read only as ONNX, the manifest lists every convolution, linear layer and
+/// attention block of the PyTorch model: each export offers exactly these as filterable
+/// layers, under the same names.
+#[test]
+fn every_onnx_only_export_has_each_pytorch_layer() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(models().join("manifest.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for (name, m) in manifest.as_object().unwrap() {
+        let Some(layers) = m.get("layers").and_then(|v| v.as_array()) else { continue };
+        let mut want: Vec<&str> = layers.iter().filter_map(|v| v.as_str()).collect();
+        want.sort();
+        for f in m["onnx"].as_array().unwrap() {
+            let file = f.as_str().unwrap();
+            let net = load(file);
+            let mut names: Vec<&str> = net.params.filterable().map(|l| l.name.as_str()).collect();
+            names.sort();
+            assert_eq!(names, want, "{file}");
+            checked += 1;
+        }
+        assert!(!want.is_empty(), "{name}");
+    }
+    assert!(checked >= 17, "only {checked} exports checked");
+}
+
 /// The opset probe (`scripts/fixture_archs.py`: the operators whose form changes between
 /// opsets) exported at each opset the explorer accepts: each file is at its opset, and all
 /// give PyTorch's logits (`reference_models` checks gradients and attacks too).
