@@ -401,8 +401,7 @@ impl egui::DroppedFile for Dropped {
 fn dropping_a_checkpoint_opens_it() {
     let mut h = app(Arc::default(), [1300.0, 820.0]);
     let ckpt = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/analysis/tiny_cnn.safetensors");
-    h.input_mut().dropped_files.push(Arc::new(Dropped(ckpt)));
-    h.step();
+    drop_file(&mut h, ckpt);
     wait(&mut h, "the dropped model", |a| {
         a.is_idle() && a.session.model.as_ref().is_some_and(|m| m.name.ends_with("tiny_cnn.safetensors"))
     });
@@ -410,12 +409,17 @@ fn dropping_a_checkpoint_opens_it() {
     assert!(h.state().settings.recent_models.first().is_some_and(|p| p.ends_with("tiny_cnn.safetensors")));
 }
 
+/// Drops `path` on the window, as a file manager does.
+fn drop_file(h: &mut Harness<'_, ExplorerApp>, path: std::path::PathBuf) {
+    h.input_mut().dropped_files.push(Arc::new(Dropped(path)));
+    h.step();
+}
+
 #[test]
 fn the_model_panel_draws_an_onnx_graph_with_its_joins() {
     let mut h = app(Arc::default(), [1300.0, 900.0]);
     let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/resnet18_cifar.ts.onnx");
-    h.input_mut().dropped_files.push(Arc::new(Dropped(onnx)));
-    h.step();
+    drop_file(&mut h, onnx);
     wait(&mut h, "the dropped ONNX model", |a| a.is_idle() && opened(a, "resnet18_cifar.ts.onnx"));
     let graph = h.state().session.model.as_ref().map(|m| m.graph.clone()).unwrap();
     assert!(graph.branches());

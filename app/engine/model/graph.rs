@@ -64,7 +64,8 @@ impl ModelGraph {
         }
     }
 
-    /// Each node's distance in rows to each input, for drawing: the spans that skip rows.
+    /// The edges (from, to) between rows that are not neighbours, sorted: the spans a
+    /// drawing of the rows must route beside them.
     pub fn skips(&self) -> Vec<(NodeId, NodeId)> {
         let mut v: Vec<(NodeId, NodeId)> = self
             .nodes

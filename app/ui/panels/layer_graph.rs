@@ -56,27 +56,22 @@ pub fn paint(
     let line = Stroke::new(1.2, ui.visuals().weak_text_color());
     let spine = |r: Rect| r.left() + DOT + 1.0;
     let at = |id: NodeId| cells.get(id).copied().flatten();
-    for (i, n) in graph.nodes.iter().enumerate() {
-        let Some(to) = at(i) else { continue };
-        for &s in &n.inputs {
-            let Some(from) = at(s) else { continue };
-            let x = spine(to);
-            match lanes.iter().find(|&&(a, b, _)| a == s && b == i) {
-                None => {
-                    painter.line_segment([pos2(x, from.center().y), pos2(x, to.center().y)], line);
-                }
-                Some(&(_, _, lane)) => {
-                    let lx = x + LANE * lane as f32;
-                    let points: Vec<Pos2> = vec![
-                        pos2(x, from.center().y),
-                        pos2(lx, from.center().y + 3.0),
-                        pos2(lx, to.center().y - 3.0),
-                        pos2(x, to.center().y),
-                    ];
-                    painter.add(egui::Shape::line(points, line));
-                }
-            }
+    // Edges between neighbouring rows run down the spine; the others (`lanes`) beside it.
+    for (i, n) in graph.nodes.iter().enumerate().skip(1) {
+        if let (true, Some(from), Some(to)) = (n.inputs.contains(&(i - 1)), at(i - 1), at(i)) {
+            painter.line_segment([pos2(spine(to), from.center().y), pos2(spine(to), to.center().y)], line);
         }
+    }
+    for &(s, i, lane) in lanes {
+        let (Some(from), Some(to)) = (at(s), at(i)) else { continue };
+        let (x, lx) = (spine(to), spine(to) + LANE * lane as f32);
+        let points: Vec<Pos2> = vec![
+            pos2(x, from.center().y),
+            pos2(lx, from.center().y + 3.0),
+            pos2(lx, to.center().y - 3.0),
+            pos2(x, to.center().y),
+        ];
+        painter.add(egui::Shape::line(points, line));
     }
     for (i, n) in graph.nodes.iter().enumerate() {
         let Some(r) = at(i) else { continue };

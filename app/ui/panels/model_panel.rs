@@ -6,7 +6,7 @@ use super::layer_graph;
 use super::widgets::export_button;
 use super::widgets::plot::{Axis, FigurePlot};
 use crate::engine::analysis::filter::FilterKind;
-use crate::engine::model::graph::NodeKind;
+use crate::engine::model::graph::{ModelGraph, NodeKind};
 use crate::export::format::group;
 use crate::jobs::command::{LayerRow, ModelSummary};
 use crate::ui::actions::{Action, FigureId};
@@ -65,21 +65,24 @@ fn layer_table(ui: &mut egui::Ui, app: &mut ExplorerApp, model: &ModelSummary) {
                     continue;
                 }
                 cells[id] = Some(layer_graph::cell(ui, gutter));
-                let fed_by: Vec<String> = node.inputs.iter().map(|&s| graph.label(s)).collect();
-                let feeds: Vec<String> = graph.consumers(id).map(|c| graph.label(c)).collect();
-                let edges = format!("fed by: {}\nfeeds: {}", or_none(&fed_by), or_none(&feeds));
+                // Written only when a tooltip shows.
+                let edges = || edges_text(graph, id);
                 match &node.kind {
                     NodeKind::Layer => match model.layers.iter().find(|l| l.name == node.name) {
                         Some(l) => layer_row(ui, app, l, &edges),
                         None => empty_row(ui, &node.name, &edges),
                     },
                     NodeKind::Merge(op) => {
-                        ui.label(egui::RichText::new(&node.name).italics()).on_hover_text(&edges);
+                        ui.label(egui::RichText::new(&node.name).italics()).on_hover_ui(|ui| {
+                            ui.label(edges());
+                        });
                         ui.label(format!("{op} of {}", node.inputs.len()));
                         empty_cells(ui, 3);
                     }
                     _ => {
-                        ui.weak("input").on_hover_text(&edges);
+                        ui.weak("input").on_hover_ui(|ui| {
+                            ui.label(edges());
+                        });
                         let [c, h, w] = model.input;
                         ui.weak(format!("{c}x{h}x{w}"));
                         empty_cells(ui, 3);
@@ -99,8 +102,14 @@ fn layer_table(ui: &mut egui::Ui, app: &mut ExplorerApp, model: &ModelSummary) {
     });
 }
 
-fn or_none(names: &[String]) -> String {
-    if names.is_empty() { "nothing".to_string() } else { names.join(", ") }
+/// What feeds node `id` and what it feeds, for its tooltip.
+fn edges_text(graph: &ModelGraph, id: usize) -> String {
+    let list = |ids: Vec<usize>| match ids.is_empty() {
+        true => "nothing".to_string(),
+        false => ids.into_iter().map(|i| graph.label(i)).collect::<Vec<_>>().join(", "),
+    };
+    let fed_by = list(graph.nodes[id].inputs.clone());
+    format!("fed by: {fed_by}\nfeeds: {}", list(graph.consumers(id).collect()))
 }
 
 fn empty_cells(ui: &mut egui::Ui, n: usize) {
@@ -109,17 +118,23 @@ fn empty_cells(ui: &mut egui::Ui, n: usize) {
     }
 }
 
-fn empty_row(ui: &mut egui::Ui, name: &str, edges: &str) {
-    ui.label(name).on_hover_text(edges);
+fn empty_row(ui: &mut egui::Ui, name: &str, edges: &dyn Fn() -> String) {
+    ui.label(name).on_hover_ui(|ui| {
+        ui.label(edges());
+    });
     empty_cells(ui, 4);
 }
 
-fn layer_row(ui: &mut egui::Ui, app: &mut ExplorerApp, l: &LayerRow, edges: &str) {
+fn layer_row(ui: &mut egui::Ui, app: &mut ExplorerApp, l: &LayerRow, edges: &dyn Fn() -> String) {
     let selected = app.settings.layer.as_deref() == Some(l.name.as_str());
     let name = ui
         .add_enabled(l.filterable, egui::Button::selectable(selected, &l.name))
-        .on_hover_text(format!("{} {:?}\n{edges}", l.kind.name(), l.shape))
-        .on_disabled_hover_text(format!("{} {:?} (not filterable)\n{edges}", l.kind.name(), l.shape));
+        .on_hover_ui(|ui| {
+            ui.label(format!("{} {:?}\n{}", l.kind.name(), l.shape, edges()));
+        })
+        .on_disabled_hover_ui(|ui| {
+            ui.label(format!("{} {:?} (not filterable)\n{}", l.kind.name(), l.shape, edges()));
+        });
     if name.clicked() && !selected {
         app.push(Action::SelectLayer(l.name.clone()));
     }
