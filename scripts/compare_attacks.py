@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Robust accuracy and time of the engine's attacks against the reference implementations
-(torchattacks) on the shared MNIST CNN, same images, same parameters.
+(torchattacks), same network, same images, same parameters: the shared MNIST CNN on the MNIST
+test set, or (--dataset cifar10) a CIFAR-10 ResNet-18 on the CIFAR-10 test set.
 
     python3 -m pip install torch==2.15.0 torchattacks==3.5.1
     cargo build --release
     python3 scripts/compare_attacks.py [--data ../shared/data] [--limit 1000] [--eps 0.3]
                                        [--steps 100] [--restarts 1] [--queries 5000] [--norm linf]
                                        [--attacks apgd-ce,apgd-dlr,apgd-t,fab-t,square,strong]
+    python3 scripts/get_cifar10.py && python3 scripts/train_cifar_resnet.py
+    python3 scripts/compare_attacks.py --dataset cifar10 --eps 0.0313725 [--model data/cifar10/resnet18_w8.pth]
 
 `strong` is compared with torchattacks' MultiAttack of the same four attacks (APGD-CE, APGD-T
 over 9 target classes, FAB-T over 9 target classes, Square), and `autoattack` runs torchattacks'
@@ -33,7 +36,8 @@ import torchattacks
 
 from reference_mnist import load_idx, model
 
-MEAN, STD = 0.1307, 0.3081
+# Each data set's normalisation, as the engine's card or default gives it (one value per channel).
+NORMALISE = {"mnist": (0.1307, 0.3081), "cifar10": (0.5, 0.5)}
 
 
 def reference(name, net, a):
@@ -76,15 +80,14 @@ def main():
     ap.add_argument("--attacks", default="apgd-ce,apgd-dlr")
     ap.add_argument("--grad", default="exact", help="the engine's gradient: exact, or autograd as torchattacks")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--dataset", default="mnist", choices=["mnist", "cifar10"])
+    ap.add_argument("--cifar", default="data/cifar10", help="the folder scripts/get_cifar10.py wrote")
+    ap.add_argument("--model", help="cifar10: a ResNet-18 state_dict with its card beside it")
     a = ap.parse_args()
     data = Path(a.data)
-    net = model()
-    net.load_state_dict(torch.load(data / "models" / "mnist_cnn_small.pth", map_location="cpu", weights_only=True))
-    # torchattacks takes images in [0, 1]: the normalisation goes inside the model.
-    full = nn.Sequential(_Normalize(), net).eval()
-    images = load_idx(data / "mnist" / "t10k-images-idx3-ubyte.gz")[: a.limit]
-    labels = torch.from_numpy(load_idx(data / "mnist" / "t10k-labels-idx1-ubyte.gz")[: a.limit].astype("int64"))
-    x = torch.from_numpy(images.copy()).float().div(255).unsqueeze(1)
+    mean, std = NORMALISE[a.dataset]
+    full, x, labels, model_args, data_dir = load_mnist(data, a) if a.dataset == "mnist" else load_cifar10(a)
+    full = nn.Sequential(_Normalize(mean, std), full).eval()
     rows = []
     for name in a.attacks.split(","):
         atk = reference(name, full, a)
@@ -97,9 +100,9 @@ def main():
                 robust += (full(adv).argmax(1) == yb).sum().item()
         ref_seconds = time.perf_counter() - start
         cmd = [
-            a.bin, "eval", "--data", str(data / "mnist"), "--limit", str(a.limit),
+            a.bin, "eval", *model_args, "--data", str(data_dir), "--limit", str(a.limit),
             "--attack", "strong" if name == "autoattack" else name,
-            "--eps", repr(a.eps / STD), "--clamp", "--attack-steps", str(a.steps), "--restarts", str(a.restarts),
+            "--eps", repr(a.eps / std), "--clamp", "--attack-steps", str(a.steps), "--restarts", str(a.restarts),
             "--queries", str(a.queries), "--norm", a.norm,
             "--seed", str(a.seed), "--batch", str(a.batch), "--grad", a.grad, "--json",
         ]
@@ -129,7 +132,7 @@ def main():
         print(json.dumps(rows, indent=2))
         return
     print(
-        f"{len(x)} MNIST test images, {a.norm} eps {a.eps} (pixel units), {a.steps} steps, "
+        f"{len(x)} {a.dataset} test images, {a.norm} eps {a.eps} (pixel units), {a.steps} steps, "
         f"{a.restarts} restart(s), {a.queries} queries, our gradient {a.grad}"
     )
     print("| attack | torchattacks robust | ours robust | difference (points) | torchattacks s | ours s | speed-up |")
@@ -141,9 +144,38 @@ def main():
         )
 
 
+def load_mnist(data, a):
+    """The shared MNIST CNN and the first `limit` MNIST test images in [0, 1]."""
+    net = model()
+    net.load_state_dict(torch.load(data / "models" / "mnist_cnn_small.pth", map_location="cpu", weights_only=True))
+    images = load_idx(data / "mnist" / "t10k-images-idx3-ubyte.gz")[: a.limit]
+    labels = torch.from_numpy(load_idx(data / "mnist" / "t10k-labels-idx1-ubyte.gz")[: a.limit].astype("int64"))
+    x = torch.from_numpy(images.copy()).float().div(255).unsqueeze(1)
+    return net, x, labels, [], data / "mnist"
+
+
+def load_cifar10(a):
+    """A CIFAR-10 ResNet-18 (the width read from its stem) and the first `limit` test images."""
+    from make_fixtures import BasicBlock, ResNet
+
+    folder = Path(a.cifar)
+    path = Path(a.model or folder / "resnet18_w8.pth")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = ResNet(BasicBlock, [2, 2, 2, 2], width=state["conv1.weight"].shape[0], stem="cifar", num_classes=10)
+    net.load_state_dict(state)
+    raw = (folder / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()[: a.limit * 3073]
+    records = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(-1, 3073)
+    x = records[:, 1:].reshape(-1, 3, 32, 32).float().div(255)
+    return net, x, records[:, 0].long(), ["--model", str(path)], folder
+
+
 class _Normalize(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean, self.std = mean, std
+
     def forward(self, x):
-        return (x - MEAN) / STD
+        return (x - self.mean) / self.std
 
 
 if __name__ == "__main__":
