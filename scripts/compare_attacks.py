@@ -34,10 +34,11 @@ import torch
 import torch.nn as nn
 import torchattacks
 
+import train_cifar_resnet
 from reference_mnist import load_idx, model
 
 # Each data set's normalisation, as the engine's card or default gives it (one value per channel).
-NORMALISE = {"mnist": (0.1307, 0.3081), "cifar10": (0.5, 0.5)}
+NORMALISE = {"mnist": (0.1307, 0.3081), "cifar10": (train_cifar_resnet.MEAN, train_cifar_resnet.STD)}
 
 
 def reference(name, net, a):
@@ -156,17 +157,13 @@ def load_mnist(data, a):
 
 def load_cifar10(a):
     """A CIFAR-10 ResNet-18 (the width read from its stem) and the first `limit` test images."""
-    from make_fixtures import BasicBlock, ResNet
-
     folder = Path(a.cifar)
     path = Path(a.model or folder / "resnet18_w8.pth")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    net = ResNet(BasicBlock, [2, 2, 2, 2], width=state["conv1.weight"].shape[0], stem="cifar", num_classes=10)
+    net = train_cifar_resnet.model(state["conv1.weight"].shape[0])
     net.load_state_dict(state)
-    raw = (folder / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()[: a.limit * 3073]
-    records = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(-1, 3073)
-    x = records[:, 1:].reshape(-1, 3, 32, 32).float().div(255)
-    return net, x, records[:, 0].long(), ["--model", str(path)], folder
+    x, y = train_cifar_resnet.load(folder / "cifar-10-batches-bin", ["test_batch"])
+    return net, x[: a.limit], y[: a.limit], ["--model", str(path)], folder
 
 
 class _Normalize(nn.Module):
