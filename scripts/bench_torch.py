@@ -240,8 +240,34 @@ def run_sweep(a):
                       "median_step_seconds": statistics.median(step_times)}))
 
 
+def conv_layers(spec, batch, repeats):
+    """examples/bench_engine/conv.rs' per-convolution times: forward, and the input's gradient for
+    an output gradient of ones; spec is CIxCOxSIDExKxSTRIDExPAD,... Median ms after one warm-up."""
+    torch.manual_seed(0)
+    rows = []
+    for layer in spec.split(","):
+        ci, co, side, k, s, p = map(int, layer.split("x"))
+        x = torch.randn(batch, ci, side, side, requires_grad=True)
+        w = torch.randn(co, ci, k, k) * 0.1
+        fwd, grad = [], []
+        for i in range(repeats + 1):
+            t = time.perf_counter()
+            y = F.conv2d(x, w, None, s, p)
+            y.view(-1)[0].item()
+            f = time.perf_counter() - t
+            t = time.perf_counter()
+            (g,) = torch.autograd.grad(y, x, torch.ones_like(y))
+            g.view(-1)[0].item()
+            if i > 0:
+                fwd.append(f * 1e3)
+                grad.append((time.perf_counter() - t) * 1e3)
+        rows.append({"forward_ms": statistics.median(fwd), "input_grad_ms": statistics.median(grad)})
+    print(json.dumps(rows))
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--conv-layers", help="CIxCOxSIDExKxSTRIDExPAD,...: time these convolutions alone (conv.rs)")
     ap.add_argument("--sweep", choices=["mnist_cnn", "resnet18_tv28"], help="run docs/METHOD.md sweep loop instead")
     ap.add_argument("--checkpoint", help="--sweep resnet18_tv28: trained weights (safetensors)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
@@ -258,6 +284,9 @@ def main():
     ap.add_argument("--work", default="forward,fgsm,train")
     ap.add_argument("--row", help="MODEL,BATCH,WORK: measure one configuration (used by the driver)")
     a = ap.parse_args()
+    if a.conv_layers:
+        conv_layers(a.conv_layers, a.batch, a.repeats)
+        return
     if a.sweep:
         run_sweep(a)
         return
@@ -282,6 +311,6 @@ def main():
 
 
 if __name__ == "__main__":
-    if "--row" not in sys.argv:
+    if "--row" not in sys.argv and "--conv-layers" not in sys.argv:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
     main()

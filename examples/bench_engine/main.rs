@@ -7,7 +7,8 @@
 //! exact direction, signed step) and an Adam training step, and reports the median images
 //! per second of N timed repeats after one warm-up, with the peak resident memory of each
 //! configuration. Then runs scripts/bench_torch.py with the same settings and prints the
-//! ratio ours / PyTorch (above 1 means faster than PyTorch).
+//! ratio ours / PyTorch (above 1 means faster than PyTorch). `--rounds K` measures each row K
+//! times, ours and PyTorch's in turn, and reports medians (the ratio: of each round's ratio).
 //!
 //! `--work pgd,apgd-ce,square` times the attacks instead, against torchattacks: images uniform
 //! in [0, 1] labelled with the network's own clean predictions (so every image is attacked),
@@ -22,10 +23,11 @@
 //! straightforward PyTorch loop, step by step, and checks both give the same counts.
 //!
 //! `--onnx [NATIVE,ONNX]` times a network read natively against its ONNX export (onnx.rs).
+//! `--conv-layers` times ResNet-18's convolutions one by one against PyTorch's (conv.rs).
 
+mod conv;
 mod onnx;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Instant;
 
@@ -87,6 +89,15 @@ fn peak_mb() -> f64 {
 
 fn reset_peak() {
     std::fs::write("/proc/self/clear_refs", "5").ok();
+}
+
+/// The row a child process (`--row`, ours or scripts/bench_torch.py) printed last.
+fn child_row(cmd: &mut Command) -> Result<Row> {
+    let out = cmd.output()?;
+    anyhow::ensure!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().context("a benchmark row printed nothing")?;
+    Ok(serde_json::from_str(last)?)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -347,6 +358,9 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--onnx") {
         return onnx::run(&args);
     }
+    if args.iter().any(|a| a == "--conv-layers") {
+        return conv::run(&args);
+    }
     let repeats: usize = arg(&args, "--repeats").map_or(Ok(5), |v| v.parse())?;
     let models = arg(&args, "--models").unwrap_or_else(|| "mnist_cnn,resnet18_cifar,resnet18_tv28".into());
     let batches = arg(&args, "--batches").unwrap_or_else(|| "64,256".into());
@@ -370,52 +384,55 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
+    let rounds: usize = arg(&args, "--rounds").map_or(Ok(1), |v| v.parse())?;
+    let with_torch = !args.iter().any(|a| a == "--no-torch");
     let me = std::env::current_exe()?;
-    let mut ours = Vec::new();
+    let mut configs: Vec<(String, String, String)> = Vec::new();
     for m in models.split(',') {
         for b in batches.split(',') {
-            for w in works.split(',') {
-                let out = Command::new(&me)
-                    .args(["--row", &format!("{m},{b},{w}"), "--repeats", &repeats.to_string()])
-                    .output()?;
-                anyhow::ensure!(out.status.success(), "{m} {w} batch {b}: {}", String::from_utf8_lossy(&out.stderr));
-                let r: Row = serde_json::from_slice(&out.stdout)?;
-                eprintln!(
-                    "ours   {m:>15} {w:>8} batch {b:>4}: {:>9.1} img/s, peak {:.0} MB",
-                    r.images_per_s, r.peak_mb
-                );
-                ours.push(r);
-            }
+            configs.extend(works.split(',').map(|w| (m.to_string(), b.to_string(), w.to_string())));
         }
     }
-    let mut torch: BTreeMap<(String, usize, String), Row> = BTreeMap::new();
-    if !args.iter().any(|a| a == "--no-torch") {
-        let out = Command::new("python3")
-            .args(["scripts/bench_torch.py", "--json", "--repeats", &repeats.to_string()])
-            .args(["--models", &models, "--batches", &batches, "--work", &works])
-            .output()
-            .context("running scripts/bench_torch.py (needs python3 with torch)")?;
-        anyhow::ensure!(out.status.success(), "bench_torch.py failed: {}", String::from_utf8_lossy(&out.stderr));
-        for r in serde_json::from_slice::<Vec<Row>>(&out.stdout)? {
-            torch.insert((r.model.clone(), r.batch, r.work.clone()), r);
+    // Ours and PyTorch's row alternate, round after round: this shared machine's speed drifts
+    // by 10 % within minutes, and the ratio of runs made side by side drifts less.
+    let mut measured: Vec<(Vec<Row>, Vec<Row>)> = vec![(Vec::new(), Vec::new()); configs.len()];
+    for round in 1..=rounds {
+        for ((m, b, w), (ours, torch)) in configs.iter().zip(&mut measured) {
+            let spec = format!("{m},{b},{w}");
+            let r = child_row(Command::new(&me).args(["--row", &spec, "--repeats", &repeats.to_string()]))?;
+            eprintln!(
+                "round {round} ours  {m:>15} {w:>8} batch {b:>4}: {:>9.1} img/s, peak {:.0} MB",
+                r.images_per_s, r.peak_mb
+            );
+            ours.push(r);
+            if with_torch {
+                let mut cmd = Command::new("python3");
+                cmd.args(["scripts/bench_torch.py", "--json", "--row", &spec, "--repeats", &repeats.to_string()]);
+                let t = child_row(&mut cmd).context("running scripts/bench_torch.py (needs python3 with torch)")?;
+                eprintln!(
+                    "round {round} torch {m:>15} {w:>8} batch {b:>4}: {:>9.1} img/s, peak {:.0} MB",
+                    t.images_per_s, t.peak_mb
+                );
+                torch.push(t);
+            }
         }
     }
     println!("| model | batch | work | ours img/s | PyTorch img/s | ratio | ours peak MB | PyTorch peak MB |");
     println!("|---|---|---|---|---|---|---|---|");
-    for r in &ours {
-        let t = torch.get(&(r.model.clone(), r.batch, r.work.clone()));
-        let (ti, ratio, tp) = match t {
-            Some(t) => (
-                format!("{:.1}", t.images_per_s),
-                format!("{:.2}", r.images_per_s / t.images_per_s),
-                format!("{:.0}", t.peak_mb),
-            ),
-            None => ("-".into(), "-".into(), "-".into()),
+    let rate = |rows: &[Row]| median(rows.iter().map(|r| r.images_per_s).collect());
+    let peak = |rows: &[Row]| rows.iter().map(|r| r.peak_mb).fold(0.0, f64::max);
+    for ((m, b, w), (ours, torch)) in configs.iter().zip(&measured) {
+        let (ti, ratio, tp) = match torch.is_empty() {
+            true => ("-".into(), "-".into(), "-".into()),
+            false => {
+                let ratios = ours.iter().zip(torch).map(|(o, t)| o.images_per_s / t.images_per_s).collect();
+                (format!("{:.1}", rate(torch)), format!("{:.2}", median(ratios)), format!("{:.0}", peak(torch)))
+            }
         };
-        println!(
-            "| {} | {} | {} | {:.1} | {ti} | {ratio} | {:.0} | {tp} |",
-            r.model, r.batch, r.work, r.images_per_s, r.peak_mb
-        );
+        println!("| {m} | {b} | {w} | {:.1} | {ti} | {ratio} | {:.0} | {tp} |", rate(ours), peak(ours));
+    }
+    if rounds > 1 {
+        println!("\nMedians of {rounds} rounds; the ratio is the median of each round's ours / PyTorch.");
     }
     Ok(())
 }

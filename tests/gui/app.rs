@@ -242,11 +242,19 @@ fn cancelling_a_sweep_keeps_its_finished_steps() {
     assert!(s.messages.iter().any(|m| m.text.contains("sweep cancelled")));
 }
 
-fn snapshot(h: &mut Harness<'_, ExplorerApp>, name: &str) {
+/// Pixels of the heatmap a snapshot may differ by: llvmpipe interpolates the shader's cell
+/// coordinate a little differently on CPUs with and without AVX-512, so where a row of cells
+/// ends on a pixel centre that pixel row can show the neighbouring cells (122 pixels, one row
+/// of one kernel's tiles, on a Zen 3 EPYC against the reference made on a Zen 4). A moved
+/// separator or panel changes far more than this.
+const HEATMAP_EDGE_PIXELS: usize = 400;
+
+fn snapshot(h: &mut Harness<'_, ExplorerApp>, name: &str, max_failed_pixels: usize) {
     h.remove_cursor();
     h.run_steps(3);
     let options = SnapshotOptions::new()
         .threshold(0.6)
+        .max_failed_pixels(max_failed_pixels)
         .output_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots"));
     h.snapshot_options(name, &options);
 }
@@ -257,19 +265,19 @@ fn snapshots_of_the_main_views() {
     h.state_mut().settings.layout.controls_panel = false;
     h.get_by_label("features.3").click();
     wait(&mut h, "features.3", |a| a.is_idle() && a.session.layer.as_ref().is_some_and(|l| l.name == "features.3"));
-    snapshot(&mut h, "mask_view");
+    snapshot(&mut h, "mask_view", HEATMAP_EDGE_PIXELS);
 
     h.state_mut().settings.sweep.steps = 5;
     h.state_mut().settings.layout.tab = Tab::Curves;
     h.step();
     h.get_by_label("Sweep").click();
     wait(&mut h, "the sweep", |a| a.is_idle() && a.session.sweeps.records.iter().any(|r| r.complete()));
-    snapshot(&mut h, "curves_view");
+    snapshot(&mut h, "curves_view", 0);
 
     h.state_mut().settings.samples = 6;
     h.get_by_label("Perturbation").click();
     wait(&mut h, "the samples", |a| a.is_idle() && !a.session.samples.is_empty());
-    snapshot(&mut h, "perturbation_view");
+    snapshot(&mut h, "perturbation_view", 0);
 }
 
 /// The labels of one axis: accessible labels that read as numbers beside an axis title node

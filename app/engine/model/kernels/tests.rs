@@ -64,6 +64,14 @@ fn conv_matches_candle_forward_and_backward() {
         ([2, 3, 1, 17], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
         ([3, 2, 2, 2], [3, 2, 5, 5], ConvGeometry { stride: 1, padding: [2, 2], dilation: 1, groups: 1 }),
         ([2, 2, 1, 1], [3, 2, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
+        // Stride 1: the input gradient as a forward convolution with the flipped kernel, on
+        // a valid convolution (padded by 2 in reverse), a rectangular kernel with uneven
+        // padding, and padding past the kernel (which keeps the column gradient).
+        ([2, 3, 9, 8], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [0, 0], dilation: 1, groups: 1 }),
+        ([2, 3, 7, 20], [5, 3, 1, 3], ConvGeometry { stride: 1, padding: [0, 1], dilation: 1, groups: 1 }),
+        ([2, 2, 6, 6], [3, 2, 3, 3], ConvGeometry { stride: 1, padding: [3, 3], dilation: 1, groups: 1 }),
+        // An 8x8 map with enough images that the flipped forward convolution goes direct.
+        ([24, 3, 8, 8], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&randn(&xs, i as u64)).unwrap();

@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 use rayon::prelude::*;
 
 use super::pool::{Pooler, pool_forward};
+use super::prepared::prepared;
 use super::transpose::transpose;
 use super::{Grads, apply3, f32_data, gemm_strided, matmul, threads};
 use crate::engine::model::ops::Pool2d;
@@ -666,6 +667,33 @@ impl CustomOp3 for BackwardInputThrough {
     }
 }
 
+/// For a convolution of stride 1 without dilation or groups, dX is the forward convolution
+/// of dY with W transposed and flipped ([`flip_kernel`]), padded by (kh - 1 - ph, kw - 1 - pw):
+/// one product with a deep sum per output, where the column gradient W^T dY sums over c_out
+/// only and then needs col2im to scatter it back (PERFORMANCE.md item 39). Returns that
+/// forward convolution's geometry, or `None` where it does not apply.
+fn flipped_geometry(d: &Dims) -> Option<Geometry> {
+    let g = d.g;
+    let padding = [(d.kh - 1).checked_sub(g.padding[0])?, (d.kw - 1).checked_sub(g.padding[1])?];
+    let applies = g.stride == 1 && g.dilation == 1 && g.groups == 1 && !d.pointwise();
+    applies.then_some(Geometry { stride: 1, padding, dilation: 1, groups: 1 })
+}
+
+/// W [c_out, c_in, kh, kw] as [c_in, c_out, kh, kw] with each kernel's taps reversed.
+fn flip_kernel(d: &Dims, w: &[f32]) -> Vec<f32> {
+    let (ci, co, taps) = (d.c_in, d.c_out, d.kh * d.kw);
+    let mut out = vec![0f32; w.len()];
+    for (c, rows) in out.chunks_mut(co * taps).enumerate() {
+        for (o, row) in rows.chunks_mut(taps).enumerate() {
+            let src = &w[(o * ci + c) * taps..][..taps];
+            for (v, s) in row.iter_mut().zip(src.iter().rev()) {
+                *v = *s;
+            }
+        }
+    }
+    out
+}
+
 /// dX from dY and W: the column gradient W^T dY, scattered back (col2im). Holds the
 /// input's dims and the weight's id when it is a parameter.
 struct BackwardInput(Geometry, Vec<usize>, Option<TensorId>);
@@ -683,6 +711,14 @@ impl CustomOp2 for BackwardInput {
                 CpuStorage::F32(direct::backward_input(&d, &dy, &w, self.2, None)),
                 Shape::from(self.1.clone()),
             ));
+        }
+        if let Some(geometry) = flipped_geometry(&d) {
+            // Tagged apart from the direct path's live-tap lists (which hold tap indices).
+            let wf = prepared(self.2, &[usize::MAX, d.kh, d.kw], || flip_kernel(&d, &w));
+            let fd = Dims::new(&[d.n, d.c_out, d.oh, d.ow], &[d.c_in, d.c_out, d.kh, d.kw], geometry)?;
+            let forward =
+                Forward { g: geometry, weight_grad: false, has_bias: false, weight_id: None, then: None, pool: None };
+            return Ok((CpuStorage::F32(forward.conv_output(&fd, &dy, &wf, &[])), Shape::from(self.1.clone())));
         }
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
         let plan = Plan::new(&d);
