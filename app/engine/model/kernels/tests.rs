@@ -70,7 +70,8 @@ fn conv_matches_candle_forward_and_backward() {
         ([2, 3, 9, 8], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [0, 0], dilation: 1, groups: 1 }),
         ([2, 3, 7, 20], [5, 3, 1, 3], ConvGeometry { stride: 1, padding: [0, 1], dilation: 1, groups: 1 }),
         ([2, 2, 6, 6], [3, 2, 3, 3], ConvGeometry { stride: 1, padding: [3, 3], dilation: 1, groups: 1 }),
-        // An 8x8 map with enough images that the flipped forward convolution goes direct.
+        // An 8x8 map with enough images that the flipped forward convolution goes direct (on
+        // CPUs where the tiles of `packed` do not run; on the others, by those tiles).
         ([24, 3, 8, 8], [4, 3, 3, 3], ConvGeometry { stride: 1, padding: [1, 1], dilation: 1, groups: 1 }),
     ];
     for (i, (xs, ws, g)) in cases.into_iter().enumerate() {

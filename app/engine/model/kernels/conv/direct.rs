@@ -16,6 +16,7 @@ use super::super::prepared::prepared;
 use super::super::transpose::{TILE, tile, transpose};
 use super::super::{gemm_strided, min_planes, threads};
 use super::epilogue::Through;
+use super::packed;
 use super::{Dims, Epilogue, taps, with_scratch};
 
 /// The three passes of a convolution, which take the direct path up to different map sizes.
@@ -30,9 +31,16 @@ impl Pass {
     /// Output maps of at most this many positions take the direct path in this pass
     /// (measured, PERFORMANCE.md items 25 and 28): the forward products beat im2col up to
     /// 8x8, the input gradient's up to 7x7, but the weight gradient's, which reduce over
-    /// every image, only up to 4x4.
-    fn max_positions(self) -> usize {
+    /// every image, only up to 4x4. Where the tiles of `packed` compute the forward pass,
+    /// they beat the direct products on 8x8 maps and under 1x1 kernels; the direct path keeps
+    /// the forward pass of 4x4 maps and smaller under larger kernels, whose taps read padding
+    /// for a third or more of the positions (item 40).
+    fn max_positions(self, d: &Dims) -> usize {
         match self {
+            Pass::Forward if packed::suits(d) => match d.kh * d.kw {
+                1 => 0,
+                _ => 16,
+            },
             Pass::Forward => 64,
             Pass::InputGrad => 49,
             Pass::WeightGrad => 16,
@@ -45,7 +53,7 @@ const MIN_IMAGES_PER_THREAD: usize = 8;
 
 /// Whether the direct path computes this convolution's `pass`.
 pub(super) fn suits(d: &Dims, pass: Pass) -> bool {
-    d.g.groups == 1 && !d.pointwise() && d.p() <= pass.max_positions() && d.n >= MIN_IMAGES_PER_THREAD * threads()
+    d.g.groups == 1 && !d.pointwise() && d.p() <= pass.max_positions(d) && d.n >= MIN_IMAGES_PER_THREAD * threads()
 }
 
 /// The taps of a geometry that read inside the image for some output position, and every

@@ -13,6 +13,7 @@ use crate::engine::model::ops::Pool2d;
 
 mod direct;
 mod epilogue;
+mod packed;
 
 use direct::Pass;
 pub use epilogue::Epilogue;
@@ -516,10 +517,10 @@ impl Forward {
         if direct::suits(d, Pass::Forward) {
             return direct::forward(d, x, w, self.weight_id, self.has_bias.then_some(b), self.then.as_ref());
         }
-        let (plan, taps) = (Plan::new(d), taps(d));
+        let (plan, taps, tiles) = (Plan::new(d), taps(d), weight_tiles(d, w));
         let mut y = vec![0f32; d.n * d.c_out * d.p()];
         for_chunk_slices(plan, &mut y, d.c_out * d.p(), |c, y_chunk| {
-            self.chunk_output(d, x, w, b, plan, &taps, c, y_chunk)
+            self.chunk_output(d, x, w, tiles.as_deref(), b, plan, &taps, c, y_chunk)
         });
         y
     }
@@ -535,6 +536,7 @@ impl Forward {
         }
         let pooler = Pooler::new(pool.p, d.oh, d.ow)?;
         let (plan, taps, p, q) = (Plan::new(d), taps(d), d.p(), pooler.out_len());
+        let tiles = weight_tiles(d, w);
         let mut y = vec![0f32; d.n * d.c_out * q];
         let mut idx = vec![0u32; if pool.keep_indices { y.len() } else { 0 }];
         // Per chunk its part of the output and of the indices (none when not kept).
@@ -544,7 +546,7 @@ impl Forward {
         let jobs: Vec<(&mut [f32], &mut [u32])> = y.chunks_mut(size).zip(ix_parts).collect();
         let run = |(c, (out, ix)): (usize, (&mut [f32], &mut [u32]))| {
             let mut full = vec![0f32; plan.images(c, d.n).len() * d.c_out * p];
-            self.chunk_output(d, x, w, b, plan, &taps, c, &mut full);
+            self.chunk_output(d, x, w, tiles.as_deref(), b, plan, &taps, c, &mut full);
             pooler.planes(&full, out, ix);
         };
         if plan.by_chunk {
@@ -555,13 +557,15 @@ impl Forward {
         Ok((y, pool.keep_indices.then_some(idx), Shape::from((d.n, d.c_out, pooler.oh, pooler.ow))))
     }
 
-    /// Chunk `c`'s output [images, c_out, p] with bias and epilogue, on the im2col path.
+    /// Chunk `c`'s output [images, c_out, p] with bias and epilogue, by the tiles of
+    /// `packed` when the weights come as `tiles` ([`weight_tiles`]), else by im2col and gemm.
     #[allow(clippy::too_many_arguments)]
     fn chunk_output(
         &self,
         d: &Dims,
         x: &[f32],
         w: &[f32],
+        tiles: Option<&[f32]>,
         b: &[f32],
         plan: Plan,
         taps: &[i32],
@@ -571,6 +575,18 @@ impl Forward {
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let imgs = plan.images(c, d.n);
         let width = imgs.len() * p;
+        if let Some(tiles) = tiles {
+            if self.has_bias {
+                for (i, row) in y_chunk.chunks_mut(p).enumerate() {
+                    row.fill(b[i % d.c_out]);
+                }
+            }
+            packed::chunk(d, x, tiles, imgs, taps, self.has_bias, y_chunk, !plan.by_chunk);
+            if let Some(then) = &self.then {
+                then.apply(y_chunk, p);
+            }
+            return;
+        }
         with_scratch(|col, scratch| {
             // A chunk of one image has the output's own layout: gemm writes into it.
             let single = imgs.len() == 1;
@@ -605,6 +621,11 @@ impl Forward {
             }
         });
     }
+}
+
+/// The weights as the tiles of `packed`, where that path computes this convolution.
+fn weight_tiles(d: &Dims, w: &[f32]) -> Option<Vec<f32>> {
+    packed::suits(d).then(|| packed::pack_weights(d, w))
 }
 
 /// The output gradient of group `g` of images `imgs` as one [cg, bn * p] matrix: `dy`'s

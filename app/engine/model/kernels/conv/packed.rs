@@ -1,0 +1,363 @@
+//! Convolution products with im2col fused into the packing of a register-tiled product
+//! (x86-64 with AVX2 and FMA, where the CPU lacks AVX-512): the path of 3x3 convolutions on
+//! 32x32 to 8x8 maps, most of a ResNet-18 attack's time (PERFORMANCE.md item 40).
+//!
+//! The output [c_out, positions] is computed in tiles of `ROWS` output channels by `LANES`
+//! positions, each tile's sums held in registers for a block of the reduction. The
+//! positions' patches never form a column matrix: each panel of `LANES` positions is
+//! gathered from the input straight into the layout the tile reads ([row][lane]), a block
+//! of rows at a time, so that it is written once and read from L1. With im2col and the
+//! `gemm` crate the same numbers were written as a column matrix, then packed again.
+//!
+//! Each output is the sum of its products in the rows' order (a block of rows added to the
+//! sum of the blocks before it): the im2col product's sums reordered, not approximated.
+
+use rayon::prelude::*;
+
+use super::{Dims, threads};
+
+/// Output channels per tile (the broadcast operand).
+const ROWS: usize = 6;
+/// Positions per tile: two AVX vectors.
+const LANES: usize = 16;
+/// Rows of the reduction per block: a panel's block (16 KiB) stays in L1 and the
+/// weights' block for 256 output channels (256 KiB) in L2.
+const MAX_BLOCK: usize = 256;
+
+/// Whether this CPU runs the path: AVX2 and FMA without AVX-512. With AVX-512 the `gemm`
+/// crate's products ran at twice MKL's speed, and the tiles (AVX2) were not measured there
+/// (PERFORMANCE.md item 40).
+#[cfg(target_arch = "x86_64")]
+fn cpu_suits() -> bool {
+    use std::sync::OnceLock;
+    static SUITS: OnceLock<bool> = OnceLock::new();
+    *SUITS.get_or_init(|| {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && !std::is_x86_feature_detected!("avx512f")
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpu_suits() -> bool {
+    false
+}
+
+/// Whether the tiles compute this convolution on this CPU: where they can, and where they
+/// have at least `MIN_CHANNELS` output channels and a reduction of at least `MIN_DEPTH` rows.
+/// Narrower tiles and shallower sums spend more on loads and stores than on products: with
+/// them the MNIST CNN's first convolution (1 -> 32 channels, 9 rows; its input gradient 32
+/// -> 1) made the MNIST sweep 8 % slower, and ResNet-18's stem (27 rows) lost too (item 40).
+pub(super) fn suits(d: &Dims) -> bool {
+    cpu_suits() && shape_suits(d) && d.c_out >= MIN_CHANNELS && d.k() >= MIN_DEPTH
+}
+
+const MIN_CHANNELS: usize = 8;
+const MIN_DEPTH: usize = 32;
+
+/// Whether the shapes fit the tiles: one group, and whole panels in every image (so that
+/// no panel spans two images).
+fn shape_suits(d: &Dims) -> bool {
+    d.g.groups == 1 && d.p() > 0 && d.p().is_multiple_of(LANES) && avx2_fma()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_fma() -> bool {
+    false
+}
+
+/// The weights [c_out, k] as tiles of `ROWS` channels, [tile][k][ROWS], the last tile's
+/// missing rows zero.
+pub(super) fn pack_weights(d: &Dims, w: &[f32]) -> Vec<f32> {
+    let (k, tiles) = (d.k(), d.c_out.div_ceil(ROWS));
+    let mut out = vec![0f32; tiles * k * ROWS];
+    for (t, tile) in out.chunks_mut(k * ROWS).enumerate() {
+        for r in 0..ROWS.min(d.c_out - t * ROWS) {
+            let row = &w[(t * ROWS + r) * k..][..k];
+            for (kk, &v) in row.iter().enumerate() {
+                tile[kk * ROWS + r] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Where a panel's `LANES` positions read one kernel tap in an input plane.
+#[derive(Clone, Copy)]
+enum Run {
+    /// All inside the image, at consecutive offsets from this one.
+    Inside(u32),
+    /// All on padding.
+    Padding,
+    /// Anything else: read position by position through the tap table.
+    Mixed,
+}
+
+/// For each kernel tap and each panel of an image, how the panel reads that tap.
+fn runs(d: &Dims, taps: &[i32]) -> Vec<Run> {
+    let p = d.p();
+    let mut out = Vec::with_capacity(d.kh * d.kw * p / LANES);
+    for tap in taps.chunks(p) {
+        for lanes in tap.chunks(LANES) {
+            let first = lanes[0];
+            out.push(if lanes.iter().all(|&q| q < 0) {
+                Run::Padding
+            } else if first >= 0 && lanes.iter().zip(first..).all(|(&q, want)| q == want) {
+                Run::Inside(first as u32)
+            } else {
+                Run::Mixed
+            });
+        }
+    }
+    out
+}
+
+/// The output of images `imgs` into `y` [images, c_out, p] (bias already in `y` when
+/// `accumulate`): the tiles over all panels, split among threads when `parallel`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn chunk(
+    d: &Dims,
+    x: &[f32],
+    w_tiles: &[f32],
+    imgs: std::ops::Range<usize>,
+    taps: &[i32],
+    accumulate: bool,
+    y: &mut [f32],
+    parallel: bool,
+) {
+    let (p, k) = (d.p(), d.k());
+    assert!(shape_suits(d), "conv tiles: unsuited shapes {d:?}");
+    assert_eq!(y.len(), imgs.len() * d.c_out * p, "conv tiles: output size");
+    assert_eq!(w_tiles.len(), d.c_out.div_ceil(ROWS) * k * ROWS, "conv tiles: weight size");
+    assert!(x.len() >= imgs.end * d.c_in * d.h * d.w, "conv tiles: input size");
+    assert_eq!(taps.len(), d.kh * d.kw * p, "conv tiles: tap table size");
+    let runs = runs(d, taps);
+    let panels = imgs.len() * p / LANES;
+    let out = Out(y.as_mut_ptr());
+    let job = |range: std::ops::Range<usize>| {
+        let src = Source { d, x, taps, runs: &runs, first_image: imgs.start };
+        // SAFETY: the asserts above size `y` for every panel's tiles, and jobs own disjoint
+        // panels, hence disjoint columns of `y`.
+        unsafe { panels_of(&src, w_tiles, range, accumulate, out) }
+    };
+    let jobs = if parallel { threads().min(panels) } else { 1 };
+    if jobs <= 1 {
+        return job(0..panels);
+    }
+    let per = panels.div_ceil(jobs);
+    (0..jobs).into_par_iter().for_each(|j| job(j * per..((j + 1) * per).min(panels)));
+}
+
+/// The output's pointer, shared by jobs that write disjoint panels.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: jobs write disjoint elements through it (see `chunk`).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+/// What a panel's rows are gathered from.
+struct Source<'a> {
+    d: &'a Dims,
+    x: &'a [f32],
+    taps: &'a [i32],
+    runs: &'a [Run],
+    first_image: usize,
+}
+
+impl Source<'_> {
+    /// Rows `rows` of global panel `panel` (counted from the chunk's first image), [row][lane].
+    fn gather(&self, panel: usize, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        let d = self.d;
+        let (p, hw, nt) = (d.p(), d.h * d.w, d.kh * d.kw);
+        let per_image = p / LANES;
+        let (image, q) = (self.first_image + panel / per_image, panel % per_image);
+        let x = &self.x[image * d.c_in * hw..][..d.c_in * hw];
+        for (r, dst) in rows.zip(out.chunks_exact_mut(LANES)) {
+            let (c, t) = (r / nt, r % nt);
+            let plane = &x[c * hw..][..hw];
+            match self.runs[t * per_image + q] {
+                Run::Inside(at) => dst.copy_from_slice(&plane[at as usize..][..LANES]),
+                Run::Padding => dst.fill(0.0),
+                Run::Mixed => {
+                    for (v, &at) in dst.iter_mut().zip(&self.taps[t * p + q * LANES..][..LANES]) {
+                        *v = if at >= 0 { plane[at as usize] } else { 0.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tiles of panels `range`, block of rows by block of rows.
+///
+/// # Safety
+/// `out` must address the chunk's output [images, c_out, p] sized for these panels, and no
+/// other thread may write these panels' columns meanwhile.
+unsafe fn panels_of(src: &Source, w_tiles: &[f32], range: std::ops::Range<usize>, accumulate: bool, out: Out) {
+    let d = src.d;
+    let (k, p, c_out) = (d.k(), d.p(), d.c_out);
+    let blocks = k.div_ceil(MAX_BLOCK);
+    let block = k.div_ceil(blocks);
+    let per_image = p / LANES;
+    let mut panel = vec![0f32; block * LANES];
+    for k0 in (0..k).step_by(block) {
+        let rows = k0..(k0 + block).min(k);
+        let add = accumulate || k0 > 0;
+        for j in range.clone() {
+            src.gather(j, rows.clone(), &mut panel);
+            let (image, q) = (j / per_image, j % per_image);
+            // SAFETY: within the chunk's output: image < images, columns q * LANES + 16 <= p.
+            let base = unsafe { out.0.add(image * c_out * p + q * LANES) };
+            for t in 0..c_out.div_ceil(ROWS) {
+                let tile_rows = ROWS.min(c_out - t * ROWS);
+                let a = &w_tiles[(t * k + k0) * ROWS..][..rows.len() * ROWS];
+                // SAFETY: `a` and the panel hold rows.len() rows; the tile's rows t * ROWS +
+                // i < c_out of this image's output lie inside it (caller's contract).
+                unsafe { tile(tile_rows, rows.len(), a, &panel, base.add(t * ROWS * p), p, add) }
+            }
+        }
+    }
+}
+
+/// One tile by the kernel for its number of rows.
+///
+/// # Safety
+/// As [`kernel`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn tile(rows: usize, k: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, add: bool) {
+    debug_assert!(a.len() >= k * ROWS && b.len() >= k * LANES);
+    // SAFETY: `shape_suits` checked AVX2 and FMA; the rest is the caller's contract.
+    unsafe {
+        match rows {
+            6 => kernel::<6>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
+            5 => kernel::<5>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
+            4 => kernel::<4>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
+            3 => kernel::<3>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
+            2 => kernel::<2>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
+            _ => kernel::<1>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile(_: usize, _: usize, _: &[f32], _: &[f32], _: *mut f32, _: usize, _: bool) {
+    unreachable!("conv tiles run on x86-64 only (see `suits`)")
+}
+
+/// c[i * ldc + l] (+)= sum over r < k of a[r * ROWS + i] * b[r * LANES + l], for i < R and
+/// l < LANES, each sum in the order of r.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `a` must hold k * ROWS and `b` k * LANES readable values,
+/// and rows c + i * ldc (i < R) LANES writable ones.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, add: bool) {
+    use std::arch::x86_64::*;
+    let mut sums = [[_mm256_setzero_ps(); 2]; R];
+    for r in 0..k {
+        // SAFETY (loads): row r < k of each operand (caller's contract).
+        let (b0, b1) = unsafe { (_mm256_loadu_ps(b.add(r * LANES)), _mm256_loadu_ps(b.add(r * LANES + 8))) };
+        for (i, s) in sums.iter_mut().enumerate() {
+            let ai = unsafe { _mm256_broadcast_ss(&*a.add(r * ROWS + i)) };
+            s[0] = _mm256_fmadd_ps(ai, b0, s[0]);
+            s[1] = _mm256_fmadd_ps(ai, b1, s[1]);
+        }
+    }
+    for (i, s) in sums.iter().enumerate() {
+        // SAFETY (loads and stores): row i < R of the tile (caller's contract).
+        unsafe {
+            let row = c.add(i * ldc);
+            let (lo, hi) = if add {
+                (_mm256_add_ps(_mm256_loadu_ps(row), s[0]), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), s[1]))
+            } else {
+                (s[0], s[1])
+            };
+            _mm256_storeu_ps(row, lo);
+            _mm256_storeu_ps(row.add(8), hi);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Geometry, taps};
+    use super::*;
+
+    /// The plain sum, in f64, of one output of the convolution of `x` with `w` plus `b`.
+    fn reference(d: &Dims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut y = vec![0f32; d.n * d.c_out * d.p()];
+        for (i, out) in y.iter_mut().enumerate() {
+            let (n, co, o) = (i / (d.c_out * d.p()), (i / d.p()) % d.c_out, i % d.p());
+            let mut sum = b[co] as f64;
+            for c in 0..d.c_in {
+                for ky in 0..d.kh {
+                    for kx in 0..d.kw {
+                        let iy = ((o / d.ow) * d.g.stride + ky) as isize - d.g.padding[0] as isize;
+                        let ix = ((o % d.ow) * d.g.stride + kx) as isize - d.g.padding[1] as isize;
+                        if iy < 0 || ix < 0 || iy as usize >= d.h || ix as usize >= d.w {
+                            continue;
+                        }
+                        let xv = x[((n * d.c_in + c) * d.h + iy as usize) * d.w + ix as usize] as f64;
+                        sum += xv * w[((co * d.c_in + c) * d.kh + ky) * d.kw + kx] as f64;
+                    }
+                }
+            }
+            *out = sum as f32;
+        }
+        y
+    }
+
+    /// Tiles with missing rows, reductions of several blocks, strided and padded taps (runs
+    /// inside, on padding and mixed), several images per chunk, with and without threads.
+    #[test]
+    fn tiles_compute_the_convolution() {
+        if !avx2_fma() {
+            eprintln!("skipped: this CPU lacks AVX2 or FMA, which the tiles need");
+            return;
+        }
+        let g = |stride, padding| Geometry { stride, padding, dilation: 1, groups: 1 };
+        let cases = [
+            ([3, 5, 8, 8], [13, 5, 3, 3], g(1, [1, 1])),
+            ([2, 30, 16, 16], [7, 30, 3, 3], g(2, [1, 1])),
+            ([4, 3, 4, 4], [6, 3, 1, 1], g(1, [0, 0])),
+            ([2, 4, 4, 8], [2, 4, 5, 5], g(1, [2, 2])),
+            ([1, 64, 8, 8], [20, 64, 3, 3], g(1, [0, 1])),
+        ];
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len).map(|i| (((i * 7919 + seed * 104729) % 2001) as f32 - 1000.0) / 500.0).collect()
+        };
+        for (case, (xs, ws, geometry)) in cases.into_iter().enumerate() {
+            let d = Dims::new(&xs, &ws, geometry).unwrap();
+            assert!(shape_suits(&d), "case {case} must fit the tiles");
+            let (x, w, b) =
+                (values(xs.iter().product(), case), values(ws.iter().product(), case + 9), values(ws[0], 3));
+            let (tiles, table) = (pack_weights(&d, &w), taps(&d));
+            // With a bias the output starts from it, as the forward pass does; without one
+            // the tiles overwrite whatever it holds.
+            for (bias, parallel, per_chunk) in
+                [(true, false, 1), (true, true, d.n), (false, false, d.n), (false, true, 1)]
+            {
+                let b = if bias { b.clone() } else { vec![0.0; d.c_out] };
+                let want = reference(&d, &x, &w, &b);
+                {
+                    let start = |i: usize| if bias { b[(i / d.p()) % d.c_out] } else { f32::NAN };
+                    let mut y: Vec<f32> = (0..want.len()).map(start).collect();
+                    for (c, part) in y.chunks_mut(per_chunk * d.c_out * d.p()).enumerate() {
+                        let imgs = c * per_chunk..((c + 1) * per_chunk).min(d.n);
+                        chunk(&d, &x, &tiles, imgs, &table, bias, part, parallel);
+                    }
+                    for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                        let tolerance = 1e-4 * (1.0 + want.abs());
+                        assert!((got - want).abs() <= tolerance, "case {case} output {i}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+}
