@@ -71,12 +71,12 @@ pub(super) fn tile(src: &[f32], src_rows: &[usize; TILE], dst: &mut [f32], dst_r
 }
 
 #[cfg(target_arch = "x86_64")]
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     false
 }
 

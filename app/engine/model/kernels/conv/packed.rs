@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use super::super::transpose::avx512;
 use super::{Dims, threads};
 
 /// Output channels per tile (the broadcast operand).
@@ -27,20 +28,8 @@ const MAX_BLOCK: usize = 256;
 /// Whether this CPU runs the path: AVX2 and FMA without AVX-512. With AVX-512 the `gemm`
 /// crate's products ran at twice MKL's speed, and the tiles (AVX2) were not measured there
 /// (PERFORMANCE.md item 40).
-#[cfg(target_arch = "x86_64")]
 fn cpu_suits() -> bool {
-    use std::sync::OnceLock;
-    static SUITS: OnceLock<bool> = OnceLock::new();
-    *SUITS.get_or_init(|| {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && !std::is_x86_feature_detected!("avx512f")
-    })
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn cpu_suits() -> bool {
-    false
+    avx2_fma() && !avx512()
 }
 
 /// Whether the tiles compute this convolution on this CPU: where they can, and where they
@@ -58,7 +47,7 @@ const MIN_DEPTH: usize = 32;
 /// Whether the shapes fit the tiles: one group, and whole panels in every image (so that
 /// no panel spans two images).
 fn shape_suits(d: &Dims) -> bool {
-    d.g.groups == 1 && d.p() > 0 && d.p().is_multiple_of(LANES) && avx2_fma()
+    d.g.groups == 1 && d.p() > 0 && d.p().is_multiple_of(LANES)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -131,6 +120,7 @@ pub(super) fn chunk(
     parallel: bool,
 ) {
     let (p, k) = (d.p(), d.k());
+    assert!(avx2_fma(), "conv tiles: the CPU lacks AVX2 or FMA");
     assert!(shape_suits(d), "conv tiles: unsuited shapes {d:?}");
     assert_eq!(y.len(), imgs.len() * d.c_out * p, "conv tiles: output size");
     assert_eq!(w_tiles.len(), d.c_out.div_ceil(ROWS) * k * ROWS, "conv tiles: weight size");
@@ -231,7 +221,7 @@ unsafe fn panels_of(src: &Source, w_tiles: &[f32], range: std::ops::Range<usize>
 #[cfg(target_arch = "x86_64")]
 unsafe fn tile(rows: usize, k: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, add: bool) {
     debug_assert!(a.len() >= k * ROWS && b.len() >= k * LANES);
-    // SAFETY: `shape_suits` checked AVX2 and FMA; the rest is the caller's contract.
+    // SAFETY: `chunk` asserted AVX2 and FMA; the rest is the caller's contract.
     unsafe {
         match rows {
             6 => kernel::<6>(k, a.as_ptr(), b.as_ptr(), c, ldc, add),
