@@ -9,13 +9,12 @@
 
 use std::sync::Arc;
 
-use candle_core::TensorId;
 use rayon::prelude::*;
 
-use super::super::prepared::prepared;
 use super::super::transpose::{TILE, tile, transpose};
 use super::super::{gemm_strided, min_planes, threads};
 use super::epilogue::Through;
+use super::kept::{Derived, WeightSource, kept};
 use super::packed;
 use super::{Dims, Epilogue, taps, with_scratch};
 
@@ -94,13 +93,13 @@ fn for_each_live_weight(ci: usize, nt: usize, live: &[usize], mut f: impl FnMut(
 }
 
 /// The live taps' weights as [c_out][live][c_in], in one sequential pass over `w`
-/// [c_out, c_in, kh, kw], kept for the parameter `id` until a parameter changes. Tap l's
+/// [c_out, c_in, kh, kw], kept for the parameter `source` until a parameter changes. Tap l's
 /// matrix has unit stride along input channels, the dimension both products run over
 /// (forward: W_l as the right operand, read column by column; input gradient: W_l^T as
 /// the left one), so gemm reads it in place.
-fn gather_weight(d: &Dims, w: &[f32], live: &[usize], id: Option<TensorId>) -> Arc<Vec<f32>> {
+fn gather_weight(d: &Dims, w: &[f32], live: &[usize], source: Option<WeightSource>) -> Arc<Vec<f32>> {
     let (ci, nt, nl) = (d.c_in, d.kh * d.kw, live.len());
-    prepared(id, live, || {
+    kept(source, Derived::LiveTaps, live, || {
         let mut out = vec![0f32; d.c_out * nl * ci];
         let rows = out.par_chunks_mut(nl * ci).zip(w.par_chunks(ci * nt)).with_min_len(min_planes(nl * ci));
         rows.for_each(|(row, src)| for_each_live_weight(ci, nt, live, |full, tap| row[tap] = src[full]));
@@ -245,18 +244,18 @@ fn chunk_images(d: &Dims) -> usize {
 }
 
 /// `y` [n, c_out, p] = conv(x, w) + b, followed by `then`.
-/// `id` names `w` when it is a parameter (its gathered taps are then kept).
+/// `source` names `w` when it is a parameter (its gathered taps are then kept).
 pub(super) fn forward(
     d: &Dims,
     x: &[f32],
     w: &[f32],
-    id: Option<TensorId>,
+    source: Option<WeightSource>,
     b: Option<&[f32]>,
     then: Option<&Epilogue>,
 ) -> Vec<f32> {
     let (ci, co, p, hw) = (d.c_in, d.c_out, d.p(), d.h * d.w);
     let pairs = Pairs::new(d);
-    let wl = gather_weight(d, w, &pairs.live, id);
+    let wl = gather_weight(d, w, &pairs.live, source);
     let per = chunk_images(d);
     let mut y = vec![0f32; d.n * co * p];
     y.par_chunks_mut(per * co * p).zip(x.par_chunks(per * ci * hw)).for_each(|(y, x)| {
@@ -307,12 +306,12 @@ pub(super) fn backward_input(
     d: &Dims,
     dy: &[f32],
     w: &[f32],
-    id: Option<TensorId>,
+    source: Option<WeightSource>,
     through: Option<&Through>,
 ) -> Vec<f32> {
     let (ci, co, p, hw) = (d.c_in, d.c_out, d.p(), d.h * d.w);
     let pairs = Pairs::new(d);
-    let wl = gather_weight(d, w, &pairs.live, id);
+    let wl = gather_weight(d, w, &pairs.live, source);
     let per = chunk_images(d);
     let mut dx = vec![0f32; d.n * ci * hw];
     dx.par_chunks_mut(per * ci * hw).zip(dy.par_chunks(per * co * p)).enumerate().for_each(|(t, (dx, dy))| {

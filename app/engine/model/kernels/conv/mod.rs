@@ -1,23 +1,24 @@
 //! 2-D convolution by im2col and gemm, forward and both backward passes.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, TensorId};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::pool::{Pooler, pool_forward};
-use super::prepared::prepared;
 use super::transpose::transpose;
 use super::{Grads, apply3, f32_data, gemm_strided, matmul, threads};
 use crate::engine::model::ops::Pool2d;
 
 mod direct;
 mod epilogue;
+mod kept;
 mod packed;
 
 use direct::Pass;
 pub use epilogue::Epilogue;
 use epilogue::{EpilogueBackward, PoolBackward, Through};
+use kept::{Derived, WeightSource, kept};
 
 /// Convolution geometry (PyTorch's `nn.Conv2d` arguments, square stride and dilation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,8 +418,9 @@ struct Forward {
     g: Geometry,
     weight_grad: bool,
     has_bias: bool,
-    /// The weight's id when it is a parameter (the direct path then keeps its gathered taps).
-    weight_id: Option<TensorId>,
+    /// Where the weight comes from when it is a parameter: what the kernels derive from it
+    /// (gathered taps, tiles) is then kept between calls.
+    weight: Option<WeightSource>,
     then: Option<Epilogue>,
     pool: Option<PoolAfter>,
 }
@@ -476,7 +478,7 @@ impl CustomOp3 for Forward {
             // The input's gradient only (attacks) on the direct path: the epilogue's backward
             // pass runs inside it, image by image, instead of as a pass of its own.
             let back =
-                BackwardInputThrough { g: self.g, input: x.dims().to_vec(), id: self.weight_id, then: then.clone() };
+                BackwardInputThrough { g: self.g, input: x.dims().to_vec(), weight: self.weight, then: then.clone() };
             let dx = grad.contiguous()?.apply_op3_no_bwd(&res.contiguous()?, &w.contiguous()?, &back)?;
             return Ok((Some(dx), None, None));
         }
@@ -497,7 +499,7 @@ impl CustomOp3 for Forward {
         // An input that tracks no gradient (the images, when training) needs none.
         let dx = match x.track_op() {
             true => {
-                let back = BackwardInput(self.g, x.dims().to_vec(), self.weight_id);
+                let back = BackwardInput(self.g, x.dims().to_vec(), self.weight);
                 Some(grad.apply_op2_no_bwd(&w.contiguous()?, &back)?)
             }
             false => None,
@@ -512,15 +514,20 @@ impl CustomOp3 for Forward {
 }
 
 impl Forward {
+    /// The weights as the tiles of `packed`, where that path computes this convolution.
+    fn weight_tiles(&self, d: &Dims, w: &[f32]) -> Option<Arc<Vec<f32>>> {
+        packed::suits(d).then(|| kept(self.weight, Derived::Tiles, &[], || packed::pack_weights(d, w)))
+    }
+
     /// The convolution's output [n, c_out, oh, ow] with its bias and epilogue.
     fn conv_output(&self, d: &Dims, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         if direct::suits(d, Pass::Forward) {
-            return direct::forward(d, x, w, self.weight_id, self.has_bias.then_some(b), self.then.as_ref());
+            return direct::forward(d, x, w, self.weight, self.has_bias.then_some(b), self.then.as_ref());
         }
-        let (plan, taps, tiles) = (Plan::new(d), taps(d), weight_tiles(d, w));
+        let (plan, taps, tiles) = (Plan::new(d), taps(d), self.weight_tiles(d, w));
         let mut y = vec![0f32; d.n * d.c_out * d.p()];
         for_chunk_slices(plan, &mut y, d.c_out * d.p(), |c, y_chunk| {
-            self.chunk_output(d, x, w, tiles.as_deref(), b, plan, &taps, c, y_chunk)
+            self.chunk_output(d, x, w, tiles.as_ref().map(|t| t.as_slice()), b, plan, &taps, c, y_chunk)
         });
         y
     }
@@ -536,7 +543,7 @@ impl Forward {
         }
         let pooler = Pooler::new(pool.p, d.oh, d.ow)?;
         let (plan, taps, p, q) = (Plan::new(d), taps(d), d.p(), pooler.out_len());
-        let tiles = weight_tiles(d, w);
+        let tiles = self.weight_tiles(d, w);
         let mut y = vec![0f32; d.n * d.c_out * q];
         let mut idx = vec![0u32; if pool.keep_indices { y.len() } else { 0 }];
         // Per chunk its part of the output and of the indices (none when not kept).
@@ -546,7 +553,7 @@ impl Forward {
         let jobs: Vec<(&mut [f32], &mut [u32])> = y.chunks_mut(size).zip(ix_parts).collect();
         let run = |(c, (out, ix)): (usize, (&mut [f32], &mut [u32]))| {
             let mut full = vec![0f32; plan.images(c, d.n).len() * d.c_out * p];
-            self.chunk_output(d, x, w, tiles.as_deref(), b, plan, &taps, c, &mut full);
+            self.chunk_output(d, x, w, tiles.as_ref().map(|t| t.as_slice()), b, plan, &taps, c, &mut full);
             pooler.planes(&full, out, ix);
         };
         if plan.by_chunk {
@@ -575,57 +582,50 @@ impl Forward {
         let (k, p, cg) = (d.k(), d.p(), d.cout_g());
         let imgs = plan.images(c, d.n);
         let width = imgs.len() * p;
-        if let Some(tiles) = tiles {
-            if self.has_bias {
-                for (i, row) in y_chunk.chunks_mut(p).enumerate() {
-                    row.fill(b[i % d.c_out]);
-                }
-            }
-            packed::chunk(d, x, tiles, imgs, taps, self.has_bias, y_chunk, !plan.by_chunk);
-            if let Some(then) = &self.then {
-                then.apply(y_chunk, p);
-            }
-            return;
-        }
-        with_scratch(|col, scratch| {
-            // A chunk of one image has the output's own layout: gemm writes into it.
-            let single = imgs.len() == 1;
-            let out = if single {
-                &mut y_chunk[..]
-            } else {
-                scratch.resize(d.c_out * width, 0.0);
-                &mut scratch[..]
-            };
-            for g in 0..d.g.groups {
-                chunk_cols(d, x, &imgs, g, taps, col);
-                let og = &mut out[g * cg * width..(g + 1) * cg * width];
+        match tiles {
+            Some(tiles) => {
                 if self.has_bias {
-                    // Start from the bias and let gemm accumulate onto it.
-                    for (ch, row) in og.chunks_mut(width).enumerate() {
-                        row.fill(b[g * cg + ch]);
+                    for (i, row) in y_chunk.chunks_mut(p).enumerate() {
+                        row.fill(b[i % d.c_out]);
                     }
                 }
-                let wg = &w[g * cg * k..(g + 1) * cg * k];
-                matmul(cg, width, k, og, self.has_bias, wg, (k, 1), col, (width, 1), !plan.by_chunk);
+                packed::chunk(d, x, tiles, imgs, taps, self.has_bias, y_chunk, !plan.by_chunk);
             }
-            // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
-            if !single {
-                for j in 0..imgs.len() {
-                    for ch in 0..d.c_out {
-                        y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&scratch[ch * width + j * p..][..p]);
+            None => with_scratch(|col, scratch| {
+                // A chunk of one image has the output's own layout: gemm writes into it.
+                let single = imgs.len() == 1;
+                let out = if single {
+                    &mut y_chunk[..]
+                } else {
+                    scratch.resize(d.c_out * width, 0.0);
+                    &mut scratch[..]
+                };
+                for g in 0..d.g.groups {
+                    chunk_cols(d, x, &imgs, g, taps, col);
+                    let og = &mut out[g * cg * width..(g + 1) * cg * width];
+                    if self.has_bias {
+                        // Start from the bias and let gemm accumulate onto it.
+                        for (ch, row) in og.chunks_mut(width).enumerate() {
+                            row.fill(b[g * cg + ch]);
+                        }
+                    }
+                    let wg = &w[g * cg * k..(g + 1) * cg * k];
+                    matmul(cg, width, k, og, self.has_bias, wg, (k, 1), col, (width, 1), !plan.by_chunk);
+                }
+                // The chunk's block is [c_out, bn * p]; the output is [n, c_out, p].
+                if !single {
+                    for j in 0..imgs.len() {
+                        for ch in 0..d.c_out {
+                            y_chunk[(j * d.c_out + ch) * p..][..p].copy_from_slice(&scratch[ch * width + j * p..][..p]);
+                        }
                     }
                 }
-            }
-            if let Some(then) = &self.then {
-                then.apply(y_chunk, p);
-            }
-        });
+            }),
+        }
+        if let Some(then) = &self.then {
+            then.apply(y_chunk, p);
+        }
     }
-}
-
-/// The weights as the tiles of `packed`, where that path computes this convolution.
-fn weight_tiles(d: &Dims, w: &[f32]) -> Option<Vec<f32>> {
-    packed::suits(d).then(|| packed::pack_weights(d, w))
 }
 
 /// The output gradient of group `g` of images `imgs` as one [cg, bn * p] matrix: `dy`'s
@@ -657,8 +657,8 @@ struct BackwardInputThrough {
     g: Geometry,
     /// The convolution's input dims.
     input: Vec<usize>,
-    /// The weight's id when it is a parameter.
-    id: Option<TensorId>,
+    /// Where the weight comes from when it is a parameter.
+    weight: Option<WeightSource>,
     then: Epilogue,
 }
 
@@ -683,7 +683,7 @@ impl CustomOp3 for BackwardInputThrough {
         }
         self.then.check(d.c_out)?;
         let through = Through::new(&self.then, &y, d.p());
-        let dx = direct::backward_input(&d, &g, &w, self.id, Some(&through));
+        let dx = direct::backward_input(&d, &g, &w, self.weight, Some(&through));
         Ok((CpuStorage::F32(dx), Shape::from(self.input.clone())))
     }
 }
@@ -717,7 +717,7 @@ fn flip_kernel(d: &Dims, w: &[f32]) -> Vec<f32> {
 
 /// dX from dY and W: the column gradient W^T dY, scattered back (col2im). Holds the
 /// input's dims and the weight's id when it is a parameter.
-struct BackwardInput(Geometry, Vec<usize>, Option<TensorId>);
+struct BackwardInput(Geometry, Vec<usize>, Option<WeightSource>);
 
 impl CustomOp2 for BackwardInput {
     fn name(&self) -> &'static str {
@@ -734,11 +734,16 @@ impl CustomOp2 for BackwardInput {
             ));
         }
         if let Some(geometry) = flipped_geometry(&d) {
-            // Tagged apart from the direct path's live-tap lists (which hold tap indices).
-            let wf = prepared(self.2, &[usize::MAX, d.kh, d.kw], || flip_kernel(&d, &w));
+            let wf = kept(self.2, Derived::Flipped, &[d.kh, d.kw], || flip_kernel(&d, &w));
             let fd = Dims::new(&[d.n, d.c_out, d.oh, d.ow], &[d.c_in, d.c_out, d.kh, d.kw], geometry)?;
-            let forward =
-                Forward { g: geometry, weight_grad: false, has_bias: false, weight_id: None, then: None, pool: None };
+            let forward = Forward {
+                g: geometry,
+                weight_grad: false,
+                has_bias: false,
+                weight: self.2.map(WeightSource::flipped),
+                then: None,
+                pool: None,
+            };
             return Ok((CpuStorage::F32(forward.conv_output(&fd, &dy, &wf, &[])), Shape::from(self.1.clone())));
         }
         let (k, p, cg, hw) = (d.k(), d.p(), d.cout_g(), d.h * d.w);
@@ -906,9 +911,9 @@ pub fn conv2d_then(
         None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
     };
     let w = w.contiguous()?;
-    let weight_id = w.is_variable().then(|| w.id());
+    let weight = w.is_variable().then(|| WeightSource { id: w.id(), flipped: false });
     let keep_indices = grads != Grads::None;
     let pool = pool.map(|p| PoolAfter { p, indices: Mutex::new(None), keep_indices });
-    let op = Forward { g, weight_grad: grads.weights(), has_bias: b.is_some(), weight_id, then, pool };
+    let op = Forward { g, weight_grad: grads.weights(), has_bias: b.is_some(), weight, then, pool };
     apply3(&x.contiguous()?, &w, &bias, op, grads)
 }
