@@ -161,9 +161,12 @@ fn per_position(values: &[f32], p: usize) -> Vec<f32> {
     values.iter().flat_map(|&v| std::iter::repeat_n(v, p)).collect()
 }
 
-/// Threads for parallel loops (candle's own setting, which follows RAYON_NUM_THREADS).
+/// Threads for parallel loops (candle's own setting, which follows RAYON_NUM_THREADS), read
+/// once: candle reads /proc/cpuinfo on every call, and the kernels ask several times per op
+/// (2 % of a narrow ResNet's APGD profile, on the thread the workers wait for).
 fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
 }
 
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]` into a row-major `dst`, with explicit row and

@@ -1,6 +1,6 @@
 //! 2-D convolution by im2col and gemm, forward and both backward passes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -514,9 +514,11 @@ impl CustomOp3 for Forward {
 }
 
 impl Forward {
-    /// The weights as the tiles of `packed`, where that path computes this convolution.
-    fn weight_tiles(&self, d: &Dims, w: &[f32]) -> Option<Arc<Vec<f32>>> {
-        packed::suits(d).then(|| kept(self.weight, Derived::Tiles, &[], || packed::pack_weights(d, w)))
+    /// The tiles of `packed` for weights `w` and tap table `taps`, where that path computes
+    /// this convolution.
+    fn tiles(&self, d: &Dims, w: &[f32], taps: &[i32]) -> Option<packed::Tiles> {
+        let weights = || kept(self.weight, Derived::Tiles, &[], || packed::pack_weights(d, w));
+        packed::suits(d).then(|| packed::Tiles::new(d, taps, weights()))
     }
 
     /// The convolution's output [n, c_out, oh, ow] with its bias and epilogue.
@@ -524,10 +526,11 @@ impl Forward {
         if direct::suits(d, Pass::Forward) {
             return direct::forward(d, x, w, self.weight, self.has_bias.then_some(b), self.then.as_ref());
         }
-        let (plan, taps, tiles) = (Plan::new(d), taps(d), self.weight_tiles(d, w));
+        let (plan, taps) = (Plan::new(d), taps(d));
+        let tiles = self.tiles(d, w, &taps);
         let mut y = vec![0f32; d.n * d.c_out * d.p()];
         for_chunk_slices(plan, &mut y, d.c_out * d.p(), |c, y_chunk| {
-            self.chunk_output(d, x, w, tiles.as_ref().map(|t| t.as_slice()), b, plan, &taps, c, y_chunk)
+            self.chunk_output(d, x, w, tiles.as_ref(), b, plan, &taps, c, y_chunk)
         });
         y
     }
@@ -543,7 +546,7 @@ impl Forward {
         }
         let pooler = Pooler::new(pool.p, d.oh, d.ow)?;
         let (plan, taps, p, q) = (Plan::new(d), taps(d), d.p(), pooler.out_len());
-        let tiles = self.weight_tiles(d, w);
+        let tiles = self.tiles(d, w, &taps);
         let mut y = vec![0f32; d.n * d.c_out * q];
         let mut idx = vec![0u32; if pool.keep_indices { y.len() } else { 0 }];
         // Per chunk its part of the output and of the indices (none when not kept).
@@ -553,7 +556,7 @@ impl Forward {
         let jobs: Vec<(&mut [f32], &mut [u32])> = y.chunks_mut(size).zip(ix_parts).collect();
         let run = |(c, (out, ix)): (usize, (&mut [f32], &mut [u32]))| {
             let mut full = vec![0f32; plan.images(c, d.n).len() * d.c_out * p];
-            self.chunk_output(d, x, w, tiles.as_ref().map(|t| t.as_slice()), b, plan, &taps, c, &mut full);
+            self.chunk_output(d, x, w, tiles.as_ref(), b, plan, &taps, c, &mut full);
             pooler.planes(&full, out, ix);
         };
         if plan.by_chunk {
@@ -565,14 +568,14 @@ impl Forward {
     }
 
     /// Chunk `c`'s output [images, c_out, p] with bias and epilogue, by the tiles of
-    /// `packed` when the weights come as `tiles` ([`weight_tiles`]), else by im2col and gemm.
+    /// `packed` when it comes with `tiles` ([`Self::tiles`]), else by im2col and gemm.
     #[allow(clippy::too_many_arguments)]
     fn chunk_output(
         &self,
         d: &Dims,
         x: &[f32],
         w: &[f32],
-        tiles: Option<&[f32]>,
+        tiles: Option<&packed::Tiles>,
         b: &[f32],
         plan: Plan,
         taps: &[i32],

@@ -12,6 +12,8 @@
 //! Each output is the sum of its products in the rows' order (a block of rows added to the
 //! sum of the blocks before it): the im2col product's sums reordered, not approximated.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
 use super::super::transpose::avx512;
@@ -83,24 +85,54 @@ enum Run {
     Inside(u32),
     /// All on padding.
     Padding,
-    /// Anything else: read position by position through the tap table.
+    /// The lanes in `keep` (bit per lane) inside the image at offsets `base` + lane, the rest
+    /// on padding: a row's first or last positions under a tap that reads past the border,
+    /// or a panel spanning two rows of an 8-wide map.
+    Masked { base: i32, keep: u16 },
+    /// Anything else (strided reads): read position by position through the tap table.
     Mixed,
 }
 
-/// For each kernel tap and each panel of an image, how the panel reads that tap.
+impl Run {
+    /// How a panel reads one tap, from the tap table's offsets for its lanes (< 0: padding).
+    fn of(lanes: &[i32]) -> Self {
+        let Some(first) = lanes.iter().position(|&at| at >= 0) else { return Run::Padding };
+        let base = lanes[first] - first as i32;
+        let mut keep = 0u16;
+        for (lane, &at) in lanes.iter().enumerate().filter(|(_, at)| **at >= 0) {
+            if at != base + lane as i32 {
+                return Run::Mixed;
+            }
+            keep |= 1 << lane;
+        }
+        match keep {
+            u16::MAX => Run::Inside(base as u32),
+            _ => Run::Masked { base, keep },
+        }
+    }
+}
+
+/// A convolution's weights packed for the tiles, and how each panel reads each tap: what
+/// every chunk of images shares.
+pub(super) struct Tiles {
+    weights: Arc<Vec<f32>>,
+    runs: Vec<Run>,
+}
+
+impl Tiles {
+    /// `weights` from [`pack_weights`], `taps` the geometry's tap table.
+    pub fn new(d: &Dims, taps: &[i32], weights: Arc<Vec<f32>>) -> Self {
+        Self { weights, runs: runs(d, taps) }
+    }
+}
+
+/// For each panel of an image and each kernel tap, how the panel reads that tap: [panel][tap].
 fn runs(d: &Dims, taps: &[i32]) -> Vec<Run> {
-    let p = d.p();
-    let mut out = Vec::with_capacity(d.kh * d.kw * p / LANES);
-    for tap in taps.chunks(p) {
-        for lanes in tap.chunks(LANES) {
-            let first = lanes[0];
-            out.push(if lanes.iter().all(|&q| q < 0) {
-                Run::Padding
-            } else if first >= 0 && lanes.iter().zip(first..).all(|(&q, want)| q == want) {
-                Run::Inside(first as u32)
-            } else {
-                Run::Mixed
-            });
+    let (p, nt) = (d.p(), d.kh * d.kw);
+    let mut out = Vec::with_capacity(nt * p / LANES);
+    for q in 0..p / LANES {
+        for t in 0..nt {
+            out.push(Run::of(&taps[t * p + q * LANES..][..LANES]));
         }
     }
     out
@@ -112,7 +144,7 @@ fn runs(d: &Dims, taps: &[i32]) -> Vec<Run> {
 pub(super) fn chunk(
     d: &Dims,
     x: &[f32],
-    w_tiles: &[f32],
+    tiles: &Tiles,
     imgs: std::ops::Range<usize>,
     taps: &[i32],
     accumulate: bool,
@@ -123,15 +155,16 @@ pub(super) fn chunk(
     assert!(avx2_fma(), "conv tiles: the CPU lacks AVX2 or FMA");
     assert!(shape_suits(d), "conv tiles: unsuited shapes {d:?}");
     assert_eq!(y.len(), imgs.len() * d.c_out * p, "conv tiles: output size");
+    let (w_tiles, runs) = (tiles.weights.as_slice(), &tiles.runs);
     assert_eq!(w_tiles.len(), d.c_out.div_ceil(ROWS) * k * ROWS, "conv tiles: weight size");
     assert!(x.len() >= imgs.end * d.c_in * d.h * d.w, "conv tiles: input size");
     assert_eq!(taps.len(), d.kh * d.kw * p, "conv tiles: tap table size");
-    let runs = runs(d, taps);
+    assert_eq!(runs.len(), d.kh * d.kw * p / LANES, "conv tiles: run table size");
     let panels = imgs.len() * p / LANES;
     let out = Out(y.as_mut_ptr());
     let job = |range: std::ops::Range<usize>| {
-        let src = Source { d, x, taps, runs: &runs, first_image: imgs.start };
-        // SAFETY: the asserts above size `y` for every panel's tiles, and jobs own disjoint
+        let src = Source { d, x, taps, runs, first_image: imgs.start };
+        // SAFETY: the asserts above check the CPU and size `y` for every panel's tiles, and jobs own disjoint
         // panels, hence disjoint columns of `y`.
         unsafe { panels_of(&src, w_tiles, range, accumulate, out) }
     };
@@ -161,33 +194,76 @@ struct Source<'a> {
 
 impl Source<'_> {
     /// Rows `rows` of global panel `panel` (counted from the chunk's first image), [row][lane].
+    /// Row r reads channel r / taps at tap r % taps: both are stepped, not divided per row.
     fn gather(&self, panel: usize, rows: std::ops::Range<usize>, out: &mut [f32]) {
         let d = self.d;
         let (p, hw, nt) = (d.p(), d.h * d.w, d.kh * d.kw);
         let per_image = p / LANES;
         let (image, q) = (self.first_image + panel / per_image, panel % per_image);
         let x = &self.x[image * d.c_in * hw..][..d.c_in * hw];
-        for (r, dst) in rows.zip(out.chunks_exact_mut(LANES)) {
-            let (c, t) = (r / nt, r % nt);
-            let plane = &x[c * hw..][..hw];
-            match self.runs[t * per_image + q] {
+        let runs = &self.runs[q * nt..][..nt];
+        let (mut c, mut t) = (rows.start / nt, rows.start % nt);
+        let mut plane = &x[c * hw..][..hw];
+        for dst in out.chunks_exact_mut(LANES).take(rows.len()) {
+            match runs[t] {
                 Run::Inside(at) => dst.copy_from_slice(&plane[at as usize..][..LANES]),
                 Run::Padding => dst.fill(0.0),
+                // SAFETY: `chunk` asserted AVX2; the kept lanes' offsets are taps inside `plane`.
+                Run::Masked { base, keep } => unsafe { masked_copy(plane, base, keep, dst) },
                 Run::Mixed => {
                     for (v, &at) in dst.iter_mut().zip(&self.taps[t * p + q * LANES..][..LANES]) {
                         *v = if at >= 0 { plane[at as usize] } else { 0.0 };
                     }
                 }
             }
+            t += 1;
+            if t == nt && c + 1 < d.c_in {
+                (t, c) = (0, c + 1);
+                plane = &x[c * hw..][..hw];
+            }
         }
     }
 }
 
-/// The tiles of panels `range`, block of rows by block of rows.
+/// dst[lane] = plane[base + lane] for the lanes in `keep`, 0 for the others.
 ///
 /// # Safety
-/// `out` must address the chunk's output [images, c_out, p] sized for these panels, and no
-/// other thread may write these panels' columns meanwhile.
+/// The CPU must have AVX2; `base + lane` must lie inside `plane` for every lane in `keep`
+/// (the others are not read: masked loads neither read nor fault on masked lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masked_copy(plane: &[f32], base: i32, keep: u16, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert_eq!(dst.len(), LANES);
+    let bits = |from: i32| {
+        _mm256_setr_epi32(1 << from, 2 << from, 4 << from, 8 << from, 16 << from, 32 << from, 64 << from, 128 << from)
+    };
+    let mask = |from: i32| {
+        let b = bits(from);
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(keep as i32), b), b)
+    };
+    let at = plane.as_ptr().wrapping_offset(base as isize);
+    // SAFETY: only kept lanes are read, each inside `plane` (caller's contract); `dst` holds
+    // LANES values.
+    unsafe {
+        let (lo, hi) = (_mm256_maskload_ps(at, mask(0)), _mm256_maskload_ps(at.wrapping_add(8), mask(8)));
+        _mm256_storeu_ps(dst.as_mut_ptr(), lo);
+        _mm256_storeu_ps(dst.as_mut_ptr().add(8), hi);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn masked_copy(_: &[f32], _: i32, _: u16, _: &mut [f32]) {
+    unreachable!("conv tiles run on x86-64 only (see `suits`)")
+}
+
+/// The tiles of panels `range`, block of rows by block of rows. Compiled for AVX2 and FMA so
+/// that the gather's masked loads and the kernels inline into it.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA; `out` must address the chunk's output [images, c_out, p]
+/// sized for these panels, and no other thread may write these panels' columns meanwhile.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
 unsafe fn panels_of(src: &Source, w_tiles: &[f32], range: std::ops::Range<usize>, accumulate: bool, out: Out) {
     let d = src.d;
     let (k, p, c_out) = (d.k(), d.p(), d.c_out);
@@ -304,7 +380,7 @@ mod tests {
     }
 
     /// Tiles with missing rows, reductions of several blocks, strided and padded taps (runs
-    /// inside, on padding and mixed), several images per chunk, with and without threads.
+    /// of every kind), several images per chunk, with and without threads.
     #[test]
     fn tiles_compute_the_convolution() {
         if !avx2_fma() {
@@ -322,12 +398,23 @@ mod tests {
         let values = |len: usize, seed: usize| -> Vec<f32> {
             (0..len).map(|i| (((i * 7919 + seed * 104729) % 2001) as f32 - 1000.0) / 500.0).collect()
         };
+        let mut kinds = [false; 4];
         for (case, (xs, ws, geometry)) in cases.into_iter().enumerate() {
             let d = Dims::new(&xs, &ws, geometry).unwrap();
             assert!(shape_suits(&d), "case {case} must fit the tiles");
+            for run in runs(&d, &taps(&d)) {
+                let kind = match run {
+                    Run::Inside(_) => 0,
+                    Run::Padding => 1,
+                    Run::Masked { .. } => 2,
+                    Run::Mixed => 3,
+                };
+                kinds[kind] = true;
+            }
             let (x, w, b) =
                 (values(xs.iter().product(), case), values(ws.iter().product(), case + 9), values(ws[0], 3));
-            let (tiles, table) = (pack_weights(&d, &w), taps(&d));
+            let table = taps(&d);
+            let tiles = Tiles::new(&d, &table, Arc::new(pack_weights(&d, &w)));
             // With a bias the output starts from it, as the forward pass does; without one
             // the tiles overwrite whatever it holds.
             for (bias, parallel, per_chunk) in
@@ -349,5 +436,6 @@ mod tests {
                 }
             }
         }
+        assert_eq!(kinds, [true; 4], "the cases read every kind of run (inside, padding, masked, mixed)");
     }
 }
