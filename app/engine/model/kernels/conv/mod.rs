@@ -516,7 +516,7 @@ impl CustomOp3 for Forward {
 impl Forward {
     /// The tiles of `packed` for weights `w` and tap table `taps`, where that path computes
     /// this convolution.
-    fn tiles(&self, d: &Dims, w: &[f32], taps: &[i32]) -> Option<packed::Tiles> {
+    fn tiles<'a>(&self, d: &Dims, w: &[f32], taps: &'a [i32]) -> Option<packed::Tiles<'a>> {
         let weights = || kept(self.weight, Derived::Tiles, &[], || packed::pack_weights(d, w));
         packed::suits(d).then(|| packed::Tiles::new(d, taps, weights()))
     }
@@ -575,7 +575,7 @@ impl Forward {
         d: &Dims,
         x: &[f32],
         w: &[f32],
-        tiles: Option<&packed::Tiles>,
+        tiles: Option<&packed::Tiles<'_>>,
         b: &[f32],
         plan: Plan,
         taps: &[i32],
@@ -592,7 +592,7 @@ impl Forward {
                         row.fill(b[i % d.c_out]);
                     }
                 }
-                packed::chunk(d, x, tiles, imgs, taps, self.has_bias, y_chunk, !plan.by_chunk);
+                packed::chunk(tiles, x, imgs, self.has_bias, y_chunk, !plan.by_chunk);
             }
             None => with_scratch(|col, scratch| {
                 // A chunk of one image has the output's own layout: gemm writes into it.

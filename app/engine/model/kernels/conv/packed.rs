@@ -112,17 +112,27 @@ impl Run {
     }
 }
 
-/// A convolution's weights packed for the tiles, and how each panel reads each tap: what
-/// every chunk of images shares.
-pub(super) struct Tiles {
+/// What every chunk of a convolution's images shares: its sizes, its tap table, its weights
+/// packed for the tiles, and how each panel reads each tap (built from that tap table, so the
+/// two cannot disagree).
+pub(super) struct Tiles<'a> {
+    d: Dims,
+    taps: &'a [i32],
     weights: Arc<Vec<f32>>,
     runs: Vec<Run>,
 }
 
-impl Tiles {
-    /// `weights` from [`pack_weights`], `taps` the geometry's tap table.
-    pub fn new(d: &Dims, taps: &[i32], weights: Arc<Vec<f32>>) -> Self {
-        Self { weights, runs: runs(d, taps) }
+impl<'a> Tiles<'a> {
+    /// `taps` the geometry's tap table, `weights` from [`pack_weights`]. Checks here, once per
+    /// convolution, what the gathers' unchecked loads rely on: every tap reads padding (-1) or
+    /// a place inside the input plane.
+    pub fn new(d: &Dims, taps: &'a [i32], weights: Arc<Vec<f32>>) -> Self {
+        assert!(shape_suits(d), "conv tiles: unsuited shapes {d:?}");
+        assert_eq!(taps.len(), d.kh * d.kw * d.p(), "conv tiles: tap table size");
+        let hw = (d.h * d.w) as i64;
+        assert!(taps.iter().all(|&at| (-1..hw).contains(&(at as i64))), "conv tiles: a tap outside the plane");
+        assert_eq!(weights.len(), d.c_out.div_ceil(ROWS) * d.k() * ROWS, "conv tiles: weight size");
+        Self { d: *d, taps, weights, runs: runs(d, taps) }
     }
 }
 
@@ -140,33 +150,26 @@ fn runs(d: &Dims, taps: &[i32]) -> Vec<Run> {
 
 /// The output of images `imgs` into `y` [images, c_out, p] (bias already in `y` when
 /// `accumulate`): the tiles over all panels, split among threads when `parallel`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn chunk(
-    d: &Dims,
-    x: &[f32],
     tiles: &Tiles,
+    x: &[f32],
     imgs: std::ops::Range<usize>,
-    taps: &[i32],
     accumulate: bool,
     y: &mut [f32],
     parallel: bool,
 ) {
-    let (p, k) = (d.p(), d.k());
+    let d = &tiles.d;
+    let p = d.p();
     assert!(avx2_fma(), "conv tiles: the CPU lacks AVX2 or FMA");
-    assert!(shape_suits(d), "conv tiles: unsuited shapes {d:?}");
     assert_eq!(y.len(), imgs.len() * d.c_out * p, "conv tiles: output size");
-    let (w_tiles, runs) = (tiles.weights.as_slice(), &tiles.runs);
-    assert_eq!(w_tiles.len(), d.c_out.div_ceil(ROWS) * k * ROWS, "conv tiles: weight size");
     assert!(x.len() >= imgs.end * d.c_in * d.h * d.w, "conv tiles: input size");
-    assert_eq!(taps.len(), d.kh * d.kw * p, "conv tiles: tap table size");
-    assert_eq!(runs.len(), d.kh * d.kw * p / LANES, "conv tiles: run table size");
     let panels = imgs.len() * p / LANES;
     let out = Out(y.as_mut_ptr());
     let job = |range: std::ops::Range<usize>| {
-        let src = Source { d, x, taps, runs, first_image: imgs.start };
-        // SAFETY: the asserts above check the CPU and size `y` for every panel's tiles, and jobs own disjoint
-        // panels, hence disjoint columns of `y`.
-        unsafe { panels_of(&src, w_tiles, range, accumulate, out) }
+        let src = Source { d, x, taps: tiles.taps, runs: &tiles.runs, first_image: imgs.start };
+        // SAFETY: the asserts above and in `Tiles::new` check the CPU, the weights and `y`
+        // for every panel's tiles, and jobs own disjoint panels, hence disjoint columns of `y`.
+        unsafe { panels_of(&src, &tiles.weights, range, accumulate, out) }
     };
     let jobs = if parallel { threads().min(panels) } else { 1 };
     if jobs <= 1 {
@@ -208,7 +211,8 @@ impl Source<'_> {
             match runs[t] {
                 Run::Inside(at) => dst.copy_from_slice(&plane[at as usize..][..LANES]),
                 Run::Padding => dst.fill(0.0),
-                // SAFETY: `chunk` asserted AVX2; the kept lanes' offsets are taps inside `plane`.
+                // SAFETY: `chunk` asserted AVX2; the kept lanes' offsets are taps, which
+                // `Tiles::new` checked lie inside the plane.
                 Run::Masked { base, keep } => unsafe { masked_copy(plane, base, keep, dst) },
                 Run::Mixed => {
                     for (v, &at) in dst.iter_mut().zip(&self.taps[t * p + q * LANES..][..LANES]) {
@@ -427,7 +431,7 @@ mod tests {
                     let mut y: Vec<f32> = (0..want.len()).map(start).collect();
                     for (c, part) in y.chunks_mut(per_chunk * d.c_out * d.p()).enumerate() {
                         let imgs = c * per_chunk..((c + 1) * per_chunk).min(d.n);
-                        chunk(&d, &x, &tiles, imgs, &table, bias, part, parallel);
+                        chunk(&tiles, &x, imgs, bias, part, parallel);
                     }
                     for (i, (got, want)) in y.iter().zip(&want).enumerate() {
                         let tolerance = 1e-4 * (1.0 + want.abs());
