@@ -68,14 +68,7 @@ impl CustomOp2 for EpilogueBackward {
         let dims = l1.dims();
         let (c, p) = (dims[1], dims[2..].iter().product::<usize>().max(1));
         self.0.check(c)?;
-        let scale = per_position(&self.0.alpha, p);
-        // One closure per case: with `relu` tested inside the loop it compiled to scalar code
-        // (7 % of a narrow ResNet's APGD-CE profile, PERFORMANCE.md item 41).
-        let dz = match self.0.relu {
-            true => map_images(&g, &y, &scale, |a, g, y| backward_at(true, g, y, a)),
-            false => map_images(&g, &y, &scale, |a, g, y| backward_at(false, g, y, a)),
-        };
-        Ok((CpuStorage::F32(dz), l1.shape().clone()))
+        Ok((CpuStorage::F32(Through::new(&self.0, &y, p).all(&g)), l1.shape().clone()))
     }
 }
 
@@ -88,9 +81,9 @@ fn backward_at(relu: bool, g: f32, y: f32, alpha: f32) -> f32 {
     affine(kept, alpha, 0.0)
 }
 
-/// The epilogue's backward pass applied image by image as the input gradient's products
-/// read the output gradient (`direct::backward_input`), with [`EpilogueBackward`]'s values:
-/// one pass less over the gradient.
+/// The epilogue's backward pass: over all images at once ([`EpilogueBackward`]), or image
+/// by image as the input gradient's products read the output gradient
+/// (`direct::backward_input`), one pass less over the gradient.
 pub(super) struct Through<'a> {
     /// The epilogue's output [n, c, p].
     pub y: &'a [f32],
@@ -108,10 +101,20 @@ impl<'a> Through<'a> {
     /// gradient at the epilogue's output and the epilogue's output.
     #[inline]
     pub fn image(&self, g: &[f32], y: &[f32], out: &mut [f32]) {
-        // One loop per case, as in `EpilogueBackward`: a test inside the loop keeps it scalar.
+        // One loop per case, chosen outside it: with `relu` tested inside, the loop compiled
+        // to scalar code (7 % of a narrow ResNet's APGD-CE profile, PERFORMANCE.md item 41).
         match self.relu {
             true => image_backward::<true>(&self.scale, g, y, out),
             false => image_backward::<false>(&self.scale, g, y, out),
+        }
+    }
+
+    /// The gradient at the convolution's output for all images from `g`, the gradient at
+    /// the epilogue's output [n, c, p], in parallel.
+    fn all(&self, g: &[f32]) -> Vec<f32> {
+        match self.relu {
+            true => all_backward::<true>(&self.scale, g, self.y),
+            false => all_backward::<false>(&self.scale, g, self.y),
         }
     }
 }
@@ -120,6 +123,10 @@ fn image_backward<const RELU: bool>(scale: &[f32], g: &[f32], y: &[f32], out: &m
     for (((o, &g), &y), &a) in out.iter_mut().zip(g).zip(y).zip(scale) {
         *o = backward_at(RELU, g, y, a);
     }
+}
+
+fn all_backward<const RELU: bool>(scale: &[f32], g: &[f32], y: &[f32]) -> Vec<f32> {
+    map_images(g, y, scale, |a, g, y| backward_at(RELU, g, y, a))
 }
 
 /// The gradient at the convolution's output from the gradient at the output of the
