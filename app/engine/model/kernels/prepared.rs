@@ -38,10 +38,10 @@ pub fn params_changed() {
 
 /// `build()`, the parameter `id` rearranged as `tag` describes, computed once per parameter
 /// generation; built afresh each time for tensors that are not parameters (`id` is `None`).
-pub(super) fn prepared(id: Option<TensorId>, tag: &[usize], build: impl FnOnce() -> Vec<f32>) -> Arc<Vec<f32>> {
+pub(super) fn prepared(id: Option<TensorId>, tag: Vec<usize>, build: impl FnOnce() -> Vec<f32>) -> Arc<Vec<f32>> {
     let Some(id) = id else { return Arc::new(build()) };
     let generation = GENERATION.load(Ordering::SeqCst);
-    let key = (id, tag.to_vec());
+    let key = (id, tag);
     {
         let mut store = STORE.lock().unwrap_or_else(PoisonError::into_inner);
         if store.generation != generation {

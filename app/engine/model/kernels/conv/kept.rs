@@ -40,6 +40,6 @@ pub(super) fn kept(
     rest: &[usize],
     build: impl FnOnce() -> Vec<f32>,
 ) -> Arc<Vec<f32>> {
-    let tag = source.map(|s| [&[what as usize, s.flipped as usize][..], rest].concat()).unwrap_or_default();
-    prepared(source.map(|s| s.id), &tag, build)
+    let Some(source) = source else { return prepared(None, Vec::new(), build) };
+    prepared(Some(source.id), [&[what as usize, source.flipped as usize][..], rest].concat(), build)
 }
