@@ -5,7 +5,10 @@
 //! Median milliseconds of the repeats after one warm-up, inputs N(0, 1), weights N(0, 0.1).
 //!
 //!     cargo run --release --example bench_engine -- --conv-layers [--batch 100] [--repeats 5]
-//!         [--rounds 3] [--no-torch]
+//!         [--rounds 3] [--width 64] [--no-torch]
+//!
+//! `--width W` scales every channel count but the images' 3 by W / 64: `--width 8` gives the
+//! narrow CIFAR ResNet of `scripts/train_cifar_resnet.py` (8 to 64 channels).
 //!
 //! Each round times every layer on our side, then on PyTorch's; the table gives the medians.
 
@@ -19,9 +22,8 @@ use serde::Deserialize;
 
 use super::{arg, median};
 
-/// (input channels, output channels, input side, kernel side, stride, padding, times in the
-/// network): ResNet-18's convolutions with the CIFAR stem.
-const LAYERS: [(usize, usize, usize, usize, usize, usize, usize); 11] = [
+/// ResNet-18's convolutions with the CIFAR stem.
+const LAYERS: [Layer; 11] = [
     (3, 64, 32, 3, 1, 1, 1),
     (64, 64, 32, 3, 1, 1, 4),
     (64, 128, 32, 3, 2, 1, 1),
@@ -35,6 +37,16 @@ const LAYERS: [(usize, usize, usize, usize, usize, usize, usize); 11] = [
     (512, 512, 4, 3, 1, 1, 3),
 ];
 
+/// A convolution: (input channels, output channels, input side, kernel side, stride,
+/// padding, times in the network).
+type Layer = (usize, usize, usize, usize, usize, usize, usize);
+
+/// `LAYERS` with every channel count but the images' scaled by `width` / 64.
+fn layers(width: usize) -> Vec<Layer> {
+    let scale = |c: usize| if c == 3 { c } else { (c * width / 64).max(1) };
+    LAYERS.iter().map(|&(ci, co, side, k, s, p, n)| (scale(ci), scale(co), side, k, s, p, n)).collect()
+}
+
 /// One layer's median times, in milliseconds.
 #[derive(Debug, Deserialize)]
 struct Times {
@@ -42,7 +54,7 @@ struct Times {
     input_grad_ms: f64,
 }
 
-fn ours(layer: (usize, usize, usize, usize, usize, usize, usize), batch: usize, repeats: usize) -> Result<Times> {
+fn ours(layer: Layer, batch: usize, repeats: usize) -> Result<Times> {
     let (ci, co, side, k, stride, pad, _) = layer;
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (batch, ci, side, side), &dev)?)?;
@@ -67,9 +79,9 @@ fn ours(layer: (usize, usize, usize, usize, usize, usize, usize), batch: usize, 
 }
 
 /// PyTorch's times of the same layers (scripts/bench_torch.py --conv-layers).
-fn torch(batch: usize, repeats: usize) -> Result<Vec<Times>> {
+fn torch(layers: &[Layer], batch: usize, repeats: usize) -> Result<Vec<Times>> {
     let spec: Vec<String> =
-        LAYERS.iter().map(|&(ci, co, side, k, s, p, _)| format!("{ci}x{co}x{side}x{k}x{s}x{p}")).collect();
+        layers.iter().map(|&(ci, co, side, k, s, p, _)| format!("{ci}x{co}x{side}x{k}x{s}x{p}")).collect();
     let out = Command::new("python3")
         .args(["scripts/bench_torch.py", "--conv-layers", &spec.join(",")])
         .args(["--batch", &batch.to_string(), "--repeats", &repeats.to_string()])
@@ -81,7 +93,7 @@ fn torch(batch: usize, repeats: usize) -> Result<Vec<Times>> {
 
 /// Per layer, the median over rounds of each time.
 fn medians(rounds: &[Vec<Times>]) -> Vec<Times> {
-    (0..LAYERS.len())
+    (0..rounds[0].len())
         .map(|i| Times {
             forward_ms: median(rounds.iter().map(|r| r[i].forward_ms).collect()),
             input_grad_ms: median(rounds.iter().map(|r| r[i].input_grad_ms).collect()),
@@ -93,14 +105,17 @@ pub fn run(args: &[String]) -> Result<()> {
     let batch: usize = arg(args, "--batch").map_or(Ok(100), |v| v.parse())?;
     let repeats: usize = arg(args, "--repeats").map_or(Ok(5), |v| v.parse())?;
     let rounds: usize = arg(args, "--rounds").map_or(Ok(3), |v| v.parse())?;
+    let width: usize = arg(args, "--width").map_or(Ok(64), |v| v.parse())?;
+    anyhow::ensure!((1..=64).contains(&width), "--width: 1 to 64 channels in the first block");
+    let layers = layers(width);
     let with_torch = !args.iter().any(|a| a == "--no-torch");
     // Ours and PyTorch's in turn, round after round (the machine's speed drifts).
     let (mut ours_rounds, mut torch_rounds) = (Vec::new(), Vec::new());
     for round in 1..=rounds.max(1) {
         eprintln!("round {round}");
-        ours_rounds.push(LAYERS.iter().map(|&l| ours(l, batch, repeats)).collect::<Result<Vec<_>>>()?);
+        ours_rounds.push(layers.iter().map(|&l| ours(l, batch, repeats)).collect::<Result<Vec<_>>>()?);
         if with_torch {
-            torch_rounds.push(torch(batch, repeats)?);
+            torch_rounds.push(torch(&layers, batch, repeats)?);
         }
     }
     let ours = medians(&ours_rounds);
@@ -108,7 +123,7 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("| convolution | in | times | ours forward ms | PyTorch | ratio | ours input grad ms | PyTorch | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let (mut sum_ours, mut sum_torch) = (0.0, 0.0);
-    for (i, (&(ci, co, side, k, s, _, times), o)) in LAYERS.iter().zip(&ours).enumerate() {
+    for (i, (&(ci, co, side, k, s, _, times), o)) in layers.iter().zip(&ours).enumerate() {
         let name = format!("{ci}->{co} {k}x{k}/{s}");
         sum_ours += times as f64 * (o.forward_ms + o.input_grad_ms);
         let theirs = |f: fn(&Times) -> f64| match &torch {
@@ -126,7 +141,9 @@ pub fn run(args: &[String]) -> Result<()> {
             theirs(|t| t.input_grad_ms)
         );
     }
-    println!("\nBatch {batch}; medians of {rounds} rounds; ratio = PyTorch's time / ours (above 1: ours faster).");
+    println!(
+        "\nBatch {batch}, width {width}; medians of {rounds} rounds; ratio = PyTorch's time / ours (above 1: ours faster)."
+    );
     match torch {
         Some(_) => println!(
             "One forward pass and input gradient of every convolution of the network: ours {sum_ours:.0} ms, PyTorch {sum_torch:.0} ms ({:.2}).",
