@@ -2,7 +2,7 @@
 //! (x86-64 with AVX2 and FMA, where the CPU lacks AVX-512): the path of 3x3 convolutions on
 //! 32x32 to 8x8 maps, most of a ResNet-18 attack's time (PERFORMANCE.md item 40).
 //!
-//! The output [c_out, positions] is computed in tiles of `ROWS` output channels by `LANES`
+//! The output [c_out, positions] is computed in tiles of up to `ROWS` output channels by `LANES`
 //! positions, each tile's sums held in registers for a block of the reduction. The
 //! positions' patches never form a column matrix: each panel of `LANES` positions is
 //! gathered from the input straight into the layout the tile reads ([row][lane]), a block
@@ -12,6 +12,7 @@
 //! Each output is the sum of its products in the rows' order (a block of rows added to the
 //! sum of the blocks before it): the im2col product's sums reordered, not approximated.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -62,14 +63,24 @@ fn avx2_fma() -> bool {
     false
 }
 
-/// The weights [c_out, k] as tiles of `ROWS` channels, [tile][k][ROWS], the last tile's
-/// missing rows zero.
+/// The output channels of tile `t` of `c_out`: `c_out.div_ceil(ROWS)` tiles of as equal a
+/// size as can be. With the last tile taking what is left, 8 channels made a tile of 2 rows:
+/// 4 sums in registers, too few to hide the FMAs' latency (2 tiles of 4 have 8 each).
+fn tile_channels(c_out: usize, t: usize) -> std::ops::Range<usize> {
+    let tiles = c_out.div_ceil(ROWS);
+    let (base, wider) = (c_out / tiles, c_out % tiles);
+    let start = t * base + t.min(wider);
+    start..start + base + usize::from(t < wider)
+}
+
+/// The weights [c_out, k] as tiles ([`tile_channels`]), [tile][k][ROWS], a tile's rows past
+/// its channels zero.
 pub(super) fn pack_weights(d: &Dims, w: &[f32]) -> Vec<f32> {
     let (k, tiles) = (d.k(), d.c_out.div_ceil(ROWS));
     let mut out = vec![0f32; tiles * k * ROWS];
     for (t, tile) in out.chunks_mut(k * ROWS).enumerate() {
-        for r in 0..ROWS.min(d.c_out - t * ROWS) {
-            let row = &w[(t * ROWS + r) * k..][..k];
+        for (r, channel) in tile_channels(d.c_out, t).enumerate() {
+            let row = &w[channel * k..][..k];
             for (kk, &v) in row.iter().enumerate() {
                 tile[kk * ROWS + r] = v;
             }
@@ -148,14 +159,15 @@ fn runs(d: &Dims, taps: &[i32]) -> Vec<Run> {
     out
 }
 
-/// The output of images `imgs` into `y` [images, c_out, p] (bias already in `y` when
-/// `accumulate`): the tiles over all panels, split among threads when `parallel`.
+/// The output of images `imgs` into `y` [images, c_out, p], every value written: added to
+/// what `y` holds when `accumulate` (the bias, which must then be in every value), else
+/// stored without reading it. The tiles over all panels, split among threads when `parallel`.
 pub(super) fn chunk(
     tiles: &Tiles,
     x: &[f32],
     imgs: std::ops::Range<usize>,
     accumulate: bool,
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
     parallel: bool,
 ) {
     let d = &tiles.d;
@@ -164,7 +176,7 @@ pub(super) fn chunk(
     assert_eq!(y.len(), imgs.len() * d.c_out * p, "conv tiles: output size");
     assert!(x.len() >= imgs.end * d.c_in * d.h * d.w, "conv tiles: input size");
     let panels = imgs.len() * p / LANES;
-    let out = Out(y.as_mut_ptr());
+    let out = Out(y.as_mut_ptr().cast::<f32>());
     let job = |range: std::ops::Range<usize>| {
         let src = Source { d, x, taps: tiles.taps, runs: &tiles.runs, first_image: imgs.start };
         // SAFETY: the asserts above and in `Tiles::new` check the CPU, the weights and `y`
@@ -284,11 +296,11 @@ unsafe fn panels_of(src: &Source, w_tiles: &[f32], range: std::ops::Range<usize>
             // SAFETY: within the chunk's output: image < images, columns q * LANES + 16 <= p.
             let base = unsafe { out.0.add(image * c_out * p + q * LANES) };
             for t in 0..c_out.div_ceil(ROWS) {
-                let tile_rows = ROWS.min(c_out - t * ROWS);
+                let channels = tile_channels(c_out, t);
                 let a = &w_tiles[(t * k + k0) * ROWS..][..rows.len() * ROWS];
-                // SAFETY: `a` and the panel hold rows.len() rows; the tile's rows t * ROWS +
-                // i < c_out of this image's output lie inside it (caller's contract).
-                unsafe { tile(tile_rows, rows.len(), a, &panel, base.add(t * ROWS * p), p, add) }
+                // SAFETY: `a` and the panel hold rows.len() rows; the tile's channels (at most
+                // ROWS, all < c_out) of this image's output lie inside it (caller's contract).
+                unsafe { tile(channels.len(), rows.len(), a, &panel, base.add(channels.start * p), p, add) }
             }
         }
     }
@@ -428,11 +440,13 @@ mod tests {
                 let want = reference(&d, &x, &w, &b);
                 {
                     let start = |i: usize| if bias { b[(i / d.p()) % d.c_out] } else { f32::NAN };
-                    let mut y: Vec<f32> = (0..want.len()).map(start).collect();
+                    let mut y: Vec<MaybeUninit<f32>> = (0..want.len()).map(|i| MaybeUninit::new(start(i))).collect();
                     for (c, part) in y.chunks_mut(per_chunk * d.c_out * d.p()).enumerate() {
                         let imgs = c * per_chunk..((c + 1) * per_chunk).min(d.n);
                         chunk(&tiles, &x, imgs, bias, part, parallel);
                     }
+                    // SAFETY: every value was initialised above (NaN where the tiles must write).
+                    let y = unsafe { y.assume_init_ref() };
                     for (i, (got, want)) in y.iter().zip(&want).enumerate() {
                         let tolerance = 1e-4 * (1.0 + want.abs());
                         assert!((got - want).abs() <= tolerance, "case {case} output {i}: {got} vs {want}");
