@@ -4,7 +4,6 @@ use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-
 use rayon::prelude::*;
 
 use super::pool::{Pooler, pool_forward};
@@ -618,7 +617,8 @@ impl Forward {
         }
     }
 
-    /// Chunk `c`'s output without epilogue by im2col and gemm, into `y_chunk` (images `imgs`).
+    /// The output of images `imgs` [images, c_out, p] with bias, without epilogue, by im2col
+    /// and gemm, into `y_chunk`.
     #[allow(clippy::too_many_arguments)]
     fn gemm_chunk(
         &self,
