@@ -178,10 +178,10 @@ pub(super) fn chunk(
     let panels = imgs.len() * p / LANES;
     let out = Out(y.as_mut_ptr().cast::<f32>());
     let job = |range: std::ops::Range<usize>| {
-        let src = Source { d, x, taps: tiles.taps, runs: &tiles.runs, first_image: imgs.start };
+        let src = Source { tiles, x, first_image: imgs.start };
         // SAFETY: the asserts above and in `Tiles::new` check the CPU, the weights and `y`
         // for every panel's tiles, and jobs own disjoint panels, hence disjoint columns of `y`.
-        unsafe { panels_of(&src, &tiles.weights, range, accumulate, out) }
+        unsafe { panels_of(&src, range, accumulate, out) }
     };
     let jobs = if parallel { threads().min(panels) } else { 1 };
     if jobs <= 1 {
@@ -200,10 +200,8 @@ unsafe impl Sync for Out {}
 
 /// What a panel's rows are gathered from.
 struct Source<'a> {
-    d: &'a Dims,
+    tiles: &'a Tiles<'a>,
     x: &'a [f32],
-    taps: &'a [i32],
-    runs: &'a [Run],
     first_image: usize,
 }
 
@@ -211,12 +209,12 @@ impl Source<'_> {
     /// Rows `rows` of global panel `panel` (counted from the chunk's first image), [row][lane].
     /// Row r reads channel r / taps at tap r % taps: both are stepped, not divided per row.
     fn gather(&self, panel: usize, rows: std::ops::Range<usize>, out: &mut [f32]) {
-        let d = self.d;
+        let d = &self.tiles.d;
         let (p, hw, nt) = (d.p(), d.h * d.w, d.kh * d.kw);
         let per_image = p / LANES;
         let (image, q) = (self.first_image + panel / per_image, panel % per_image);
         let x = &self.x[image * d.c_in * hw..][..d.c_in * hw];
-        let runs = &self.runs[q * nt..][..nt];
+        let runs = &self.tiles.runs[q * nt..][..nt];
         let (mut c, mut t) = (rows.start / nt, rows.start % nt);
         let mut plane = &x[c * hw..][..hw];
         for dst in out.chunks_exact_mut(LANES).take(rows.len()) {
@@ -227,7 +225,7 @@ impl Source<'_> {
                 // `Tiles::new` checked lie inside the plane.
                 Run::Masked { base, keep } => unsafe { masked_copy(plane, base, keep, dst) },
                 Run::Mixed => {
-                    for (v, &at) in dst.iter_mut().zip(&self.taps[t * p + q * LANES..][..LANES]) {
+                    for (v, &at) in dst.iter_mut().zip(&self.tiles.taps[t * p + q * LANES..][..LANES]) {
                         *v = if at >= 0 { plane[at as usize] } else { 0.0 };
                     }
                 }
@@ -280,12 +278,13 @@ unsafe fn masked_copy(_: &[f32], _: i32, _: u16, _: &mut [f32]) {
 /// The CPU must have AVX2 and FMA; `out` must address the chunk's output [images, c_out, p]
 /// sized for these panels, and no other thread may write these panels' columns meanwhile.
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-unsafe fn panels_of(src: &Source, w_tiles: &[f32], range: std::ops::Range<usize>, accumulate: bool, out: Out) {
-    let d = src.d;
+unsafe fn panels_of(src: &Source, range: std::ops::Range<usize>, accumulate: bool, out: Out) {
+    let (d, w_tiles) = (&src.tiles.d, src.tiles.weights.as_slice());
     let (k, p, c_out) = (d.k(), d.p(), d.c_out);
     let blocks = k.div_ceil(MAX_BLOCK);
     let block = k.div_ceil(blocks);
     let per_image = p / LANES;
+    let tiles: Vec<_> = (0..c_out.div_ceil(ROWS)).map(|t| tile_channels(c_out, t)).collect();
     let mut panel = vec![0f32; block * LANES];
     for k0 in (0..k).step_by(block) {
         let rows = k0..(k0 + block).min(k);
@@ -295,8 +294,7 @@ unsafe fn panels_of(src: &Source, w_tiles: &[f32], range: std::ops::Range<usize>
             let (image, q) = (j / per_image, j % per_image);
             // SAFETY: within the chunk's output: image < images, columns q * LANES + 16 <= p.
             let base = unsafe { out.0.add(image * c_out * p + q * LANES) };
-            for t in 0..c_out.div_ceil(ROWS) {
-                let channels = tile_channels(c_out, t);
+            for (t, channels) in tiles.iter().enumerate() {
                 let a = &w_tiles[(t * k + k0) * ROWS..][..rows.len() * ROWS];
                 // SAFETY: `a` and the panel hold rows.len() rows; the tile's channels (at most
                 // ROWS, all < c_out) of this image's output lie inside it (caller's contract).
